@@ -1,0 +1,1 @@
+"""The ``graphrec`` command line (typer + rich)."""

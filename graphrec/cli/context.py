@@ -1,0 +1,54 @@
+"""Shared CLI plumbing: the settings carried through typer's context, the console, error reporting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graphrec.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings object the root command built."""
+    settings = ctx.find_root().obj
+    if not isinstance(settings, Settings):
+        raise RuntimeError("graphrec settings were not initialised by the root command")
+    return settings
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn known input errors into a readable message and exit code 1, instead of a traceback."""
+    from training.data.errors import DataNotFoundError, DatasetError
+
+    try:
+        yield
+    except DatasetError as exc:
+        table = Table("file", "line", "column", "problem", title=f"{len(exc.problems)} problem(s) in the input data")
+        for problem in exc.problems[:200]:
+            table.add_row(str(problem.file), str(problem.line or ""), problem.column or "", problem.message)
+        err_console.print(table)
+        if len(exc.problems) > 200:
+            err_console.print(f"... and {len(exc.problems) - 200} more")
+        err_console.print("[red]Input is invalid; nothing was written.[/red]")
+        raise typer.Exit(1) from None
+    except DataNotFoundError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+def key_value_table(title: str, rows: dict[str, object]) -> Table:
+    """A two-column table for summaries."""
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in rows.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    return table

@@ -1,0 +1,30 @@
+"""Root of the ``graphrec`` command: global options build the one Settings object every subcommand reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from graphrec.cli import data
+from graphrec.settings import Settings
+
+app = typer.Typer(
+    help="graphrec: graph recommendation with Feast features, MLflow registry and FastAPI serving.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data.app, name="data")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, help="'lastfm' or a dataset folder (GRAPHREC_DATASET)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder of the real datasets (GRAPHREC_DATA_DIR)."),
+    work_dir: Optional[Path] = typer.Option(None, help="Folder for all generated state (GRAPHREC_WORK_DIR)."),
+) -> None:
+    """Build the settings once; options override GRAPHREC_* environment variables."""
+    overrides = {k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "work_dir": work_dir}.items() if v}
+    ctx.obj = Settings(**overrides)

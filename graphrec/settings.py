@@ -1,0 +1,86 @@
+"""The one settings object: every path and URI graphrec uses comes from here.
+
+Values come from (highest first) explicit arguments, environment variables prefixed ``GRAPHREC_``, a ``.env`` file in
+the working directory, then the defaults below. Nothing is read or created at import time: call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class OnlineStoreKind(str, Enum):
+    """Which Feast online store serves features."""
+
+    sqlite = "sqlite"
+    redis = "redis"
+
+
+class Settings(BaseSettings):
+    """Paths, URIs and names shared by training, the feature store, the registry and serving."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAPHREC_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=REPO_ROOT.parent / "shared" / "data",
+        description="Folder holding the real datasets (lastfm-kg/, hetrec-lastfm-2k/).",
+    )
+    dataset: str = Field(
+        default="lastfm",
+        description="'lastfm' for the real Last.FM data under data_dir, or a folder in graphrec's dataset format.",
+    )
+    work_dir: Path = Field(
+        default=REPO_ROOT / "work",
+        description="All generated state: graphs, offline parquet, online SQLite, MLflow database and artefacts.",
+    )
+    feature_repo: Path = Field(default=REPO_ROOT / "feature_repo", description="The Feast repository folder.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: a SQLite database under work_dir."
+    )
+    registered_model_name: str = Field(default="graphrec-kcan", description="Name of the model in the MLflow registry.")
+    online_store: OnlineStoreKind = Field(default=OnlineStoreKind.sqlite, description="Feast online store kind.")
+    redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when online_store is redis.")
+    seed: int = Field(default=2021, description="Default random seed for splits and training.")
+
+    @property
+    def graphs_dir(self) -> Path:
+        """Where built DGL graphs and their id maps are saved."""
+        return self.work_dir / "graphs"
+
+    @property
+    def offline_dir(self) -> Path:
+        """Where offline feature snapshots (parquet) are written."""
+        return self.work_dir / "offline"
+
+    @property
+    def online_sqlite_path(self) -> Path:
+        """The SQLite file of the default online store."""
+        return self.work_dir / "online.db"
+
+    @property
+    def feast_registry_path(self) -> Path:
+        """The Feast file registry."""
+        return self.work_dir / "feast_registry.db"
+
+    @property
+    def mlflow_uri(self) -> str:
+        """The tracking URI actually used: the configured one, else SQLite under work_dir."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Artefact root for runs tracked in the default SQLite store."""
+        return self.work_dir / "mlartifacts"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Offline side of graphrec: data, graphs, models, feature jobs and evaluation."""

@@ -1,0 +1,1 @@
+"""Datasets: the on-disk format, validation, loaders for real data, splits."""
