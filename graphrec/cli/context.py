@@ -13,6 +13,7 @@ from graphrec.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
+MAX_PRINTED = 200
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -31,12 +32,12 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except DatasetError as exc:
-        table = Table("file", "line", "column", "problem", title=f"{len(exc.problems)} problem(s) in the input data")
-        for problem in exc.problems[:200]:
-            table.add_row(str(problem.file), str(problem.line or ""), problem.column or "", problem.message)
-        err_console.print(table)
-        if len(exc.problems) > 200:
-            err_console.print(f"... and {len(exc.problems) - 200} more")
+        # one plain line per problem, "file:line column 'name': message", so editors and grep can jump to it
+        err_console.print(f"[red]{len(exc.problems)} problem(s) in the input data:[/red]")
+        for problem in exc.problems[:MAX_PRINTED]:
+            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        if len(exc.problems) > MAX_PRINTED:
+            err_console.print(f"... and {len(exc.problems) - MAX_PRINTED} more")
         err_console.print("[red]Input is invalid; nothing was written.[/red]")
         raise typer.Exit(1) from None
     except DataNotFoundError as exc:

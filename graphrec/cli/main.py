@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from graphrec.cli import data
+from graphrec.cli import data, demo
 from graphrec.settings import Settings
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data.app, name="data")
+app.command(name="demo")(demo.demo)
 
 
 @app.callback()
