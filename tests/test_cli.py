@@ -41,3 +41,11 @@ def test_missing_real_data_explains(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--data-dir", str(tmp_path / "empty"), "data", "validate"])
     assert result.exit_code == 1
     assert "GRAPHREC_DATA_DIR" in result.output
+
+
+def test_synth_then_validate(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    result = runner.invoke(app, ["data", "synth", "--users", "500", "--seed", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["--dataset", str(out), "--work-dir", str(tmp_path / "w"), "data", "validate"])
+    assert result.exit_code == 0, result.output
