@@ -1,0 +1,1 @@
+"""Online side of graphrec: the scoring service. Imports nothing from training/ and never DGL."""

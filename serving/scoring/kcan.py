@@ -1,0 +1,158 @@
+"""KCAN's online half (DESIGN.md §3, steps 4-5): conditional attention over two distilled stars, then two towers.
+
+Steps 1-3 (TransH, knowledge-aware propagation, top-k distillation) are target-independent and are served as
+per-entity features: ``kcan_node_id`` (the entity's CKG node id), ``kcan_repr`` (d), ``kcan_nbr_repr`` (k·d, the top-k
+neighbours' representations flattened), ``kcan_nbr_alpha`` (k, their knowledge-aware α, 0 for padding) and
+``kcan_nbr_id`` (k, their node ids, -1 for padding). For a pair (u, v), v is masked out of u's star and u out of v's
+star — the same rule as in training, so the label edge never informs its own score.
+
+The formulas are plain torch functions: the trained model (``training.models.kcan``) computes its logits with this
+very code, which is what makes the scorer equal the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from serving.scoring import register_scorer
+
+NEGATIVE_SLOPE = 0.2
+
+
+@dataclass(frozen=True)
+class Star:
+    """A batch of distilled stars: centre node ids (B,), centre representations (B, d), neighbours (B, k, ...)."""
+
+    node_id: Tensor  # (B,) int64
+    centre: Tensor  # (B, d)
+    nbr_id: Tensor  # (B, k) int64, -1 = padding
+    nbr_repr: Tensor  # (B, k, d)
+    nbr_alpha: Tensor  # (B, k), 0 for padding
+
+    def kept(self, target: Tensor) -> Tensor:
+        """(B, k) bool: real neighbours other than ``target`` (B,), the other end of the scored pair."""
+        return (self.nbr_id >= 0) & (self.nbr_id != target.unsqueeze(1))
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """Parameters of steps 4-5: attention vector a (4d), refinement W_c (d, d), towers (Linear layers), bias."""
+
+    attention: Tensor
+    refine: Tensor
+    user_tower: list[tuple[Tensor, Tensor]]
+    item_tower: list[tuple[Tensor, Tensor]]
+    bias: Tensor
+
+
+def masked_normalise(weights: Tensor, mask: Tensor) -> Tensor:
+    """Weights zeroed outside ``mask`` and rescaled to sum to 1 per row (all-zero rows stay zero)."""
+    weights = weights * mask
+    return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def conditional_attention(star: Star, h_user: Tensor, h_item: Tensor, attention: Tensor, kept: Tensor) -> Tensor:
+    """β_ij = softmax_j LeakyReLU(aᵀ[h_u‖h_v‖x_i‖x_j]) over the kept neighbours j of each centre i; (B, k)."""
+    d = h_user.shape[-1]
+    a_user, a_item, a_centre, a_nbr = attention.split(d)
+    constant = h_user @ a_user + h_item @ a_item + star.centre @ a_centre
+    logits = F.leaky_relu(constant.unsqueeze(1) + star.nbr_repr @ a_nbr, NEGATIVE_SLOPE)
+    beta = torch.softmax(logits.masked_fill(~kept, -torch.inf), dim=-1)
+    return torch.nan_to_num(beta, nan=0.0)  # a star left empty (e.g. its only edge was the target) gets no weight
+
+
+def refine(star: Star, kept: Tensor, beta: Tensor | None, gamma: float, refine_weight: Tensor) -> Tensor:
+    """Target-specific representation LeakyReLU(W_c Σ_j w_j x_j + x_i), w = γβ + (1-γ)α̃ (α̃: α renormalised on kept).
+
+    With ``beta`` None (conditional attention off) w = α̃: the distilled star aggregated target-independently.
+    """
+    weights = masked_normalise(star.nbr_alpha, kept)
+    if beta is not None:
+        weights = gamma * beta + (1.0 - gamma) * weights
+    aggregated = (weights.unsqueeze(-1) * star.nbr_repr).sum(dim=1)
+    return F.leaky_relu(aggregated @ refine_weight.T + star.centre, NEGATIVE_SLOPE)
+
+
+def tower(x: Tensor, layers: list[tuple[Tensor, Tensor]], dropout: float, training: bool) -> Tensor:
+    """MLP with LeakyReLU and dropout between layers, linear output."""
+    for index, (weight, bias) in enumerate(layers):
+        x = F.linear(F.dropout(x, dropout, training), weight, bias)
+        if index < len(layers) - 1:
+            x = F.leaky_relu(x, NEGATIVE_SLOPE)
+    return x
+
+
+def kcan_logits(
+    user: Star,
+    item: Star,
+    weights: HeadWeights,
+    gamma: float,
+    conditional: bool,
+    dropout: float = 0.0,
+    training: bool = False,
+) -> Tensor:
+    """Steps 4-5 for aligned (user, item) stars: ⟨user tower([r_u‖x_u]), item tower([r_v‖x_v])⟩ + b; shape (B,)."""
+    refined = []
+    for star, other in ((user, item), (item, user)):
+        kept = star.kept(other.node_id)
+        beta = conditional_attention(star, user.centre, item.centre, weights.attention, kept) if conditional else None
+        refined.append(refine(star, kept, beta, gamma, weights.refine))
+    user_out = tower(torch.cat((refined[0], user.centre), dim=-1), weights.user_tower, dropout, training)
+    item_out = tower(torch.cat((refined[1], item.centre), dim=-1), weights.item_tower, dropout, training)
+    return (user_out * item_out).sum(dim=-1) + weights.bias
+
+
+def _float(values: object) -> Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=np.float32))
+
+
+def _long(values: object) -> Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=np.int64))
+
+
+def star_from_rows(rows: dict[str, np.ndarray]) -> Star:
+    """A :class:`Star` batch from served feature rows (array features as 2-D arrays, one row per pair)."""
+    centre = _float(rows["kcan_repr"])
+    nbr_id = _long(rows["kcan_nbr_id"])
+    return Star(
+        node_id=_long(rows["kcan_node_id"]),
+        centre=centre,
+        nbr_id=nbr_id,
+        nbr_repr=_float(rows["kcan_nbr_repr"]).reshape(nbr_id.shape[0], nbr_id.shape[1], centre.shape[1]),
+        nbr_alpha=_float(rows["kcan_nbr_alpha"]),
+    )
+
+
+@register_scorer("kcan")
+class KCANScorer:
+    """KCAN steps 4-5 from the served rows; state = numpy weights of the head and its hyper-parameters."""
+
+    def __init__(
+        self,
+        attention: np.ndarray,
+        refine: np.ndarray,
+        user_tower: list[tuple[np.ndarray, np.ndarray]],
+        item_tower: list[tuple[np.ndarray, np.ndarray]],
+        bias: float,
+        gamma: float,
+        conditional: bool,
+    ):
+        self.weights = HeadWeights(
+            attention=_float(attention),
+            refine=_float(refine),
+            user_tower=[(_float(w), _float(b)) for w, b in user_tower],
+            item_tower=[(_float(w), _float(b)) for w, b in item_tower],
+            bias=_float(bias),
+        )
+        self.gamma, self.conditional = gamma, conditional
+
+    @torch.no_grad()
+    def score(self, user_rows: dict[str, np.ndarray], item_rows: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits, shape (B,)."""
+        user, item = star_from_rows(user_rows), star_from_rows(item_rows)
+        return kcan_logits(user, item, self.weights, self.gamma, self.conditional).numpy()

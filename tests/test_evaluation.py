@@ -1,0 +1,204 @@
+"""Metrics on hand-made cases; the trainer's early stopping, best-epoch restore and determinism; the report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from sklearn.metrics import ndcg_score
+from torch import Tensor, nn
+from typer.testing import CliRunner
+
+from graphrec.cli import train as train_cli
+from graphrec.settings import Settings
+from training.data.dataset import write_dataset
+
+from tests.test_models import synthetic_dataset
+from training.evaluation.harness import evaluate_models
+from training.evaluation.metrics import auc_f1, ctr_metrics, mean_by_tercile, recall_ndcg_at_k, topk_metrics
+from training.evaluation.report import PLOT_NAME, write_report
+from training.models.base import MODELS, Batch, ModelConfig, Recommender, ServingExport, TrainingData
+from training.trainer import fit, predict_rows, prepare_data, rows_as_tensors
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny models run far faster on one thread (multi-threaded small ops stall on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingData:
+    return prepare_data(synthetic_dataset(), seed=0)
+
+
+def test_auc_f1_by_hand() -> None:
+    labels = np.array([0, 0, 1, 1])
+    logits = np.array([-1.0, 0.5, 0.2, 2.0])
+    auc, f1 = auc_f1(labels, logits)
+    assert auc == pytest.approx(0.75)  # 3 of the 4 (positive, negative) pairs are ordered right
+    assert f1 == pytest.approx(0.8)  # predicted [0, 1, 1, 1]: precision 2/3, recall 1
+
+
+def test_ctr_metrics_per_tercile() -> None:
+    labels = np.array([0, 1, 0, 1, 1, 1])
+    logits = np.array([-1.0, 1.0, 1.0, -1.0, 2.0, -2.0])
+    metrics = ctr_metrics(labels, logits, np.array([0, 0, 1, 1, 2, 2]))
+    assert metrics["auc/sparse"] == 1.0 and metrics["auc/medium"] == 0.0
+    assert math.isnan(metrics["auc/active"])  # one label only
+    assert metrics["f1/active"] == pytest.approx(2 / 3)  # one of two positives found, no false positive
+
+
+def test_recall_ndcg_by_hand() -> None:
+    scores = torch.tensor([[0.9, 0.8, 0.1, -torch.inf, 0.5], [0.1, 0.2, 0.3, 0.4, 0.5]])
+    relevant = torch.tensor([[False, True, False, False, True], [True, False, False, False, False]])
+    recall, ndcg = recall_ndcg_at_k(scores, relevant, k=2)
+    # user 0: top-2 = items 0, 1; one of two relevant found at rank 2
+    assert recall[0] == pytest.approx(0.5)
+    assert ndcg[0] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert recall[1] == 0.0 and ndcg[1] == 0.0
+    finite = scores[1:].numpy()
+    assert ndcg[1] == pytest.approx(ndcg_score(relevant[1:].numpy(), finite, k=2))
+
+
+def test_recall_ndcg_matches_sklearn_on_random_cases() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(20, 50))
+    relevant = rng.random((20, 50)) < 0.1
+    relevant[:, 0] = True
+    _, ndcg = recall_ndcg_at_k(torch.from_numpy(scores), torch.from_numpy(relevant), k=10)
+    expected = [ndcg_score(relevant[i : i + 1], scores[i : i + 1], k=10) for i in range(20)]
+    np.testing.assert_allclose(ndcg, expected, rtol=1e-9)
+
+
+def test_mean_by_tercile() -> None:
+    metrics = mean_by_tercile("recall@20", np.array([1.0, 0.0, 0.5, np.nan]), np.array([0, 0, 2, 2]))
+    assert metrics == {"recall@20": 0.5, "recall@20/sparse": 0.5, "recall@20/medium": pytest.approx(math.nan, nan_ok=True),
+                       "recall@20/active": 0.5}
+
+
+class TableModel(Recommender):
+    """A test double: logit = theta · table[u, i], table = ±1 (validation labels) + noise; theta is pulled to +1
+    for the first ``flip_after`` epochs and to -1 afterwards, so validation AUC is best early and then collapses."""
+
+    name = "table_double"
+
+    def __init__(self, config: ModelConfig, data: TrainingData, flip_after: int = 2):
+        super().__init__(config, data)
+        generator = torch.Generator().manual_seed(0)
+        table = torch.randn(data.dataset.n_users, data.dataset.n_items, generator=generator)
+        users, items, labels = rows_as_tensors(data.split.valid)
+        table[users, items] += 2.0 * labels.float() - 1.0
+        self.register_buffer("table", table)
+        self.theta = nn.Parameter(torch.tensor(0.1))
+        self.flip_after, self.target = flip_after, 1.0
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.target = 1.0 if epoch <= self.flip_after else -1.0
+
+    def training_loss(self, batch: Batch) -> Tensor:
+        return (self.theta - self.target) ** 2 + 0.0 * batch.labels.float().sum()
+
+    def predict_logits(self, users: Tensor, items: Tensor) -> Tensor:
+        return self.theta * self.table[users, items]
+
+    def export_serving(self) -> ServingExport:
+        raise NotImplementedError
+
+
+@pytest.fixture
+def table_model(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(MODELS, TableModel.name, TableModel)
+    return TableModel.name
+
+
+def test_early_stopping_restores_best_validation_epoch(table_model: str, data: TrainingData) -> None:
+    config = ModelConfig(lr=0.5, epochs=30, patience=3, batch_size=16)
+    result = fit(table_model, data, config, seed=0)
+    aucs = [r.valid_auc for r in result.history]
+    assert len(result.history) < config.epochs  # stopped early
+    assert result.best_epoch == int(np.argmax(aucs)) + 1
+    assert len(result.history) == result.best_epoch + config.patience
+    assert aucs[-1] < result.best_valid_auc
+    users, items, labels = rows_as_tensors(data.split.valid)
+    restored_auc, _ = auc_f1(labels.numpy(), predict_rows(result.model, users, items))
+    assert restored_auc == pytest.approx(result.best_valid_auc)
+    assert float(result.model.theta.detach()) > 0  # the last epochs pushed theta negative; the best state came back
+
+
+def test_checkpoint_written(table_model: str, data: TrainingData, tmp_path: Path) -> None:
+    path = tmp_path / "best.pt"
+    result = fit(table_model, data, ModelConfig(lr=0.5, epochs=6, patience=2), seed=0, checkpoint_path=path)
+    assert torch.load(path)["theta"] == result.model.theta.detach()
+
+
+def test_fit_is_deterministic(data: TrainingData) -> None:
+    config = MODELS["bpr_mf"].Config(dim=8, epochs=3, batch_size=32, patience=5)
+    first, second = (fit("bpr_mf", data, config, seed=7) for _ in range(2))
+    assert [r.train_loss for r in first.history] == [r.train_loss for r in second.history]
+    assert [r.valid_auc for r in first.history] == [r.valid_auc for r in second.history]
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[key])
+    other = fit("bpr_mf", data, config, seed=8)
+    assert [r.train_loss for r in other.history] != [r.train_loss for r in first.history]
+
+
+def test_topk_excludes_training_positives(table_model: str, data: TrainingData) -> None:
+    model = TableModel(ModelConfig(), data)
+    rows = data.split.valid
+    valid_positives = rows[rows["label"] == 1]
+    train_positives = data.train_positives
+    with torch.no_grad():  # training positives score highest: if they were candidates they would fill the top
+        model.table.zero_()
+        model.table[torch.from_numpy(valid_positives["user"].to_numpy()), torch.from_numpy(valid_positives["item"].to_numpy())] = 1.0
+        model.table[torch.from_numpy(train_positives["user"].to_numpy()), torch.from_numpy(train_positives["item"].to_numpy())] = 99.0
+        model.theta.fill_(1.0)
+    metrics = topk_metrics(model, data, rows, k=10, n_users=None)
+    assert metrics["recall@10"] == pytest.approx(1.0) and metrics["ndcg@10"] == pytest.approx(1.0)
+    assert set(metrics) == {f"{m}@10{t}" for m in ("recall", "ndcg") for t in ("", "/sparse", "/medium", "/active")}
+    sampled = topk_metrics(model, data, rows, k=10, n_users=3)
+    assert sampled["recall@10"] == pytest.approx(1.0)
+
+
+def test_harness_and_report(tmp_path: Path) -> None:
+    config = MODELS["bpr_mf"].Config(dim=8, epochs=2, batch_size=64)
+    table = evaluate_models(["bpr_mf"], [0, 1], synthetic_dataset(), {"bpr_mf": config}, n_users=10)
+    assert len(table) == 2 and set(table["seed"]) == {0, 1}
+    assert {"auc", "f1", "recall@20", "ndcg@20", "auc/sparse", "valid_auc", "seconds_per_epoch"} <= set(table.columns)
+    report, plot = write_report(table, "graphrec evaluate --models bpr_mf --seeds 2", 1.0, tmp_path / "RESULTS.md")
+    text = report.read_text()
+    assert "graphrec evaluate --models bpr_mf --seeds 2" in text and "±" in text and "sparse" in text
+    assert plot == tmp_path / PLOT_NAME and plot.stat().st_size > 0
+
+
+def test_cli_train_and_evaluate(tmp_path: Path) -> None:
+    write_dataset(synthetic_dataset(), tmp_path / "synthetic")
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = Settings(dataset=str(tmp_path / "synthetic"), work_dir=tmp_path / "work")
+
+    app.command("train")(train_cli.train)
+    app.command("evaluate")(train_cli.evaluate)
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "bpr_mf.yaml").write_text("dim: 8\nepochs: 2\nbatch_size: 64\n")
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--model", "bpr_mf", "--config", str(configs / "bpr_mf.yaml"), "--seed", "1"])
+    assert trained.exit_code == 0, trained.output
+    assert "validation" in trained.output and "auc/sparse" in trained.output
+    out = tmp_path / "report" / "RESULTS.md"
+    evaluated = runner.invoke(
+        app, ["evaluate", "--models", "bpr_mf", "--seeds", "1", "--out", str(out), "--config-dir", str(configs),
+              "--threads", "1"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert out.exists() and (out.parent / PLOT_NAME).exists()

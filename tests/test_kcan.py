@@ -1,0 +1,268 @@
+"""KCAN: served scorer equals the model, no label leakage through the u–v edge, attention and ablations behave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.nn import functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from serving.scoring import build_scorer
+from serving.scoring.kcan import Star
+from training.data.dataset import Dataset
+from training.kge.interactions import project
+from training.models.base import Batch, TrainingData
+from training.models.kcan import KCAN, KCANConfig
+from training.models.kcan_layers import distill, knowledge_attention, relation_cosine
+from training.trainer import prepare_data, rows_as_tensors, seed_everything
+
+
+def synthetic(n_users: int = 30, n_items: int = 24, n_attributes: int = 8, seed: int = 0) -> Dataset:
+    """Users like items of their genre; 1:1 sampled negatives; relations genre and label."""
+    rng = np.random.default_rng(seed)
+    genre, taste = rng.integers(0, 4, n_items), rng.integers(0, 4, n_users)
+    rows = []
+    for user in range(n_users):
+        liked = np.flatnonzero(genre == taste[user])
+        positives = rng.choice(liked, size=min(len(liked), int(rng.integers(2, 8))), replace=False)
+        negatives = rng.choice(np.setdiff1d(np.arange(n_items), positives), size=len(positives), replace=False)
+        rows += [(user, i, 1) for i in positives] + [(user, i, 0) for i in negatives]
+    interactions = pd.DataFrame(rows, columns=["user", "item", "label"]).assign(timestamp=1_700_000_000)
+    kg = pd.DataFrame(
+        {
+            "head": np.r_[np.arange(n_items), np.arange(n_items)],
+            "relation": np.repeat([0, 1], n_items),
+            "tail": np.r_[n_items + genre, n_items + 4 + rng.integers(0, n_attributes - 4, n_items)],
+        }
+    )
+    return Dataset(
+        name="synthetic", n_users=n_users, n_items=n_items, n_entities=n_items + n_attributes, n_relations=2,
+        interactions=interactions, kg=kg, social=pd.DataFrame({"user": [0], "friend": [1]}),
+        relation_names=["genre", "label"],
+    )
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingData:
+    return prepare_data(synthetic(), seed=0)
+
+
+def make(data: TrainingData, **overrides: object) -> KCAN:
+    """A small seeded KCAN (dim 8, k 3 so stars are really distilled), briefly trained so weights are not at init."""
+    seed_everything(0)
+    settings = {"dim": 8, "top_k": 3, "max_neighbours": 50, "batch_size": 64} | overrides
+    model = KCAN(KCANConfig(**settings), data)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    users, items, labels = rows_as_tensors(data.split.train)
+    for _ in range(3):
+        loss = model.training_loss(Batch(users, items, labels))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def served_rows(frame: pd.DataFrame, id_column: str, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The feature rows of ``ids`` as a scorer receives them: scalars 1-D, array features stacked 2-D."""
+    rows = frame.set_index(id_column).loc[ids]
+    return {column: np.stack(rows[column].to_numpy()) for column in rows.columns}
+
+
+def positive_pairs(data: TrainingData) -> tuple[torch.Tensor, torch.Tensor]:
+    positives = data.train_positives
+    return torch.from_numpy(positives["user"].to_numpy()), torch.from_numpy(positives["item"].to_numpy())
+
+
+ABLATIONS = [{}, {"knowledge_attention": False}, {"conditional_attention": False}, {"distillation": False}]
+
+
+@pytest.mark.parametrize("overrides", ABLATIONS, ids=["full", "no_knowledge", "no_conditional", "no_distillation"])
+def test_scorer_on_exported_features_equals_predict_logits(data: TrainingData, overrides: dict) -> None:
+    model = make(data, **overrides)
+    export = model.export_serving()
+    assert export.scorer_kind == "kcan"
+    rows = pd.concat([data.split.train, data.split.valid])  # training positives: their edge must be masked at serving
+    users, items = rows["user"].to_numpy(), rows["item"].to_numpy()
+    scorer = build_scorer(export.scorer_kind, export.scorer_state)
+    served = scorer.score(
+        served_rows(export.user_features, "user_id", users), served_rows(export.item_features, "item_id", items)
+    )
+    with torch.no_grad():
+        expected = model.predict_logits(torch.from_numpy(users), torch.from_numpy(items)).numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_exported_features_have_the_documented_shapes(data: TrainingData) -> None:
+    model = make(data)
+    export = model.export_serving()
+    k, d = model.config.top_k, model.config.dim
+    assert list(export.user_features["user_id"]) == list(range(data.dataset.n_users))
+    assert list(export.item_features["item_id"]) == list(range(data.dataset.n_items))
+    for frame in (export.user_features, export.item_features):
+        row = frame.iloc[0]
+        assert row["kcan_repr"].shape == (d,) and row["kcan_repr"].dtype == np.float32
+        assert row["kcan_nbr_repr"].shape == (k * d,) and row["kcan_nbr_alpha"].shape == (k,)
+        padding = np.stack(frame["kcan_nbr_id"].to_numpy()) < 0
+        assert np.all(np.stack(frame["kcan_nbr_alpha"].to_numpy())[padding] == 0)
+
+
+def test_target_edge_is_never_a_distilled_neighbour_of_its_pair(data: TrainingData) -> None:
+    model = make(data, top_k=50)  # stars hold every neighbour, so the u–v edge is in them before masking
+    users, items = positive_pairs(data)
+    with torch.no_grad():
+        z, alpha, neighbourhoods = model.propagate()
+    user = model.star(z, alpha, neighbourhoods, model.user_nodes(users))
+    item = model.star(z, alpha, neighbourhoods, items)
+    assert (user.nbr_id == items.unsqueeze(1)).any(dim=1).all()  # the edge exists in the graph ...
+    assert (item.nbr_id == user.node_id.unsqueeze(1)).any(dim=1).all()
+    user_kept, item_kept = user.kept(item.node_id), item.kept(user.node_id)
+    assert not (user_kept & (user.nbr_id == items.unsqueeze(1))).any()  # ... and is never kept for its own pair
+    assert not (item_kept & (item.nbr_id == user.node_id.unsqueeze(1))).any()
+
+
+def test_target_edge_content_cannot_change_its_score(data: TrainingData) -> None:
+    """Scrambling the representation and α of v inside u's star (and u inside v's) leaves the (u, v) logit unchanged."""
+    model = make(data, top_k=50)
+    users, items = positive_pairs(data)
+    export = model.export_serving()
+    user_rows = served_rows(export.user_features, "user_id", users.numpy())
+    item_rows = served_rows(export.item_features, "item_id", items.numpy())
+    scorer = build_scorer("kcan", export.scorer_state)
+    before = scorer.score(user_rows, item_rows)
+    d = model.config.dim
+    for rows, other in ((user_rows, items.numpy()), (item_rows, model.user_nodes(users).numpy())):
+        target = rows["kcan_nbr_id"] == other[:, None]
+        rows["kcan_nbr_alpha"] = np.where(target, 1e3, rows["kcan_nbr_alpha"]).astype(np.float32)
+        expanded = np.repeat(target, d, axis=1)
+        rows["kcan_nbr_repr"] = np.where(expanded, 1e3, rows["kcan_nbr_repr"]).astype(np.float32)
+    np.testing.assert_array_equal(scorer.score(user_rows, item_rows), before)
+
+
+def test_training_hides_the_batch_edges_from_propagation(data: TrainingData) -> None:
+    model = make(data)
+    users, items = positive_pairs(data)
+    dropped = model.pair_edges(users[:5], items[:5])
+    triples = data.ckg.triples[dropped.numpy()]
+    user_nodes = set(model.user_nodes(users[:5]).tolist())
+    assert len(triples) == 10  # interact and interacted_by of each pair
+    assert {int(h) for h in triples[:, 0]} | {int(t) for t in triples[:, 2]} == user_nodes | set(items[:5].tolist())
+    with torch.no_grad():
+        _, alpha, _ = model.propagate(dropped)
+    assert torch.all(alpha[dropped] == 0)
+
+
+def in_edge_sums(model: KCAN, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    _, dst = model.graph.edges()
+    degree = torch.bincount(dst, minlength=model.graph.num_nodes())
+    return torch.zeros(len(degree)).index_add_(0, dst, alpha), degree
+
+
+def test_attention_sums_to_one_over_in_edges(data: TrainingData) -> None:
+    model = make(data)
+    with torch.no_grad():
+        _, alpha, _ = model.propagate()
+    sums, degree = in_edge_sums(model, alpha)
+    assert torch.all(alpha > 0)
+    torch.testing.assert_close(sums[degree > 0], torch.ones(int((degree > 0).sum())))
+
+
+def test_relation_cosine_matches_the_direct_formula(data: TrainingData) -> None:
+    model = make(data)
+    graph, transh = model.graph, model.transh
+    x, normals, translations = transh.entity.weight.detach(), transh.normal.weight.detach(), transh.translation.weight
+    src, dst = graph.edges()
+    rel = graph.edata["rel"]
+    w = F.normalize(normals, dim=-1)[rel]
+    direct = F.cosine_similarity(project(x[dst], w), project(x[src], w) + translations.detach()[rel], dim=-1)
+    torch.testing.assert_close(relation_cosine(graph, x, normals, translations.detach()), direct, atol=1e-5, rtol=1e-4)
+
+
+def test_knowledge_attention_off_is_uniform(data: TrainingData) -> None:
+    model = make(data, knowledge_attention=False)
+    with torch.no_grad():
+        _, alpha, _ = model.propagate()
+    _, dst = model.graph.edges()
+    degree = torch.bincount(dst, minlength=model.graph.num_nodes())
+    torch.testing.assert_close(alpha, 1.0 / degree[dst].float())
+    transh = model.transh
+    knowledge = knowledge_attention(model.graph, transh.entity.weight, transh.normal.weight, transh.translation.weight, 0.1)
+    assert not torch.allclose(knowledge, alpha)
+
+
+def test_distill_keeps_the_top_k_by_alpha_padded() -> None:
+    src = torch.tensor([1, 2, 3, 4, 0, 2])
+    dst = torch.tensor([0, 0, 0, 0, 1, 1])
+    alpha = torch.tensor([0.1, 0.4, 0.3, 0.2, 0.7, 0.3])
+    tables = distill(src, dst, alpha, n_nodes=3, k=3, tie_break=torch.arange(6))
+    assert tables.node.tolist() == [[2, 3, 4], [0, 2, -1], [-1, -1, -1]]
+    assert tables.edge.tolist() == [[1, 2, 3], [4, 5, -1], [-1, -1, -1]]
+    torch.testing.assert_close(tables.alpha(alpha, torch.tensor([1])), torch.tensor([[0.7, 0.3, 0.0]]))
+
+
+def pair_logits(model: KCAN, data: TrainingData) -> torch.Tensor:
+    users, items, _ = rows_as_tensors(data.split.valid)
+    with torch.no_grad():
+        return model.predict_logits(users, items)
+
+
+@pytest.mark.parametrize("switch", ["conditional_attention", "distillation"])
+def test_ablation_switches_change_the_computation(data: TrainingData, switch: str) -> None:
+    full = make(data)
+    ablated = make(data)  # same seed, same training: identical weights
+    ablated.config = full.config.model_copy(update={switch: False})
+    assert not torch.allclose(pair_logits(full, data), pair_logits(ablated, data))
+
+
+def test_distillation_off_keeps_every_neighbour(data: TrainingData) -> None:
+    model = make(data, distillation=False)
+    with torch.no_grad():
+        _, _, neighbourhoods = model.propagate()
+    _, dst = model.graph.edges()
+    degree = torch.bincount(dst, minlength=model.graph.num_nodes())
+    assert neighbourhoods.node.shape[1] == model.config.max_neighbours
+    assert torch.equal((neighbourhoods.node >= 0).sum(dim=1), degree.clamp_max(model.config.max_neighbours))
+
+
+def test_loss_is_finite_and_decreases(data: TrainingData) -> None:
+    seed_everything(0)
+    model = KCAN(KCANConfig(dim=8, top_k=3, dropout=0.0), data)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    users, items, labels = rows_as_tensors(data.split.train)
+    losses = []
+    for _ in range(8):
+        torch.manual_seed(0)  # same TransH batch each step
+        loss = model.training_loss(Batch(users, items, labels))
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+class ShapeRecorder(TorchDispatchMode):
+    """Records the shape of every tensor an aten op returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(tensor, torch.Tensor):
+                self.shapes.append(tuple(tensor.shape))
+        return out
+
+
+def test_a_training_step_never_builds_a_dense_node_by_node_tensor(data: TrainingData) -> None:
+    model = make(data)
+    users, items, labels = rows_as_tensors(data.split.train)
+    n_nodes = model.graph.num_nodes()
+    with ShapeRecorder() as recorder:
+        model.train()
+        model.training_loss(Batch(users, items, labels)).backward()
+    assert len(recorder.shapes) > 100
+    assert not [shape for shape in recorder.shapes if sum(size == n_nodes for size in shape) >= 2]

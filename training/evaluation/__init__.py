@@ -1,0 +1,1 @@
+"""Evaluation: CTR and top-K metrics overall and per activity tercile, the multi-model harness, and the report."""

@@ -1,0 +1,117 @@
+"""Fit-then-evaluate for models × seeds: the numbers behind ``graphrec train`` and ``graphrec evaluate``.
+
+Each (model, seed) gets its own seeded 6:2:2 split (so the spread over seeds covers split and initialisation), is
+trained by :func:`training.trainer.fit` (model selection on validation only) and is then evaluated on the test split
+exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from training.data.dataset import Dataset
+from training.evaluation.metrics import TOP_K, ctr_metrics, topk_metrics
+from training.models.base import MODELS, ModelConfig, Recommender, TrainingData, load_models
+from training.trainer import EpochRecord, fit, predict_rows, prepare_data, rows_as_tensors
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One (model, seed) run: validation and test metrics, speed and the selected epoch."""
+
+    model: str
+    seed: int
+    config: ModelConfig
+    valid: dict[str, float]
+    test: dict[str, float]
+    seconds_per_epoch: float
+    best_epoch: int
+    epochs_run: int
+
+    def row(self) -> dict[str, object]:
+        """Flat table row: ids, speed, ``valid_*`` and test metrics."""
+        return (
+            {"model": self.model, "seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
+             "seconds_per_epoch": self.seconds_per_epoch}
+            | {f"valid_{k}": v for k, v in self.valid.items()}
+            | self.test
+        )
+
+
+def load_config(model_name: str, path: Path | None) -> ModelConfig:
+    """The model's Config from a YAML mapping of field values (defaults for absent fields, or all when no path)."""
+    load_models()
+    config_class = MODELS[model_name].Config
+    if path is None:
+        return config_class()
+    return config_class.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+
+
+def resolve_names(spec: str) -> list[str]:
+    """Model names from ``all`` or a comma-separated list; unknown names raise KeyError."""
+    registry = load_models()
+    names = sorted(registry) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise KeyError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(sorted(registry))}")
+    return names
+
+
+def evaluate_split(
+    model: Recommender, data: TrainingData, rows: pd.DataFrame, n_users: int | None = 300, seed: int = 0
+) -> dict[str, float]:
+    """AUC/F1 on ``rows`` and Recall/NDCG@20 on its positives, overall and per tercile."""
+    users, items, labels = rows_as_tensors(rows)
+    logits = predict_rows(model, users, items)
+    ctr = ctr_metrics(labels.numpy(), logits, data.terciles[users.numpy()])
+    return ctr | topk_metrics(model, data, rows, TOP_K, n_users, seed)
+
+
+def run_model(
+    name: str,
+    data: TrainingData,
+    seed: int,
+    config: ModelConfig | None = None,
+    n_users: int | None = 300,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> RunResult:
+    """Fit ``name`` (selection on validation), then evaluate validation and, once, test."""
+    result = fit(name, data, config, seed, on_epoch)
+    valid = evaluate_split(result.model, data, data.split.valid, n_users, seed)
+    test = evaluate_split(result.model, data, data.split.test, n_users, seed)
+    return RunResult(
+        name, seed, result.config, valid, test, result.seconds_per_epoch, result.best_epoch, len(result.history)
+    )
+
+
+def evaluate_models(
+    names: Sequence[str],
+    seeds: Sequence[int],
+    dataset: Dataset,
+    configs: Mapping[str, ModelConfig] | None = None,
+    n_users: int | None = 300,
+    on_run: Callable[[RunResult], None] | None = None,
+) -> pd.DataFrame:
+    """Fit and test every model for every seed; one row per run (see :meth:`RunResult.row`)."""
+    configs = configs or {}
+    rows = []
+    for seed in seeds:
+        data = prepare_data(dataset, seed)
+        for name in names:
+            run = run_model(name, data, seed, configs.get(name), n_users)
+            if on_run is not None:
+                on_run(run)
+            rows.append(run.row())
+    return pd.DataFrame(rows)
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of every numeric column, per model (columns ``<name>_mean`` / ``<name>_std``)."""
+    numeric = table.drop(columns=["seed"]).groupby("model", sort=False)
+    mean, std = numeric.mean(), numeric.std(ddof=0).fillna(0.0)
+    return pd.concat([mean.add_suffix("_mean"), std.add_suffix("_std")], axis=1)

@@ -1,0 +1,94 @@
+"""RESULTS.md (mean ± std over seeds, overall and per activity tercile) and a PNG of metrics by tercile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.data.splits import TERCILE_NAMES
+from training.evaluation.harness import summarise
+from training.evaluation.metrics import TOP_K
+
+METRICS = ("auc", "f1", f"recall@{TOP_K}", f"ndcg@{TOP_K}")
+LABELS = {"auc": "AUC", "f1": "F1", f"recall@{TOP_K}": f"Recall@{TOP_K}", f"ndcg@{TOP_K}": f"NDCG@{TOP_K}"}
+PLOT_NAME = "results_by_tercile.png"
+
+
+def _cell(summary: pd.DataFrame, model: str, column: str, digits: int = 4) -> str:
+    mean, std = summary.at[model, f"{column}_mean"], summary.at[model, f"{column}_std"]
+    return "n/a" if np.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def results_markdown(table: pd.DataFrame, command: str, wall_seconds: float) -> str:
+    """The report text: command and wall time, an overall table and a per-tercile table (mean ± std over seeds)."""
+    summary = summarise(table)
+    models = list(summary.index)
+    seeds = sorted(table["seed"].unique())
+    overall = [
+        [m] + [_cell(summary, m, metric) for metric in METRICS]
+        + [_cell(summary, m, "valid_auc"), _cell(summary, m, "seconds_per_epoch", 2), _cell(summary, m, "best_epoch", 1)]
+        for m in models
+    ]
+    per_tercile = [
+        [m, tercile] + [_cell(summary, m, f"{metric}/{tercile}") for metric in METRICS]
+        for m in models
+        for tercile in TERCILE_NAMES
+    ]
+    return "\n\n".join(
+        [
+            "# Results",
+            f"Command: `{command}`  \nWall time: {wall_seconds:.0f} s; seeds: {', '.join(map(str, seeds))} "
+            "(each seed: its own 6:2:2 CTR split and initialisation; epochs chosen by validation AUC only; "
+            f"test touched once per run). Recall/NDCG@{TOP_K}: up to 300 sampled test users, all items except "
+            "their training positives. Seconds per epoch: median over epochs, training part only, on a shared CPU "
+            "(noisy).",
+            "## Test metrics, overall",
+            _markdown_table(
+                ["model", *(LABELS[m] for m in METRICS), "valid AUC", "s/epoch", "best epoch"], overall
+            ),
+            "## Test metrics by user-activity tercile (training positives; sparse = lowest third)",
+            _markdown_table(["model", "tercile", *(LABELS[m] for m in METRICS)], per_tercile),
+            f"![metrics by tercile]({PLOT_NAME})",
+        ]
+    ) + "\n"
+
+
+def plot_by_tercile(table: pd.DataFrame, path: Path) -> None:
+    """One panel per metric: mean ± std over seeds by tercile, one line per model (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarise(table)
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    x = np.arange(len(TERCILE_NAMES))
+    for axis, metric in zip(axes, METRICS):
+        for model in summary.index:
+            means = [summary.at[model, f"{metric}/{t}_mean"] for t in TERCILE_NAMES]
+            stds = [summary.at[model, f"{metric}/{t}_std"] for t in TERCILE_NAMES]
+            axis.errorbar(x, means, yerr=stds, marker="o", capsize=3, label=model)
+        axis.set_xticks(x, TERCILE_NAMES)
+        axis.set_title(LABELS[metric])
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(table: pd.DataFrame, command: str, wall_seconds: float, out: Path) -> tuple[Path, Path]:
+    """Write ``out`` (markdown) and ``results_by_tercile.png`` next to it; return both paths."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(results_markdown(table, command, wall_seconds))
+    plot = out.with_name(PLOT_NAME)
+    plot_by_tercile(table, plot)
+    return out, plot

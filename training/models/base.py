@@ -1,0 +1,123 @@
+"""The one interface every recommender implements, its typed config, and the registry models join by name.
+
+A model module defines ``class MyModel(Recommender)`` with ``name`` and ``Config`` and decorates it with
+``@register_model``; the training loop, evaluation harness and CLI find it through :data:`MODELS` — adding a model
+never edits a central switch. Model modules are discovered by :func:`load_models` (every module in this package).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from training.data.dataset import Dataset
+from training.data.splits import Split
+from training.graphs.ckg import CollaborativeKG
+
+
+class ModelConfig(BaseModel):
+    """Hyper-parameters shared by every model; subclasses add their own fields with defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dim: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 1024
+    epochs: int = 50
+    patience: int = 5  # epochs without validation-AUC improvement before early stopping
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a model may see: the dataset, the split, and the CKG built from *training positives only*."""
+
+    dataset: Dataset
+    split: Split
+    ckg: CollaborativeKG
+    terciles: np.ndarray  # activity tercile per user (0 sparse .. 2 active), from training positives
+
+    @property
+    def train_positives(self) -> pd.DataFrame:
+        """Training rows labelled 1."""
+        return self.split.train_positives()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A mini-batch of labelled (user, item) rows."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class ServingExport:
+    """A model's serving form: per-entity feature tables (for Feast) and a scorer that needs only those features.
+
+    ``user_features`` / ``item_features`` have a ``user_id`` / ``item_id`` column plus one column per feature
+    (scalars or equal-length float32 arrays). ``scorer_kind`` names a scorer in ``serving.scoring`` and
+    ``scorer_state`` holds its tensors/hyper-parameters; ``scorer(user_rows, item_rows)`` must equal the trained
+    model's ``predict_logits`` on the same pairs.
+    """
+
+    user_features: pd.DataFrame
+    item_features: pd.DataFrame
+    scorer_kind: str
+    scorer_state: dict[str, object]
+
+
+class Recommender(torch.nn.Module, ABC):
+    """A CTR recommender trained on labelled (user, item) rows; scores are logits."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig, data: TrainingData):
+        super().__init__()
+        self.config = config
+
+    @abstractmethod
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        """The loss of one mini-batch (models may sample their own negatives or add auxiliary losses)."""
+
+    @abstractmethod
+    def predict_logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits for aligned (user, item) pairs, in eval mode; shape (B,)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for models with per-epoch work (e.g. recomputing attention); default: nothing."""
+
+    @abstractmethod
+    def export_serving(self) -> ServingExport:
+        """The serving form: feature tables + scorer (see :class:`ServingExport`)."""
+
+
+MODELS: dict[str, type[Recommender]] = {}
+
+
+def register_model(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator: make a model available by its ``name``."""
+    if cls.name in MODELS and MODELS[cls.name] is not cls:
+        raise ValueError(f"two models are registered as {cls.name!r}: {MODELS[cls.name]} and {cls}")
+    MODELS[cls.name] = cls
+    return cls
+
+
+def load_models() -> dict[str, type[Recommender]]:
+    """Import every module of training.models so their @register_model decorators run; return the registry."""
+    import training.models as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "base":
+            importlib.import_module(f"training.models.{module.name}")
+    return MODELS

@@ -1,0 +1,172 @@
+"""The one training loop every registered recommender goes through.
+
+``prepare_data`` makes the CTR split (6:2:2, seeded), the CKG from training positives only and the activity terciles;
+``fit`` trains any model in :data:`training.models.base.MODELS` with Adam on shuffled mini-batches of labelled training
+rows, validates on the *validation* split after every epoch, stops early after ``patience`` epochs without a better
+validation AUC and restores the best epoch's weights. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from training.data.dataset import Dataset
+from training.data.splits import activity_terciles, ctr_split
+from training.evaluation.metrics import auc_f1
+from training.graphs.ckg import build_ckg
+from training.models.base import MODELS, Batch, ModelConfig, Recommender, TrainingData, load_models
+
+
+def prepare_data(dataset: Dataset, seed: int) -> TrainingData:
+    """Seeded 6:2:2 CTR split, the CKG of training positives, and activity terciles from training positives."""
+    split = ctr_split(dataset.interactions, seed)
+    positives = split.train_positives()
+    return TrainingData(
+        dataset=dataset,
+        split=split,
+        ckg=build_ckg(dataset, positives),
+        terciles=activity_terciles(positives, dataset.n_users),
+    )
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch did: mean training loss, validation AUC/F1, wall seconds of the training part."""
+
+    epoch: int
+    train_loss: float
+    valid_auc: float
+    valid_f1: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """A trained model (best validation epoch restored), its config and the per-epoch history."""
+
+    model: Recommender
+    config: ModelConfig
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Median wall seconds of the training part of an epoch (validation excluded)."""
+        return float(np.median([r.seconds for r in self.history])) if self.history else float("nan")
+
+    @property
+    def best_valid_auc(self) -> float:
+        """Validation AUC of the restored epoch."""
+        return next(r.valid_auc for r in self.history if r.epoch == self.best_epoch)
+
+
+def rows_as_tensors(rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(users, items, labels) int64 tensors of a labelled interaction table."""
+    return tuple(torch.from_numpy(rows[c].to_numpy(dtype=np.int64)) for c in ("user", "item", "label"))  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def predict_rows(model: Recommender, users: torch.Tensor, items: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
+    """Logits of aligned pairs in eval mode, in chunks; restores the model's previous train/eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [
+            model.predict_logits(users[s : s + batch_size], items[s : s + batch_size])
+            for s in range(0, len(users), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).float().numpy() if chunks else np.empty(0, dtype=np.float32)
+
+
+def resolve_config(model_name: str, config: ModelConfig | None) -> ModelConfig:
+    """The model's own Config: defaults when ``config`` is None, else ``config`` validated as that class."""
+    config_class = MODELS[model_name].Config
+    if config is None:
+        return config_class()
+    if isinstance(config, config_class):
+        return config
+    return config_class.model_validate(config.model_dump())
+
+
+def set_threads(threads: int) -> None:
+    """CPU threads for torch and for DGL's kernels (one thread is fastest for these small models on a busy CPU)."""
+    from training.dgl_compat import dgl
+
+    torch.set_num_threads(threads)
+    dgl.utils.set_num_threads(threads)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy global generators (models draw their initial weights and sampled negatives from them)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _snapshot(model: Recommender) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(
+    model_name: str,
+    data: TrainingData,
+    config: ModelConfig | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint_path: Path | None = None,
+) -> TrainResult:
+    """Train ``model_name`` on ``data``'s training rows; early-stop on validation AUC and restore the best epoch.
+
+    ``on_epoch`` is called with each epoch's record (e.g. to log to MLflow); ``checkpoint_path``, if given, receives
+    the best state_dict whenever validation AUC improves.
+    """
+    load_models()
+    if model_name not in MODELS:
+        raise KeyError(f"unknown model {model_name!r}; registered: {', '.join(sorted(MODELS))}")
+    config = resolve_config(model_name, config)
+    seed_everything(seed)
+    model = MODELS[model_name](config, data)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    users, items, labels = rows_as_tensors(data.split.train)
+    valid_users, valid_items, valid_labels = rows_as_tensors(data.split.valid)
+    generator = torch.Generator().manual_seed(seed)
+    result = TrainResult(model=model, config=config)
+    best_auc, best_state, stale = -np.inf, _snapshot(model), 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        model.on_epoch_start(epoch)
+        order = torch.randperm(len(users), generator=generator)
+        total, n_batches = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            index = order[start : start + config.batch_size]
+            loss = model.training_loss(Batch(users[index], items[index], labels[index]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, n_batches = total + float(loss.detach()), n_batches + 1
+        seconds = time.perf_counter() - started
+        auc, f1 = auc_f1(valid_labels.numpy(), predict_rows(model, valid_users, valid_items))
+        record = EpochRecord(epoch, total / max(n_batches, 1), auc, f1, seconds)
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if auc > best_auc:
+            best_auc, best_state, stale, result.best_epoch = auc, _snapshot(model), 0, epoch
+            if checkpoint_path is not None:
+                torch.save(best_state, checkpoint_path)
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return result
