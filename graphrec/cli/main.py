@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from graphrec.cli import data, demo
+from graphrec.cli import data, demo, features, models, train
 from graphrec.settings import Settings
 
 app = typer.Typer(
@@ -16,7 +16,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
+app.add_typer(models.app, name="models")
 app.command(name="demo")(demo.demo)
+app.command(name="train")(train.train)
+app.command(name="evaluate")(train.evaluate)
 
 
 @app.callback()

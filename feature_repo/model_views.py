@@ -1,0 +1,81 @@
+"""Per-model-version feature views: the manifest of registered versions whose serving features live in Feast.
+
+Each registered model version publishes its serving form (DESIGN.md §3, §4) as two feature views keyed by user and
+item, named after the version (serving.contract.version_view_names), so a champion and a challenger never read each
+other's features. The manifest (``<work_dir>/model_views.json``) lists them; feature_repo/definitions.py turns every
+entry into Feast objects, so a stock ``feast apply`` keeps them, and removing an entry (``graphrec models prune``)
+deletes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+
+from feature_repo.catalog import ITEM, USER, FeatureSpec, ValueType, ViewSpec
+from feature_repo.catalog import view as catalog_view
+from graphrec.settings import Settings
+from serving.contract import version_view_names
+
+MANIFEST = "model_views.json"
+MODEL_FAMILY_PREFIX = "model:"
+
+
+@dataclass(frozen=True)
+class ModelViews:
+    """One registered version's serving features: name -> value type, per side."""
+
+    model: str
+    version: int
+    user_features: dict[str, str]
+    item_features: dict[str, str]
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        """(feature service, user view, item view)."""
+        return version_view_names(self.model, self.version)
+
+    def view_specs(self) -> tuple[ViewSpec, ViewSpec]:
+        """The user and item ViewSpecs of this version."""
+        _, user_view, item_view = self.names
+        family = f"{MODEL_FAMILY_PREFIX}{self.model}/v{self.version}"
+
+        def spec(name: str, entity, features: dict[str, str]) -> ViewSpec:  # noqa: ANN001
+            return ViewSpec(
+                name=name,
+                entity=entity,
+                family=family,
+                features=tuple(FeatureSpec(f, ValueType(t), f"{self.model} v{self.version} serving feature") for f, t in features.items()),
+                description=f"Serving features of {self.model} version {self.version}.",
+            )
+
+        return spec(user_view, USER, self.user_features), spec(item_view, ITEM, self.item_features)
+
+
+def load_manifest(settings: Settings) -> list[ModelViews]:
+    """Every published model version (empty when nothing was published)."""
+    path = settings.work_dir / MANIFEST
+    if not path.exists():
+        return []
+    return [ModelViews(**entry) for entry in json.loads(path.read_text())]
+
+
+def save_manifest(settings: Settings, entries: list[ModelViews]) -> None:
+    """Write the manifest atomically (temporary file + rename)."""
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps([asdict(e) for e in sorted(entries, key=lambda e: (e.model, e.version))], indent=1)
+    handle, temporary = tempfile.mkstemp(dir=settings.work_dir, prefix=f".{MANIFEST}.")
+    with os.fdopen(handle, "w") as out:
+        out.write(payload)
+    os.replace(temporary, settings.work_dir / MANIFEST)
+
+
+def view_spec(settings: Settings, name: str) -> ViewSpec:
+    """The spec of a feature view by name: a catalogue view or a published model version's view."""
+    for entry in load_manifest(settings):
+        for spec in entry.view_specs():
+            if spec.name == name:
+                return spec
+    return catalog_view(name)

@@ -1,0 +1,125 @@
+"""``graphrec train`` (one model, one seed) and ``graphrec evaluate`` (models × seeds → RESULTS.md + PNG)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.table import Table
+
+from graphrec.cli.context import console, reported_errors, settings_of
+
+if TYPE_CHECKING:
+    from training.trainer import EpochRecord
+
+
+def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
+    """Metric rows (overall, then per tercile) × one column per split."""
+    table = Table(title=title)
+    table.add_column("metric", style="bold")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for metric in next(iter(columns.values())):
+        table.add_row(metric, *(f"{values[metric]:.4f}" for values in columns.values()))
+    return table
+
+
+def _model_names(spec: str) -> list[str]:
+    """Registered model names from 'all' or 'a,b'; an unknown name is a usage error, not a traceback."""
+    from training.evaluation.harness import resolve_names
+
+    try:
+        return resolve_names(spec)
+    except KeyError as exc:
+        raise typer.BadParameter(exc.args[0]) from None
+
+
+def _set_threads(threads: int | None) -> None:
+    """Set torch's and DGL's CPU thread counts when asked (small models run much faster single-threaded on a busy CPU)."""
+    if threads is not None:
+        from training.trainer import set_threads
+
+        set_threads(threads)
+
+
+def train(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", help="Registered model name (e.g. kcan, kgat, bpr_mf)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of the model's config fields."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Split and training seed (default: settings seed)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
+    register: bool = typer.Option(False, "--register", help="Register the model and publish its features to Feast."),
+) -> None:
+    """Train one model (early stopping on validation), print validation and test metrics overall and by tercile,
+    and log the run to MLflow (config, curves, metrics, lineage, plots, model card, pyfunc)."""
+    from registry.tracking import configure_mlflow
+    from registry.train import train_and_log
+    from training.evaluation.harness import load_config
+
+    settings = settings_of(ctx)
+    _set_threads(threads)
+    name = _model_names(model)[0]
+    model_config = load_config(name, config)
+    configure_mlflow(settings)
+    console.print(f"[bold]{name}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
+                  f"{model_config.model_dump()}")
+
+    def progress(record: EpochRecord) -> None:
+        console.print(
+            f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  valid AUC {record.valid_auc:.4f}  "
+            f"F1 {record.valid_f1:.4f}  {record.seconds:.2f} s"
+        )
+
+    with reported_errors():
+        outcome = train_and_log(settings, name, model_config, seed, register_version=register, on_epoch=progress)
+    run = outcome.run
+    console.print(f"best epoch {run.best_epoch} of {len(run.history)}; {run.seconds_per_epoch:.2f} s/epoch (median)")
+    console.print(_metrics_table(f"{name} (seed {run.seed})", {"validation": run.valid, "test": run.test}))
+    console.print(f"MLflow run {outcome.run_id}")
+    if outcome.version is not None:
+        console.print(f"registered {outcome.version.name} version {outcome.version.version}; promote it with "
+                      f"`graphrec models promote {outcome.version.name} {outcome.version.version}`")
+
+
+def evaluate(
+    ctx: typer.Context,
+    models: str = typer.Option("all", "--models", help="'all' or a comma-separated list of model names."),
+    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (settings seed, +1, +2, ...)."),
+    out: Path = typer.Option(Path("RESULTS.md"), "--out", help="Markdown report; the PNG is written next to it."),
+    config_dir: Optional[Path] = typer.Option(
+        None, "--config-dir", help="Folder of NAME.yaml configs; models without one use their defaults."
+    ),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
+) -> None:
+    """Fit and test every model for every seed; write RESULTS.md (mean ± std) and results_by_tercile.png."""
+    from training.data.load import load_dataset
+    from training.evaluation.harness import evaluate_models, load_config
+    from training.evaluation.report import write_report
+
+    settings = settings_of(ctx)
+    _set_threads(threads)
+    started = time.perf_counter()
+    with reported_errors():
+        dataset = load_dataset(settings)
+    names = _model_names(models)
+    configs = {
+        n: load_config(n, config_dir / f"{n}.yaml" if config_dir and (config_dir / f"{n}.yaml").exists() else None)
+        for n in names
+    }
+    table = evaluate_models(
+        names,
+        [settings.seed + i for i in range(seeds)],
+        dataset,
+        configs,
+        on_run=lambda r: console.print(
+            f"{r.model} seed {r.seed}: test AUC {r.test['auc']:.4f} F1 {r.test['f1']:.4f} "
+            f"Recall@20 {r.test['recall@20']:.4f} ({r.seconds_per_epoch:.2f} s/epoch, best epoch {r.best_epoch})"
+        ),
+    )
+    command = "graphrec " + shlex.join(sys.argv[1:])
+    report, plot = write_report(table, command, time.perf_counter() - started, out)
+    console.print(f"wrote {report} and {plot}")

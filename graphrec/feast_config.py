@@ -1,0 +1,58 @@
+"""The Feast configuration of graphrec, built from Settings: shared by training, the registry and serving.
+
+``feature_repo/feature_store.yaml`` stays the stock configuration (project, provider, DuckDB offline store, SQLite
+online store, MLflow integration) for ``feast`` commands run in ``feature_repo/``. Here it is read and its paths, its
+online store and its MLflow URI are replaced from Settings, so ``GRAPHREC_WORK_DIR``, ``GRAPHREC_ONLINE_STORE=redis``
+and ``GRAPHREC_REDIS_URL`` take effect without editing it. It lives outside ``training`` because serving needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from feast import FeatureStore, RepoConfig
+
+from graphrec.settings import OnlineStoreKind, Settings
+
+STOCK_CONFIG = "feature_store.yaml"
+
+
+def online_store_config(settings: Settings) -> dict[str, str]:
+    """The Feast online store block for the configured kind."""
+    if settings.online_store is OnlineStoreKind.redis:
+        return {"type": "redis", "connection_string": settings.redis_url}
+    return {"type": "sqlite", "path": str(settings.online_sqlite_path.resolve())}
+
+
+def config_dict(settings: Settings) -> dict[str, Any]:
+    """The stock feature_store.yaml as a dict, with paths, online store and MLflow URI taken from ``settings``."""
+    raw = yaml.safe_load(os.path.expandvars((settings.feature_repo / STOCK_CONFIG).read_text()))
+    raw["registry"] = {**raw["registry"], "path": str(settings.feast_registry_path.resolve())}
+    raw["online_store"] = online_store_config(settings)
+    raw["mlflow"] = {**raw.get("mlflow", {}), "tracking_uri": settings.mlflow_uri}
+    return raw
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """The Feast RepoConfig of ``settings``."""
+    return RepoConfig(**config_dict(settings), repo_path=settings.feature_repo.resolve())
+
+
+def feature_store(settings: Settings) -> FeatureStore:
+    """A Feast FeatureStore for ``settings`` (its registry exists once the definitions have been applied)."""
+    return FeatureStore(config=repo_config(settings))
+
+
+def write_cli_config(settings: Settings) -> Path:
+    """Write the effective configuration to ``<work_dir>/feature_store.yaml`` for the stock ``feast`` CLI."""
+    path = settings.work_dir / STOCK_CONFIG
+    path.write_text(
+        "# Written by graphrec (graphrec/feast_config.py) from Settings: the stock feature_repo/feature_store.yaml\n"
+        f"# with this work dir. Use: FEAST_FS_YAML_FILE_PATH={path.resolve()} \\\n"
+        f"#   feast -c {settings.feature_repo.resolve()} ...\n"
+        + yaml.safe_dump(config_dict(settings), sort_keys=False)
+    )
+    return path

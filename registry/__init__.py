@@ -1,0 +1,1 @@
+"""MLflow side of graphrec: tracking of runs, registration and gated promotion of models."""

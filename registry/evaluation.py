@@ -1,0 +1,74 @@
+"""The frozen evaluation set of the promotion gate, and scoring a registered version on it from its own features.
+
+The set is stored once under ``<work_dir>/eval/`` (the test rows of the platform's seeded CTR split) with its
+fingerprint, so every candidate and champion are compared on exactly the same rows, whatever happens to the data
+later. Each version is scored through its pyfunc, from the offline snapshot of its own per-version feature views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from feature_repo.model_views import load_manifest
+from graphrec.settings import Settings
+from serving.pyfunc_model import ITEM_ID, USER_ID, ScorerModel, column_values
+
+EVAL_DIR = "eval"
+EVAL_FILE = "frozen_eval.parquet"
+
+
+def frozen_eval_set(settings: Settings) -> tuple[pd.DataFrame, str]:
+    """The frozen rows (user_id, item_id, label) and their fingerprint, creating them on first use."""
+    folder = settings.work_dir / EVAL_DIR
+    path, meta_path = folder / EVAL_FILE, folder / "frozen_eval.json"
+    if not path.exists():
+        from training.data.load import load_dataset
+        from training.data.splits import ctr_split
+
+        dataset = load_dataset(settings)
+        test = ctr_split(dataset.interactions, settings.seed).test
+        rows = test.rename(columns={"user": USER_ID, "item": ITEM_ID})[[USER_ID, ITEM_ID, "label"]]
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{EVAL_FILE}.tmp"
+        rows.to_parquet(temporary, index=False)
+        fingerprint = hashlib.sha256(temporary.read_bytes()).hexdigest()[:16]
+        meta_path.write_text(json.dumps({"fingerprint": fingerprint, "dataset": dataset.name, "seed": settings.seed}))
+        temporary.replace(path)
+    fingerprint = json.loads(meta_path.read_text())["fingerprint"]
+    if hashlib.sha256(path.read_bytes()).hexdigest()[:16] != fingerprint:
+        raise RuntimeError(f"the frozen evaluation set {path} was modified: its fingerprint no longer matches")
+    return pd.read_parquet(path), fingerprint
+
+
+def version_feature_tables(settings: Settings, name: str, version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The latest offline rows of a version's user and item feature views, indexed by id."""
+    from training.features.offline import read_latest
+
+    entry = next((e for e in load_manifest(settings) if e.model == name and str(e.version) == str(version)), None)
+    if entry is None:
+        raise LookupError(f"{name} version {version} has no published feature views (register it first)")
+    user_spec, item_spec = entry.view_specs()
+    return read_latest(settings, user_spec).set_index(USER_ID), read_latest(settings, item_spec).set_index(ITEM_ID)
+
+
+def score_pairs(model: ScorerModel, users: pd.DataFrame, items: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """Logits of ``rows`` (user_id, item_id) from per-id feature tables."""
+    user_rows = {f: column_values(users[f].reindex(rows[USER_ID].to_numpy())) for f in model.user_features}
+    item_rows = {f: column_values(items[f].reindex(rows[ITEM_ID].to_numpy())) for f in model.item_features}
+    return model.score_arrays(user_rows, item_rows)
+
+
+def evaluate_version(settings: Settings, name: str, version: str, rows: pd.DataFrame) -> float:
+    """AUC of a registered version on ``rows``, scored through its pyfunc from its own published features."""
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    users, items = version_feature_tables(settings, name, version)
+    known = rows[rows[USER_ID].isin(users.index) & rows[ITEM_ID].isin(items.index)]
+    if len(known) < len(rows):
+        raise LookupError(f"{name} v{version} lacks features for {len(rows) - len(known)} evaluation rows")
+    return float(roc_auc_score(known["label"].to_numpy(), score_pairs(model, users, items, known)))

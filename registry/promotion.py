@@ -1,0 +1,173 @@
+"""Gated promotion: champion/challenger aliases, a metric gate on a frozen evaluation set, servability checks, an
+audit trail of every alias move (as registered-model tags) and rollback.
+
+Promotions and rollbacks of one work dir are serialised by a file lock, so two racing promotions leave one
+consistent outcome (the second is gated against the first's result). With a shared remote tracking server, run
+promotions from one host (or put the lock on shared storage).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from graphrec.settings import Settings
+from registry.evaluation import evaluate_version, frozen_eval_set
+from registry.servability import servability_problems
+from serving.contract import CHAMPION
+
+AUDIT_PREFIX = "graphrec.audit."
+
+
+class PromotionRefused(RuntimeError):
+    """The gate refused a promotion; the message says why, with the numbers compared."""
+
+
+@dataclass
+class AuditEntry:
+    """One alias move: who, when, which alias, from -> to version, why, and what the gate said."""
+
+    alias: str
+    from_version: str | None
+    to_version: str
+    who: str
+    when: str
+    action: str  # promote | force | rollback
+    reason: str = ""
+    gate: dict[str, object] = field(default_factory=dict)
+
+
+def current_user() -> str:
+    """Who is acting: GRAPHREC_USER if set, else the login name."""
+    return os.environ.get("GRAPHREC_USER") or getpass.getuser()
+
+
+@contextmanager
+def registry_lock(settings: Settings) -> Iterator[None]:
+    """Exclusive lock over alias moves of this work dir."""
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.work_dir / "registry.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def audit_trail(client: MlflowClient, name: str) -> list[AuditEntry]:
+    """Every recorded alias move of ``name``, oldest first."""
+    tags = client.get_registered_model(name).tags
+    keys = sorted(k for k in tags if k.startswith(AUDIT_PREFIX))
+    return [AuditEntry(**json.loads(tags[k])) for k in keys]
+
+
+def _record(client: MlflowClient, name: str, entry: AuditEntry) -> None:
+    sequence = len(audit_trail(client, name)) + 1
+    client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{sequence:05d}", json.dumps(asdict(entry), sort_keys=True))
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version holding ``alias``, or None."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _gate(settings: Settings, name: str, version: str, incumbent: str | None, tolerance: float) -> dict[str, object]:
+    """Servability checks, then the candidate and the incumbent on the same frozen evaluation set."""
+    problems = servability_problems(settings, name, version)
+    if problems:
+        raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
+    rows, fingerprint = frozen_eval_set(settings)
+    candidate = evaluate_version(settings, name, version, rows)
+    gate: dict[str, object] = {"eval_set": fingerprint, "metric": "auc", "candidate": round(candidate, 6), "tolerance": tolerance}
+    if incumbent is not None and incumbent != version:
+        champion = evaluate_version(settings, name, incumbent, rows)
+        gate["incumbent"] = round(champion, 6)
+        if candidate < champion - tolerance:
+            raise PromotionRefused(
+                f"version {version} AUC {candidate:.4f} is worse than champion v{incumbent} AUC {champion:.4f} "
+                f"by more than the tolerance {tolerance} on frozen evaluation set {fingerprint}"
+            )
+    return gate
+
+
+def promote(
+    settings: Settings,
+    name: str,
+    version: str,
+    alias: str = CHAMPION,
+    force: bool = False,
+    reason: str = "",
+    tolerance: float = 0.005,
+) -> AuditEntry:
+    """Move ``alias`` to ``version`` if the gate passes (champion only; other aliases just check servability).
+    ``force`` skips the metric gate but requires a reason; every move is recorded in the audit trail."""
+    if force and not reason.strip():
+        raise PromotionRefused("--force needs --reason: say why the gate is overridden")
+    client = MlflowClient()
+    version = str(version)
+    client.get_model_version(name, version)  # raises a clear MLflow error for an unknown version
+    with registry_lock(settings):
+        incumbent = alias_version(client, name, alias)
+        if force:
+            gate: dict[str, object] = {"skipped": True}
+        elif alias == CHAMPION:
+            gate = _gate(settings, name, version, incumbent, tolerance)
+        else:
+            problems = servability_problems(settings, name, version)
+            if problems:
+                raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
+            gate = {"servable": True}
+        client.set_registered_model_alias(name, alias, version)
+        entry = AuditEntry(
+            alias=alias,
+            from_version=incumbent,
+            to_version=version,
+            who=current_user(),
+            when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            action="force" if force else "promote",
+            reason=reason,
+            gate=gate,
+        )
+        _record(client, name, entry)
+        return entry
+
+
+def rollback(settings: Settings, name: str, alias: str = CHAMPION, reason: str = "rollback") -> AuditEntry:
+    """Move ``alias`` back to the version it held before its current one, as recorded in the audit trail."""
+    client = MlflowClient()
+    with registry_lock(settings):
+        current = alias_version(client, name, alias)
+        moves = [  # rollbacks themselves are skipped, so repeated rollbacks walk further back
+            e
+            for e in audit_trail(client, name)
+            if e.alias == alias and e.to_version == current and e.from_version and e.action != "rollback"
+        ]
+        if current is None or not moves:
+            raise PromotionRefused(f"no earlier {alias} of {name} is recorded: nothing to roll back to")
+        previous = moves[-1].from_version
+        assert previous is not None
+        client.get_model_version(name, previous)
+        client.set_registered_model_alias(name, alias, previous)
+        entry = AuditEntry(
+            alias=alias,
+            from_version=current,
+            to_version=previous,
+            who=current_user(),
+            when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            action="rollback",
+            reason=reason,
+        )
+        _record(client, name, entry)
+        return entry

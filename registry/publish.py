@@ -1,0 +1,72 @@
+"""Publish a registered version's serving features to Feast: offline snapshot, per-version views, materialization.
+
+After :func:`publish_version` the version satisfies serving.contract: its feature service and views are applied, its
+features are materialized into the online store, and its tags name them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ValueType
+from feature_repo.model_views import ModelViews, load_manifest, save_manifest
+from graphrec.settings import Settings
+from registry.runs import EXPORT_DIR, ITEM_TABLE, USER_TABLE
+from serving.contract import FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, USER_VIEW_TAG
+from serving.pyfunc_model import ITEM_ID, USER_ID
+
+
+def value_type(column: pd.Series) -> ValueType:
+    """The catalogue value type of an exported feature column."""
+    first = column.iloc[0]
+    if isinstance(first, (list, tuple, np.ndarray)):
+        return ValueType.float32_list
+    if pd.api.types.is_integer_dtype(column):
+        return ValueType.int64
+    return ValueType.float32
+
+
+def _features(frame: pd.DataFrame, key: str) -> dict[str, str]:
+    return {name: value_type(frame[name]).value for name in frame.columns if name != key}
+
+
+def _stamped(frame: pd.DataFrame, moment: datetime) -> pd.DataFrame:
+    stamped = frame.copy()
+    stamped[EVENT_TIMESTAMP] = pd.Timestamp(moment)
+    stamped[CREATED_TIMESTAMP] = pd.Timestamp(moment)
+    return stamped
+
+
+def download_export(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The serving feature tables a training run logged."""
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EXPORT_DIR))
+    return pd.read_parquet(folder / USER_TABLE), pd.read_parquet(folder / ITEM_TABLE)
+
+
+def publish_version(settings: Settings, model_name: str, version: int, run_id: str) -> ModelViews:
+    """Write, apply and materialize the version's feature views, then tag the version with their names."""
+    from training.features.materialize import materialize
+    from training.features.offline import write_snapshot
+    from training.features.store import apply
+
+    users, items = download_export(run_id)
+    entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID))
+    user_spec, item_spec = entry.view_specs()
+    moment = datetime.now(timezone.utc).replace(microsecond=0)
+    write_snapshot(settings, user_spec, _stamped(users, moment))
+    write_snapshot(settings, item_spec, _stamped(items, moment))
+    others = [e for e in load_manifest(settings) if (e.model, e.version) != (entry.model, entry.version)]
+    save_manifest(settings, others + [entry])
+    apply(settings)
+    materialize(settings, views=[user_spec.name, item_spec.name])
+    service, user_view, item_view = entry.names
+    client = MlflowClient()
+    for key, value in ((FEATURE_SERVICE_TAG, service), (USER_VIEW_TAG, user_view), (ITEM_VIEW_TAG, item_view)):
+        client.set_model_version_tag(model_name, str(version), key, value)
+    return entry

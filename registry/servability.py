@@ -1,0 +1,45 @@
+"""Is a registered version servable? Its feature service is applied, its views are materialized, and its pyfunc's
+signature is exactly the ids plus the features of those views."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+
+from graphrec.settings import Settings
+from serving.contract import FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, USER_VIEW_TAG
+from serving.pyfunc_model import ITEM_ID, ITEM_PREFIX, USER_ID, USER_PREFIX
+
+
+def servability_problems(settings: Settings, name: str, version: str) -> list[str]:
+    """Every reason the version cannot be served (empty when it can)."""
+    from training.features.store import feature_store
+
+    client = MlflowClient()
+    model_version = client.get_model_version(name, str(version))
+    tags = model_version.tags
+    missing = [t for t in (FEATURE_SERVICE_TAG, USER_VIEW_TAG, ITEM_VIEW_TAG) if t not in tags]
+    if missing:
+        return [f"tags {', '.join(missing)} are missing (its features were never published)"]
+    store = feature_store(settings)
+    problems: list[str] = []
+    try:
+        store.get_feature_service(tags[FEATURE_SERVICE_TAG])
+    except Exception:  # noqa: BLE001  Feast raises several not-found types
+        problems.append(f"feature service {tags[FEATURE_SERVICE_TAG]!r} is not applied in the Feast registry")
+    expected = [USER_ID, ITEM_ID]
+    for tag, prefix in ((USER_VIEW_TAG, USER_PREFIX), (ITEM_VIEW_TAG, ITEM_PREFIX)):
+        try:
+            view = store.get_feature_view(tags[tag])
+        except Exception:  # noqa: BLE001
+            problems.append(f"feature view {tags[tag]!r} is not applied")
+            continue
+        if not view.materialization_intervals:
+            problems.append(f"feature view {view.name!r} is not materialized")
+        expected += [prefix + f.name for f in view.features]
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(f"models:/{name}/{version}").signature
+    inputs = signature.inputs.input_names() if signature is not None else []
+    if sorted(inputs) != sorted(expected):
+        problems.append(f"signature columns {sorted(inputs)} do not match the feature service's {sorted(expected)}")
+    return problems

@@ -1,0 +1,62 @@
+"""Train one model, evaluate it (validation for selection, test once), and log it to MLflow; optionally register."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from mlflow.entities.model_registry import ModelVersion
+
+from graphrec.settings import Settings
+from registry.runs import TrainedRun, log_training_run
+from training.data.load import load_dataset
+from training.evaluation.harness import evaluate_split
+from training.models.base import ModelConfig
+from training.trainer import EpochRecord, fit, prepare_data
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What ``graphrec train`` did: the run it logged and, with --register, the version it created."""
+
+    run: TrainedRun
+    run_id: str
+    version: ModelVersion | None
+
+
+def train_and_log(
+    settings: Settings,
+    model_name: str,
+    config: ModelConfig | None = None,
+    seed: int | None = None,
+    register_version: bool = False,
+    topk_users: int | None = 300,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainOutcome:
+    """Fit ``model_name`` on the configured dataset, log everything to MLflow, and register it when asked."""
+    seed = settings.seed if seed is None else seed
+    dataset = load_dataset(settings)
+    data = prepare_data(dataset, seed)
+    result = fit(model_name, data, config, seed, on_epoch)
+    valid = evaluate_split(result.model, data, data.split.valid, topk_users, seed)
+    test = evaluate_split(result.model, data, data.split.test, topk_users, seed)  # the one touch of the test split
+    run = TrainedRun(
+        model_name=model_name,
+        seed=seed,
+        config=result.config.model_dump(),
+        history=[asdict(record) for record in result.history],
+        valid=valid,
+        test=test,
+        seconds_per_epoch=result.seconds_per_epoch,
+        best_epoch=result.best_epoch,
+        dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint,
+        export=result.model.export_serving(),
+    )
+    run_id = log_training_run(settings, run)
+    version = None
+    if register_version:
+        from registry.versions import register
+
+        version = register(settings, run_id, settings.registered_model_name)
+    return TrainOutcome(run, run_id, version)

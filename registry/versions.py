@@ -1,0 +1,122 @@
+"""Registering, listing, showing and pruning model versions."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+
+from feature_repo.model_views import load_manifest, save_manifest
+from graphrec.settings import Settings
+from registry.promotion import AuditEntry, audit_trail, registry_lock
+from registry.publish import publish_version
+from registry.tracking import configure_mlflow
+from serving.contract import FEATURE_SERVICE_TAG, MODEL_KIND_TAG
+
+KEY_METRICS = ("test_auc", "test_f1", "test_auc/sparse", "test_recall_at_20", "test_recall_at_20/sparse")
+
+
+def register(settings: Settings, run_id: str, name: str | None = None) -> ModelVersion:
+    """Register the run's pyfunc as a new version of ``name`` and publish its serving features to Feast."""
+    configure_mlflow(settings)
+    name = name or settings.registered_model_name
+    client = MlflowClient()
+    kind = client.get_run(run_id).data.tags.get(MODEL_KIND_TAG, "")
+    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags={MODEL_KIND_TAG: kind})
+    publish_version(settings, name, int(version.version), run_id)
+    return client.get_model_version(name, version.version)
+
+
+def version_aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
+    """Version -> its aliases (search results carry no aliases, the registered model does)."""
+    by_version: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    return by_version
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of ``graphrec models list``."""
+
+    version: str
+    aliases: list[str]
+    model: str
+    metrics: dict[str, float]
+    feature_service: str
+    created: int
+    run_id: str
+
+
+def list_versions(settings: Settings, name: str) -> list[VersionRow]:
+    """Every version of ``name``, newest first, with its aliases, key metrics and feature service."""
+    configure_mlflow(settings)
+    client = MlflowClient()
+    aliases = version_aliases(client, name)
+    rows = []
+    for version in client.search_model_versions(f"name='{name}'"):
+        metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+        rows.append(
+            VersionRow(
+                version=str(version.version),
+                aliases=aliases.get(str(version.version), []),
+                model=version.tags.get(MODEL_KIND_TAG, ""),
+                metrics={k: metrics[k] for k in KEY_METRICS if k in metrics},
+                feature_service=version.tags.get(FEATURE_SERVICE_TAG, ""),
+                created=version.creation_timestamp,
+                run_id=version.run_id or "",
+            )
+        )
+    return sorted(rows, key=lambda r: int(r.version), reverse=True)
+
+
+def resolve_version(client: MlflowClient, reference: str, default_name: str) -> ModelVersion:
+    """``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` (a bare name means its champion)."""
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return client.get_model_version_by_alias(name or default_name, alias)
+    if "/" in reference:
+        name, version = reference.split("/", 1)
+        return client.get_model_version(name or default_name, version)
+    return client.get_model_version_by_alias(reference, "champion")
+
+
+def show(settings: Settings, reference: str) -> tuple[ModelVersion, dict[str, float], list[AuditEntry]]:
+    """A version's details, its run's metrics, and the model's audit trail."""
+    configure_mlflow(settings)
+    client = MlflowClient()
+    version = resolve_version(client, reference, settings.registered_model_name)
+    metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+    return version, metrics, audit_trail(client, version.name)
+
+
+def prune(settings: Settings, name: str, keep: int) -> list[str]:
+    """Delete versions beyond the newest ``keep`` that hold no alias, with their feature views and online rows."""
+    if keep < 1:
+        raise ValueError("--keep must be at least 1")
+    from training.features.offline import view_dir
+    from training.features.store import apply
+
+    configure_mlflow(settings)
+    client = MlflowClient()
+    with registry_lock(settings):
+        versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), reverse=True)
+        aliased = version_aliases(client, name)
+        doomed = [v for v in versions[keep:] if str(v.version) not in aliased]
+        if not doomed:
+            return []
+        gone = {(name, int(v.version)) for v in doomed}
+        entries = load_manifest(settings)
+        removed = [e for e in entries if (e.model, e.version) in gone]
+        save_manifest(settings, [e for e in entries if (e.model, e.version) not in gone])
+        apply(settings)  # Feast deletes the views (and their online tables) no longer defined
+        for entry in removed:
+            for spec in entry.view_specs():
+                shutil.rmtree(view_dir(settings, spec), ignore_errors=True)
+        for version in doomed:
+            client.delete_model_version(name, version.version)
+        return [str(v.version) for v in doomed]
+

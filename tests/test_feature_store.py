@@ -1,0 +1,236 @@
+"""Offline snapshots, Feast definitions and the feature store: write_snapshot's contract, apply, what `feast apply`
+finds, the stock CLI, and point-in-time training sets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import mlflow
+import pandas as pd
+import pyarrow as pa
+import pytest
+from feast import FileSource
+from feast.feature_view import DUMMY_ENTITY_NAME
+from feast.repo_operations import parse_repo
+
+from feature_repo.catalog import (
+    CREATED_TIMESTAMP,
+    EVENT_TIMESTAMP,
+    FAMILIES,
+    GRAPH_FEATURES_SERVICE,
+    ITEM,
+    ITEM_TRANSH,
+    USER,
+    USER_GRAPH_STATS,
+    USER_TRANSH,
+    VIEWS,
+    ValueType,
+    ViewSpec,
+)
+from feature_repo.definitions import family_service_name
+from graphrec.settings import Settings
+from training.features.offline import SnapshotError, read_latest, read_snapshots, snapshot_files, write_snapshot
+from training.features.store import apply, feature_store, training_set
+
+T1 = datetime(2011, 5, 1, tzinfo=timezone.utc)
+T2 = datetime(2011, 6, 1, 12, 30, 15, 250000, tzinfo=timezone.utc)
+CREATED_1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+CREATED_2 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+DIM = 4
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow database for the session: Feast's MLflow integration creates it on first use, which is slow."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def store_settings(settings_for, shared_mlflow_uri: str):
+    """Build Settings with a fresh work dir and the session's MLflow database."""
+
+    def make(**overrides: object) -> Settings:
+        return settings_for(mlflow_tracking_uri=shared_mlflow_uri, **overrides)
+
+    return make
+
+
+def random_frame(
+    spec: ViewSpec, ids: np.ndarray, event: datetime, created: datetime, rng: np.random.Generator
+) -> pd.DataFrame:
+    """A valid snapshot frame: random ints (some negative or large), float32 with a few NaN, DIM-d float32 arrays."""
+    frame = pd.DataFrame({spec.entity.join_key: ids.astype(np.int64)})
+    frame[EVENT_TIMESTAMP] = pd.Timestamp(event)
+    frame[CREATED_TIMESTAMP] = pd.Timestamp(created)
+    for feature in spec.features:
+        if feature.dtype is ValueType.int64:
+            frame[feature.name] = rng.integers(-5, 5_000_000_000, len(ids))
+        elif feature.dtype is ValueType.float32:
+            values = rng.random(len(ids), dtype=np.float32)
+            values[::7] = np.nan
+            frame[feature.name] = values
+        else:
+            frame[feature.name] = list(rng.standard_normal((len(ids), DIM), dtype=np.float32))
+    return frame
+
+
+def write_two_snapshots(settings: Settings, n: int, seed: int = 0) -> None:
+    """Every view: a snapshot of entities 0..n-1 at T1, then one of the even entities at T2."""
+    rng = np.random.default_rng(seed)
+    for spec in VIEWS:
+        write_snapshot(settings, spec, random_frame(spec, np.arange(n), T1, CREATED_1, rng))
+        write_snapshot(settings, spec, random_frame(spec, np.arange(0, n, 2), T2, CREATED_2, rng))
+
+
+def test_snapshots_are_kept_and_latest_wins(settings_for) -> None:
+    settings = settings_for()
+    write_two_snapshots(settings, 10)
+    files = snapshot_files(settings, USER_TRANSH)
+    assert [f.name for f in files] == [
+        "event-20110501T000000Z__created-20260101T000000Z.parquet",
+        "event-20110601T123015.250000Z__created-20260102T030405Z.parquet",
+    ]
+    latest = read_latest(settings, USER_TRANSH)
+    assert latest[USER.join_key].tolist() == list(range(10))
+    expected = [T2 if user % 2 == 0 else T1 for user in range(10)]
+    assert [t.to_pydatetime() for t in latest[EVENT_TIMESTAMP]] == expected
+    assert read_latest(settings, USER_TRANSH, as_of=T1)[EVENT_TIMESTAMP].eq(pd.Timestamp(T1)).all()
+    assert read_snapshots(settings, USER_TRANSH, start=T1 + timedelta(seconds=1)).num_rows == 5
+    assert read_snapshots(settings, USER_TRANSH).schema.field("transh").type == pa.list_(pa.float32())
+
+
+def test_created_breaks_event_time_ties(settings_for) -> None:
+    settings = settings_for()
+    rng = np.random.default_rng(1)
+    later = random_frame(USER_TRANSH, np.arange(3), T1, CREATED_2, rng)
+    write_snapshot(settings, USER_TRANSH, later)
+    write_snapshot(settings, USER_TRANSH, random_frame(USER_TRANSH, np.arange(3), T1, CREATED_1, rng))
+    latest = read_latest(settings, USER_TRANSH)
+    assert np.array_equal(np.stack(latest["transh"]), np.stack(later["transh"]))
+
+
+BAD_INPUTS = {
+    "missing column": ("uu_degree", lambda f: f.drop(columns=["uu_degree"])),
+    "extra column": ("ui_degre", lambda f: f.assign(ui_degre=1)),
+    "float64 for float32": ("friends_active_share", lambda f: f.assign(friends_active_share=0.5)),
+    "text for int64": ("ui_degree", lambda f: f.assign(ui_degree="many")),
+    "float for int64": ("two_hop_reach", lambda f: f.assign(two_hop_reach=1.5)),
+    "null int64": ("activity_tercile", lambda f: f.assign(activity_tercile=[None] + [1] * (len(f) - 1))),
+    "mixed array lengths": (
+        "mean_item_transh",
+        lambda f: f.assign(mean_item_transh=[np.zeros(DIM + (i == 3), np.float32) for i in range(len(f))]),
+    ),
+    "float64 arrays": ("mean_friend_transh", lambda f: f.assign(mean_friend_transh=list(np.zeros((len(f), DIM))))),
+    "naive timestamps": (EVENT_TIMESTAMP, lambda f: f.assign(event_timestamp=pd.Timestamp("2011-05-01"))),
+    "repeated entity": (USER.join_key, lambda f: f.assign(user_id=0)),
+}
+
+
+@pytest.mark.parametrize("column,change", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_snapshot_is_refused_and_nothing_written(settings_for, column: str, change) -> None:
+    settings = settings_for()
+    frame = change(random_frame(USER_GRAPH_STATS, np.arange(6), T1, CREATED_1, np.random.default_rng(2)))
+    with pytest.raises(SnapshotError) as refused:
+        write_snapshot(settings, USER_GRAPH_STATS, frame)
+    assert USER_GRAPH_STATS.name in str(refused.value) and repr(column) in str(refused.value)
+    folder = settings.offline_dir / USER_GRAPH_STATS.name
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_existing_snapshot_is_never_replaced(settings_for) -> None:
+    settings = settings_for()
+    rng = np.random.default_rng(3)
+    path = write_snapshot(settings, ITEM_TRANSH, random_frame(ITEM_TRANSH, np.arange(4), T1, CREATED_1, rng))
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match=ITEM_TRANSH.name):
+        write_snapshot(settings, ITEM_TRANSH, random_frame(ITEM_TRANSH, np.arange(4), T1, CREATED_1, rng))
+    assert path.read_bytes() == before and len(list(path.parent.iterdir())) == 1
+
+
+def test_apply_registers_views_and_services(store_settings) -> None:
+    settings = store_settings()
+    apply(settings)
+    apply(settings)  # idempotent
+    store = feature_store(settings)
+    views = {fv.name: fv for fv in store.list_feature_views()}
+    assert sorted(views) == sorted(spec.name for spec in VIEWS)
+    for spec in VIEWS:
+        view = views[spec.name]
+        assert [f.name for f in view.features] == spec.feature_names and view.ttl == timedelta(0)
+        assert isinstance(view.batch_source, FileSource)
+        assert view.batch_source.path == str((settings.offline_dir / spec.name).resolve())
+    services = {s.name: s for s in store.list_feature_services()}
+    assert {GRAPH_FEATURES_SERVICE, *map(family_service_name, FAMILIES)} == set(services)
+    assert {p.name for p in services[GRAPH_FEATURES_SERVICE].feature_view_projections} == set(views)
+    assert sorted(e.name for e in store.list_entities()) == sorted([USER.name, ITEM.name])
+
+
+def test_definitions_module_is_what_feast_apply_finds(settings_for, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_for()
+    monkeypatch.chdir(settings.feature_repo.parent)  # Feast names repo modules relative to the working directory
+    found = parse_repo(settings.feature_repo)
+    assert sorted(fv.name for fv in found.feature_views) == sorted(spec.name for spec in VIEWS)
+    assert sorted(e.name for e in found.entities if e.name != DUMMY_ENTITY_NAME) == sorted([USER.name, ITEM.name])
+    assert {s.name for s in found.feature_services} == {GRAPH_FEATURES_SERVICE, *map(family_service_name, FAMILIES)}
+    assert len(found.data_sources) == len(VIEWS)
+
+
+def test_stock_feast_cli_lists_views(store_settings) -> None:
+    settings = store_settings()
+    apply(settings)  # also writes <work_dir>/feature_store.yaml for the CLI
+    env = os.environ | {"FEAST_FS_YAML_FILE_PATH": str(settings.work_dir / "feature_store.yaml")}
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "feast"), "-c", str(settings.feature_repo), "feature-views", "list"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert listed.returncode == 0, listed.stderr
+    for spec in VIEWS:
+        assert spec.name in listed.stdout
+
+
+def test_training_set_joins_the_snapshot_in_force_and_tags_the_run(
+    store_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = store_settings()
+    write_two_snapshots(settings, 6)
+    apply(settings)
+    moments = [T1 - timedelta(days=1), T1 + timedelta(days=1), T2 + timedelta(days=1)]
+    entity_df = pd.DataFrame(
+        [(user, user, moment) for user in (2, 3) for moment in moments],
+        columns=[USER.join_key, ITEM.join_key, EVENT_TIMESTAMP],
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_uri)
+    with mlflow.start_run() as run:
+        joined = training_set(settings, entity_df)
+    tags = mlflow.MlflowClient(settings.mlflow_uri).get_run(run.info.run_id).data.tags
+    assert tags["feast.feature_service"] == GRAPH_FEATURES_SERVICE and tags["feast.retrieval_type"] == "historical"
+
+    joined = joined.sort_values([USER.join_key, EVENT_TIMESTAMP]).reset_index(drop=True)
+    snapshots = pd.concat(
+        pd.read_parquet(path).assign(snapshot=i) for i, path in enumerate(snapshot_files(settings, USER_TRANSH))
+    )
+    for row in joined.itertuples(index=False):
+        user, moment = getattr(row, USER.join_key), getattr(row, EVENT_TIMESTAMP)
+        embedding = getattr(row, f"{USER_TRANSH.name}__transh")
+        candidates = snapshots[(snapshots[USER.join_key] == user) & (snapshots[EVENT_TIMESTAMP] <= moment)]
+        if candidates.empty:
+            assert embedding is None or (np.ndim(embedding) == 0 and pd.isna(embedding))
+        else:
+            expected = candidates.sort_values(EVENT_TIMESTAMP).iloc[-1]["transh"]
+            assert np.array_equal(np.asarray(embedding, dtype=np.float32), expected)
+    assert len(joined) == 6 and f"{USER_GRAPH_STATS.name}__ui_degree" in joined.columns
+
+
+def test_training_set_names_missing_entity_columns_and_unbuilt_views(store_settings) -> None:
+    settings = store_settings()
+    apply(settings)
+    with pytest.raises(ValueError, match=ITEM.join_key):
+        training_set(settings, pd.DataFrame({USER.join_key: [1], EVENT_TIMESTAMP: [pd.Timestamp(T1)]}))
+    entity_df = pd.DataFrame({USER.join_key: [1], ITEM.join_key: [1], EVENT_TIMESTAMP: [pd.Timestamp(T1)]})
+    with pytest.raises(ValueError, match=USER_GRAPH_STATS.name):
+        training_set(settings, entity_df)

@@ -1,0 +1,190 @@
+"""Fast materialization against Feast's own, on SQLite and on Redis: same online values, same stored bytes, same
+registry intervals; incremental runs; and a run killed midway then re-run ends exactly like a clean run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+import redis
+
+from feature_repo.catalog import ENTITIES, ITEM, ITEM_TRANSH, USER, USER_GRAPH_STATS, USER_TRANSH, VIEWS
+from graphrec.settings import OnlineStoreKind, Settings
+from tests.redis_server import online_store, redis_url  # noqa: F401  (fixtures)
+from tests.test_feature_store import (  # noqa: F401  (fixtures and data helpers)
+    CREATED_1,
+    CREATED_2,
+    T1,
+    T2,
+    random_frame,
+    shared_mlflow_uri,
+    store_settings,
+    write_two_snapshots,
+)
+from training.features.materialize import EPOCH, materialize
+from training.features.offline import write_snapshot
+from training.features.store import apply, feature_store, online_features
+
+N = 300
+END = datetime(2030, 1, 1, tzinfo=timezone.utc)
+BETWEEN = T1 + timedelta(days=3)  # after the first snapshot, before the second
+
+KILLED_RUN = f"""
+import os, signal
+from datetime import datetime
+import training.features.materialize as fast
+from graphrec.settings import get_settings
+fast.BATCH_ROWS = 50  # several batches per view; the process kills itself right after the first one
+end = datetime.fromisoformat("{END.isoformat()}")
+fast.materialize(get_settings(), end=end, progress=lambda *_: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def pair(make, overrides: dict[str, object]) -> tuple[Settings, Settings]:
+    """Two work dirs, ours and Feast's, with separate online stores (Redis: databases 0 and 1 of one server)."""
+    ours = make(**overrides)
+    theirs_overrides = dict(overrides)
+    if overrides["online_store"] is OnlineStoreKind.redis:
+        theirs_overrides["redis_url"] = f"{overrides['redis_url']},db=1"
+    theirs = Settings(**(ours.model_dump() | theirs_overrides | {"work_dir": ours.work_dir.parent / "feast"}))
+    return ours, theirs
+
+
+def copy_offline(source: Settings, target: Settings) -> None:
+    """Give ``target`` the same snapshot files as ``source``."""
+    shutil.copytree(source.offline_dir, target.offline_dir, dirs_exist_ok=True)
+
+
+def online_dump(settings: Settings) -> dict:
+    """Everything in the online store, as stored: SQLite rows per table, or Redis hashes per key."""
+    if settings.online_store is OnlineStoreKind.sqlite:
+        with closing(sqlite3.connect(settings.online_sqlite_path)) as connection:
+            tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            query = 'SELECT * FROM "{}" ORDER BY entity_key, feature_name'
+            return {table: connection.execute(query.format(table)).fetchall() for table in tables}
+    address, *options = settings.redis_url.split(",")
+    host, port = address.split(":")
+    database = int(dict(option.split("=") for option in options).get("db", 0))
+    client = redis.Redis(host=host, port=int(port), db=database)
+    return {key: client.hgetall(key) for key in client.scan_iter(count=1_000)}
+
+
+def online_values(settings: Settings, n: int) -> dict[str, dict]:
+    """Stock Feast online read of every feature of entities 0..n-1, per entity kind."""
+    store = feature_store(settings)
+    values = {}
+    for entity in ENTITIES:
+        refs = [f"{spec.name}:{name}" for spec in VIEWS if spec.entity == entity for name in spec.feature_names]
+        rows = [{entity.join_key: i} for i in range(n)]
+        response = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True)
+        values[entity.name] = response.to_dict()
+    return values
+
+
+def intervals(settings: Settings) -> dict[str, list]:
+    """Materialization intervals of every registered view."""
+    return {fv.name: fv.materialization_intervals for fv in feature_store(settings).list_feature_views()}
+
+
+def assert_same_online_state(ours: Settings, theirs: Settings, n: int) -> None:
+    assert online_values(ours, n) == online_values(theirs, n)
+    assert online_dump(ours) == online_dump(theirs)
+
+
+def test_same_values_bytes_and_intervals_as_feast(store_settings, online_store) -> None:
+    ours, theirs = pair(store_settings, online_store)
+    write_two_snapshots(ours, N)
+    copy_offline(ours, theirs)
+    apply(ours)
+    apply(theirs)
+    feature_store(theirs).materialize(EPOCH, END)
+    calls = []
+    report = materialize(ours, end=END, progress=lambda *call: calls.append(call))
+
+    assert_same_online_state(ours, theirs, N)
+    assert intervals(ours) == intervals(theirs) == {spec.name: [(EPOCH, END)] for spec in VIEWS}
+    assert report.rows == N * len(VIEWS) and {v.rows for v in report.views} == {N}
+    assert {(view, done, total) for view, done, total in calls} == {(spec.name, N, N) for spec in VIEWS}
+    both = online_features(ours, user_id=2, item_id=3)
+    assert both[USER.join_key] == 2 and both[ITEM.join_key] == 3
+    assert len(both[f"{ITEM_TRANSH.name}__transh"]) == len(both[f"{USER_TRANSH.name}__transh"])
+    assert online_features(ours, user_id=0)[f"{USER_GRAPH_STATS.name}__friends_active_share"] is None  # NaN: missing
+
+
+def test_incremental_runs_match_feast(store_settings, online_store) -> None:
+    ours, theirs = pair(store_settings, online_store)
+    rng = np.random.default_rng(5)
+    for event, created, ids in ((T1, CREATED_1, np.arange(N)), (T2, CREATED_2, np.arange(0, N, 3))):
+        for spec in VIEWS:
+            frame = random_frame(spec, ids, event, created, rng)
+            write_snapshot(ours, spec, frame)
+            write_snapshot(theirs, spec, frame)
+        if event == T1:
+            apply(ours)
+            apply(theirs)
+            materialize(ours, end=BETWEEN)
+            feature_store(theirs).materialize(EPOCH, BETWEEN)
+            assert_same_online_state(ours, theirs, N)
+    materialize(ours, incremental=True, end=END)
+    feature_store(theirs).materialize_incremental(END)
+
+    assert_same_online_state(ours, theirs, N)
+    assert intervals(ours) == intervals(theirs) == {spec.name: [(EPOCH, BETWEEN), (BETWEEN, END)] for spec in VIEWS}
+
+
+def test_window_end_keeps_later_snapshots_out(store_settings) -> None:
+    ours, theirs = pair(store_settings, {"online_store": OnlineStoreKind.sqlite})
+    write_two_snapshots(ours, 20)
+    copy_offline(ours, theirs)
+    apply(ours)
+    apply(theirs)
+    materialize(ours, start=T1, end=BETWEEN)
+    feature_store(theirs).materialize(T1, BETWEEN)
+    assert_same_online_state(ours, theirs, 20)
+
+
+def test_killed_run_then_rerun_equals_clean_run(store_settings, online_store) -> None:
+    interrupted, clean = pair(store_settings, online_store)
+    rng = np.random.default_rng(7)
+    for event, created in ((T1, CREATED_1), (T2, CREATED_2)):
+        for spec in VIEWS:
+            frame = random_frame(spec, np.arange(N), event, created, rng)
+            write_snapshot(interrupted, spec, frame)
+            write_snapshot(clean, spec, frame)
+        if event == T1:  # the online store first holds the older values
+            for settings in (interrupted, clean):
+                apply(settings)
+                materialize(settings, end=BETWEEN)
+    before = online_dump(interrupted)
+
+    env = os.environ | {
+        "GRAPHREC_WORK_DIR": str(interrupted.work_dir),
+        "GRAPHREC_ONLINE_STORE": interrupted.online_store.value,
+        "GRAPHREC_REDIS_URL": interrupted.redis_url,
+        "GRAPHREC_MLFLOW_TRACKING_URI": interrupted.mlflow_uri,
+    }
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    partial = online_dump(interrupted)
+    assert partial != before  # the first batch was written...
+    assert intervals(interrupted) == {spec.name: [(EPOCH, BETWEEN)] for spec in VIEWS}  # ...but no watermark moved
+
+    materialize(interrupted, end=END)
+    materialize(clean, end=END)
+    assert_same_online_state(interrupted, clean, N)
+    assert intervals(interrupted) == intervals(clean)
+
+
+def test_unknown_view_is_named(store_settings) -> None:
+    settings = store_settings()
+    apply(settings)
+    with pytest.raises(ValueError, match="no_such_view"):
+        materialize(settings, views=["no_such_view"])

@@ -1,0 +1,170 @@
+"""Registry contract: tracked runs with lineage, pyfunc packaging, publication to Feast, the promotion gate,
+forced promotion with a reason, rollback, racing promotions, pruning -- on the embedded SQLite store and on a
+real ``mlflow server``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from graphrec.settings import Settings
+from registry.promotion import PromotionRefused, audit_trail, promote, rollback
+from registry.servability import servability_problems
+from registry.tracking import configure_mlflow
+from registry.train import train_and_log
+from registry.versions import list_versions, prune
+from serving.contract import CHAMPION, FEATURE_SERVICE_TAG
+from tests.mlflow_server import mlflow_server
+from training.models.base import MODELS, load_models
+
+GOOD = {"epochs": 12, "lr": 0.02}
+BAD = {"epochs": 1, "lr": 1e-7}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "server"])
+def registry_env(request, tmp_path_factory):
+    """A synthetic dataset, a work dir, and the tracking store (embedded SQLite or a live mlflow server)."""
+    from training.synth.generator import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp(f"registry-{request.param}")
+    generate_dataset(SynthConfig(n_users=400, seed=5), root / "data")
+    overrides: dict[str, object] = {"work_dir": root / "work", "dataset": str(root / "data"), "seed": 5,
+                                    "registered_model_name": "graphrec-test"}
+    if request.param == "server":
+        with mlflow_server(root / "server") as uri:
+            yield Settings(mlflow_tracking_uri=uri, **overrides)
+    else:
+        yield Settings(**overrides)
+
+
+def _train(settings: Settings, fields: dict, register: bool = True):
+    load_models()
+    configure_mlflow(settings)
+    return train_and_log(settings, "bpr_mf", MODELS["bpr_mf"].Config(**fields), register_version=register, topk_users=50)
+
+
+@pytest.fixture(scope="module")
+def versions(registry_env):
+    """Two registered versions: a trained one (v1) and a barely trained, worse one (v2)."""
+    good = _train(registry_env, GOOD)
+    bad = _train(registry_env, BAD)
+    return registry_env, good, bad
+
+
+def test_run_is_traced_to_data_features_and_code(versions) -> None:
+    settings, good, _ = versions
+    run = MlflowClient().get_run(good.run_id)
+    assert run.data.params["model"] == "bpr_mf" and run.data.params["config.epochs"] == "12"
+    assert {"test_auc", "test_auc/sparse", "test_recall_at_20/active", "valid_auc"} <= set(run.data.metrics)
+    assert len(MlflowClient().get_metric_history(good.run_id, "valid_auc")) >= 2
+    tags = run.data.tags
+    assert tags["graphrec.dataset_fingerprint"] and tags["git_commit"]
+    artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=good.run_id)}
+    assert {"model_card.md", "plots", "serving_features"} <= artifacts
+    plots = {a.path for a in mlflow.artifacts.list_artifacts(run_id=good.run_id, artifact_path="plots")}
+    assert plots == {"plots/training_curve.png", "plots/metrics_by_tercile.png"}
+    version = MlflowClient().get_model_version(settings.registered_model_name, good.version.version)
+    assert version.tags[FEATURE_SERVICE_TAG] == f"graphrec_test_v{good.version.version}"
+
+
+def test_signature_is_ids_plus_feature_service(versions) -> None:
+    settings, good, _ = versions
+    assert servability_problems(settings, settings.registered_model_name, good.version.version) == []
+    info = mlflow.models.get_model_info(f"models:/{settings.registered_model_name}/{good.version.version}")
+    assert info.signature.inputs.input_names()[:2] == ["user_id", "item_id"]
+
+
+def test_pyfunc_loads_without_training_or_dgl(versions, tmp_path: Path) -> None:
+    settings, good, _ = versions
+    uri = f"models:/{settings.registered_model_name}/{good.version.version}"
+    script = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('training', 'dgl'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import mlflow, numpy as np, pandas as pd
+mlflow.set_tracking_uri({settings.mlflow_uri!r}); mlflow.set_registry_uri({settings.mlflow_uri!r})
+model = mlflow.pyfunc.load_model({uri!r})
+frame = pd.DataFrame({{'user_id': [0, 1], 'item_id': [2, 3], 'user_embedding': [np.ones(64, 'float32')] * 2,
+                      'item_embedding': [np.ones(64, 'float32')] * 2, 'item_bias': np.zeros(2, 'float32')}})
+print(np.asarray(model.predict(frame)).round(3).tolist())
+assert not any(m.split('.')[0] in ('training', 'dgl') for m in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[64.0, 64.0]" in result.stdout
+
+
+def test_gate_promotes_good_and_refuses_worse(versions) -> None:
+    settings, good, bad = versions
+    name = settings.registered_model_name
+    entry = promote(settings, name, good.version.version)
+    assert entry.to_version == str(good.version.version) and "candidate" in entry.gate
+    with pytest.raises(PromotionRefused, match=r"AUC 0\.\d+ is worse than champion v\d+ AUC 0\.\d+"):
+        promote(settings, name, bad.version.version)
+    assert MlflowClient().get_model_version_by_alias(name, CHAMPION).version == good.version.version
+
+
+def test_force_needs_reason_and_is_recorded_then_rollback(versions) -> None:
+    settings, good, bad = versions
+    name = settings.registered_model_name
+    promote(settings, name, good.version.version, force=True, reason="baseline")
+    with pytest.raises(PromotionRefused, match="--reason"):
+        promote(settings, name, bad.version.version, force=True)
+    forced = promote(settings, name, bad.version.version, force=True, reason="canary of a cold-start fix")
+    trail = audit_trail(MlflowClient(), name)
+    assert trail[-1] == forced and trail[-1].reason == "canary of a cold-start fix" and trail[-1].action == "force"
+    back = rollback(settings, name)
+    assert back.to_version == str(good.version.version) and back.from_version == str(bad.version.version)
+    assert MlflowClient().get_model_version_by_alias(name, CHAMPION).version == good.version.version
+    assert audit_trail(MlflowClient(), name)[-1].action == "rollback"
+
+
+def test_unpublished_version_is_refused(versions) -> None:
+    settings, _, _ = versions
+    outcome = _train(settings, BAD, register=False)
+    version = mlflow.register_model(f"runs:/{outcome.run_id}/model", settings.registered_model_name)
+    with pytest.raises(PromotionRefused, match="not servable"):
+        promote(settings, settings.registered_model_name, version.version)
+
+
+def test_racing_promotions_leave_one_consistent_outcome(versions, tmp_path: Path) -> None:
+    settings, good, bad = versions
+    name = settings.registered_model_name
+    env_lines = f"settings = Settings.model_validate_json({settings.model_dump_json()!r})"
+    script = """
+import sys
+from graphrec.settings import Settings
+from registry.promotion import promote
+from registry.tracking import configure_mlflow
+{env}
+configure_mlflow(settings)
+promote(settings, {name!r}, sys.argv[1], force=True, reason='race ' + sys.argv[1])
+""".format(env=env_lines, name=name)
+    racers = [subprocess.Popen([sys.executable, "-c", script, v]) for v in (str(good.version.version), str(bad.version.version))]
+    assert [r.wait(timeout=120) for r in racers] == [0, 0]
+    trail = audit_trail(MlflowClient(), name)[-2:]
+    assert {e.reason for e in trail} == {f"race {good.version.version}", f"race {bad.version.version}"}
+    assert trail[1].from_version == trail[0].to_version  # serialised: the second saw the first's result
+    assert str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version) == trail[1].to_version
+
+
+def test_list_shows_champion_and_prune_keeps_aliased(versions) -> None:
+    settings, good, _ = versions
+    name = settings.registered_model_name
+    promote(settings, name, good.version.version, force=True, reason="pin for prune")
+    rows = list_versions(settings, name)
+    assert next(r for r in rows if r.version == str(good.version.version)).aliases == [CHAMPION]
+    deleted = prune(settings, name, keep=1)
+    remaining = {r.version for r in list_versions(settings, name)}
+    assert str(good.version.version) in remaining and not set(deleted) & remaining
+    from feature_repo.model_views import load_manifest
+
+    assert {e.version for e in load_manifest(settings)} <= {int(v) for v in remaining}
