@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphrec-installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test bench evaluate system-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,22 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# Benchmarks print their own tables; BENCHMARKS.md records them. Run as modules so bench/serving.py
+# cannot shadow the serving package.
 bench: install
-	$(PY) bench/synth.py
+	$(PY) -m bench.synth
+	$(PY) -m bench.transh
+	$(PY) -m bench.materialize
+	$(PY) -m bench.train_speed --epochs 5 --threads 1
+	$(PY) -m bench.serving
+
+# The full 3-seed Last.FM evaluation of every registered model (too slow for CI): writes RESULTS.md + PNG.
+evaluate: install
+	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --threads 1 --out RESULTS.md
+
+# Reliability tier of the serving service (saturation, hot swap under load, Redis outage, schemathesis).
+system-test: install
+	$(PY) -m pytest -q -m system tests/system
 
 clean:
 	rm -rf work .pytest_cache

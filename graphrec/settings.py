@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,25 @@ class Settings(BaseSettings):
     online_store: OnlineStoreKind = Field(default=OnlineStoreKind.sqlite, description="Feast online store kind.")
     redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when online_store is redis.")
     seed: int = Field(default=2021, description="Default random seed for splits and training.")
+    serving_poll_interval_s: float = Field(
+        default=10.0, gt=0, description="How often serving re-reads the model aliases and the item-view watermark."
+    )
+    serving_admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of serving's /admin endpoints; unset disables them."
+    )
+    serving_challenger_share: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of users (by user id hash) served by the challenger alias."
+    )
+    serving_max_body_bytes: int = Field(default=64 * 1024, gt=0, description="Largest request body serving accepts.")
+    serving_retry_after_s: int = Field(
+        default=5, gt=0, description="Retry-After seconds sent with 503s when the feature store or registry is down."
+    )
+    serving_torch_threads: int = Field(
+        default=1, gt=0, description="torch intra-op threads in the serving process (more only adds contention)."
+    )
+    serving_recommend_candidates: int = Field(
+        default=300, gt=0, description="Candidates /v1/recommend retrieves by dot product before re-ranking."
+    )
 
     @property
     def graphs_dir(self) -> Path:

@@ -15,6 +15,15 @@ from training.kge.split import naive_leak_share, pair_groups, twin_aware_split, 
 from training.kge.train import TransHConfig, fit
 from training.kge.transh import TransH, margin_loss
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These models are tiny; on a busy shared runner two torch threads mostly wait on each other (5-10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def planted_kg(n_clusters: int = 6, per_cluster: int = 10) -> tuple[np.ndarray, int, int]:
     """Items in clusters; a cluster fixes each item's genre, label and country; items also link to a clustermate.
 
@@ -154,12 +163,12 @@ def test_training_lowers_loss_and_ranks_held_out_triples_far_above_random() -> N
     rng = np.random.default_rng(0)
     held_out = rng.choice(np.flatnonzero(triples[:, 1] == 0), size=10, replace=False)  # genre triples
     train = np.delete(triples, held_out, axis=0)
-    config = TransHConfig(dim=16, epochs=150, batch_size=64, lr=0.02, num_negatives=4)
+    config = TransHConfig(dim=16, epochs=60, batch_size=64, lr=0.02, num_negatives=4)
     model, history = fit(train, n_nodes, n_relations, config)
-    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert history[-1]["loss"] < 0.2 * history[0]["loss"]
     metrics = evaluate(model, triples[held_out], triples)
-    random_mrr = np.mean(1.0 / np.arange(1, n_nodes + 1))
-    assert metrics["mrr"] > 4 * random_mrr and metrics["hits@10"] > 0.7
+    random_mrr = np.mean(1.0 / np.arange(1, n_nodes + 1))  # about 0.063 here
+    assert metrics["mrr"] > 8 * random_mrr and metrics["hits@10"] >= 0.9
 
 
 def test_training_is_deterministic_and_keeps_the_constraints() -> None:
@@ -180,7 +189,8 @@ def test_early_stopping_restores_the_best_validation_weights() -> None:
     config = TransHConfig(dim=16, epochs=200, batch_size=64, lr=0.02, eval_every=5, patience=2)
     model, history = fit(train, n_nodes, n_relations, config, valid=valid)
     scores = [r["valid_mrr"] for r in history if "valid_mrr" in r]
-    assert len(history) < 200 or len(scores) == 40
+    best = int(np.argmax(scores))
+    assert len(history) == 200 or len(scores) - 1 - best == config.patience  # stopped `patience` checks after the best
     assert evaluate(model, valid, np.concatenate((train, valid)))["mrr"] == pytest.approx(max(scores))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 from rich.rule import Rule
@@ -115,8 +116,66 @@ def _models_table(settings: Settings) -> None:
     console.print(table)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _serve_and_predict(settings: Settings) -> None:
+    """Start ``graphrec serve`` in a subprocess, ask it for predictions (one user unknown), print them, stop it."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from serving.client import ServingClient
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = os.environ | {"GRAPHREC_WORK_DIR": str(settings.work_dir), "GRAPHREC_DATASET": settings.dataset,
+                        "GRAPHREC_DATA_DIR": str(settings.data_dir)}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("graphrec")), "serve", "--port", str(port), "--log-level", "warning"], env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the service exited with code {server.returncode}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the service did not become ready within 120 s")
+            time.sleep(0.5)
+        console.print(f"service ready at {url}")
+        candidates = list(range(0, 40, 2))
+        table = Table("user", "model", "fallback", "top items (score)")
+        with ServingClient(url) as client:
+            for user in (0, 1, 7, 10**9):
+                result = client.predict(user, candidates)
+                top = ", ".join(f"{s.item_id} ({s.score:.2f})" for s in result.scores[:5])
+                label = "unknown" if user == 10**9 else str(user)
+                table.add_row(label, f"{result.model.name} v{result.model.version}", str(result.fallback or "-"), top)
+            recommended = client.recommend(0, k=5)
+        console.print(table)
+        console.print("recommend(user 0, k=5): " + ", ".join(f"{s.item_id} ({s.score:.2f})" for s in recommended.scores))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def demo(ctx: typer.Context) -> None:
-    """Data -> graphs -> features -> Feast apply + materialize -> train KCAN -> register -> promote -> serve."""
+    """Data -> graphs -> features -> Feast apply + materialize -> train KCAN -> register -> promote -> serve -> predict."""
     settings = resolve_demo_data(settings_of(ctx))
     with reported_errors():
         _stage("1. load, validate and summarise the data", lambda: _summarise(settings))
@@ -127,3 +186,4 @@ def demo(ctx: typer.Context) -> None:
         _stage(f"5. train {DEMO_MODEL} (short schedule), register, publish its features, promote to champion",
                lambda: _train_register_promote(settings))
         _stage("6. the registry", lambda: _models_table(settings))
+        _stage("7. serve the champion, fetch online predictions (one unknown user), stop", lambda: _serve_and_predict(settings))

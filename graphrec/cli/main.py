@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from graphrec.cli import data, demo, features, models, train
+from graphrec.cli import serve as serve_cli
 from graphrec.settings import Settings
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app.add_typer(models.app, name="models")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="evaluate")(train.evaluate)
+app.command(name="serve")(serve_cli.serve)
+app.command(name="predict")(serve_cli.predict)
 
 
 @app.callback()

@@ -1,70 +1,23 @@
-"""The Feast feature store of graphrec, configured from Settings: apply the definitions, read online, join offline.
-
-``feature_repo/feature_store.yaml`` stays the stock configuration (project, provider, DuckDB offline store, SQLite
-online store, MLflow integration) for ``feast`` commands run in ``feature_repo/``. Here it is read and its paths, its
-online store and its MLflow URI are replaced from Settings, so ``GRAPHREC_WORK_DIR``, ``GRAPHREC_ONLINE_STORE=redis``
-and ``GRAPHREC_REDIS_URL`` take effect without editing it. :func:`apply` also writes that effective configuration to
-``<work_dir>/feature_store.yaml`` for the stock CLI: ``FEAST_FS_YAML_FILE_PATH=<work_dir>/feature_store.yaml feast -c
-feature_repo ...``.
+"""The Feast feature store of graphrec (configured from Settings in graphrec/feast_config.py): apply the definitions,
+read online, join offline. :func:`apply` also writes the effective configuration to ``<work_dir>/feature_store.yaml``
+for the stock CLI: ``FEAST_FS_YAML_FILE_PATH=<work_dir>/feature_store.yaml feast -c feature_repo ...``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-from feast import FeatureStore, Project, RepoConfig
+from feast import Project
 from feast.feature_view import DUMMY_ENTITY
 from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
 
 from feature_repo.catalog import EVENT_TIMESTAMP, GRAPH_FEATURES_SERVICE, ITEM, USER, VIEWS
 from feature_repo.definitions import Definitions, build_definitions
-from graphrec.settings import OnlineStoreKind, Settings
+from graphrec.feast_config import feature_store, write_cli_config
+from graphrec.settings import Settings
 from training.features.offline import snapshot_files, view_dir
-
-STOCK_CONFIG = "feature_store.yaml"
-
-
-def online_store_config(settings: Settings) -> dict[str, str]:
-    """The Feast online store block for the configured kind."""
-    if settings.online_store is OnlineStoreKind.redis:
-        return {"type": "redis", "connection_string": settings.redis_url}
-    return {"type": "sqlite", "path": str(settings.online_sqlite_path.resolve())}
-
-
-def config_dict(settings: Settings) -> dict[str, Any]:
-    """The stock feature_store.yaml as a dict, with paths, online store and MLflow URI taken from ``settings``."""
-    raw = yaml.safe_load(os.path.expandvars((settings.feature_repo / STOCK_CONFIG).read_text()))
-    raw["registry"] = {**raw["registry"], "path": str(settings.feast_registry_path.resolve())}
-    raw["online_store"] = online_store_config(settings)
-    raw["mlflow"] = {**raw.get("mlflow", {}), "tracking_uri": settings.mlflow_uri}
-    return raw
-
-
-def repo_config(settings: Settings) -> RepoConfig:
-    """The Feast RepoConfig of ``settings``."""
-    return RepoConfig(**config_dict(settings), repo_path=settings.feature_repo.resolve())
-
-
-def feature_store(settings: Settings) -> FeatureStore:
-    """A Feast FeatureStore for ``settings`` (its registry exists once :func:`apply` has run)."""
-    return FeatureStore(config=repo_config(settings))
-
-
-def write_cli_config(settings: Settings) -> Path:
-    """Write the effective configuration to ``<work_dir>/feature_store.yaml`` for the stock ``feast`` CLI."""
-    path = settings.work_dir / STOCK_CONFIG
-    path.write_text(
-        "# Written by graphrec (training/features/store.py) from Settings: the stock feature_repo/feature_store.yaml\n"
-        f"# with this work dir. Use: FEAST_FS_YAML_FILE_PATH={path.resolve()} \\\n"
-        f"#   feast -c {settings.feature_repo.resolve()} ...\n"
-        + yaml.safe_dump(config_dict(settings), sort_keys=False)
-    )
-    return path
 
 
 def _repo_contents(project: str, definitions: Definitions) -> RepoContents:

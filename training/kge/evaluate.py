@@ -58,9 +58,8 @@ def _side_ranks(
     model: TransH, triples: np.ndarray, known: KnownAnswers, predict_head: bool, batch_size: int
 ) -> np.ndarray:
     """Realistic filtered ranks for head (or tail) prediction of every triple, ``batch_size`` queries at a time."""
-    entities = model.entity.weight.double()
-    normals = model.normal.weight.double()
-    translations = model.translation.weight.double()
+    tables = (model.entity, model.normal, model.translation)
+    entities, normals, translations = (table.weight.detach().cpu().double() for table in tables)
     anchor_col, answer_col = (2, 0) if predict_head else (0, 2)
     sign = -1.0 if predict_head else 1.0
     ranks = []
@@ -83,7 +82,7 @@ def rank_triples(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Filtered realistic (head ranks, tail ranks) of (N, 3) ``triples``, every triple in ``known_triples`` filtered.
 
-    Memory is O(batch_size · n_entities) float64 per batch.
+    Scored on the CPU in float64 (so near-ties are not artefacts of rounding); memory O(batch_size · n_entities).
     """
     n_relations = model.normal.num_embeddings
     heads = _side_ranks(model, triples, KnownAnswers.for_heads(known_triples, n_relations), True, batch_size)

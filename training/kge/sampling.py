@@ -34,7 +34,8 @@ class BernoulliSampler:
         self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, pos: Tensor) -> Tensor:
-        """Negatives for (B, 3) positives; shape (B, num_negatives, 3), same dtype/device as ``pos``."""
+        """Negatives for (B, 3) positives; shape (B, num_negatives, 3), on ``pos``'s device (drawn on the CPU)."""
+        device, pos = pos.device, pos.cpu()
         neg = pos.unsqueeze(1).repeat(1, self.num_negatives, 1)
         shape = neg.shape[:2]
         corrupt_head = torch.rand(shape, generator=self.generator) < self.p_head[pos[:, 1]].unsqueeze(1)
@@ -43,4 +44,4 @@ class BernoulliSampler:
         new = torch.randint(0, self.n_nodes - 1, shape, generator=self.generator)
         new = new + (new >= old).long()  # skip the original entity: uniform over the other n_nodes - 1
         neg.scatter_(2, column.unsqueeze(-1), new.unsqueeze(-1))
-        return neg
+        return neg.to(device)

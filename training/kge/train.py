@@ -18,6 +18,7 @@ from training.kge.evaluate import evaluate
 from training.kge.sampling import BernoulliSampler
 from training.kge.transh import TransH
 
+
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """Adam (fused: one kernel per tensor instead of ~10, the main per-batch cost here) or plain SGD."""
     if name == "adam":
@@ -49,7 +50,8 @@ class _EarlyStopping:
     """Keeps the weights of the best validation MRR; says stop after ``patience`` evaluations without a gain."""
 
     def __init__(self, patience: int):
-        self.patience, self.best, self.best_state, self.misses = patience, -1.0, None, 0
+        self.patience, self.best, self.misses = patience, -1.0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
 
     def update(self, model: TransH, mrr: float) -> bool:
         """Record one validation MRR; True when training should stop."""
@@ -103,19 +105,17 @@ def fit(
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     sampler = BernoulliSampler(triples, n_nodes, n_relations, config.num_negatives, seed=config.seed)
     data = torch.from_numpy(np.ascontiguousarray(triples, dtype=np.int64))
-    validating = valid is not None and config.eval_every > 0
-    known = np.concatenate((triples, valid)) if validating else None
+    known = triples if valid is None else np.concatenate((triples, valid))
     stopper = _EarlyStopping(config.patience)
     history: list[dict] = []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        model.train()
-        loss = _run_epoch(model, optimizer, sampler, data, torch.from_numpy(rng.permutation(len(data))), config.batch_size)
+        order = torch.from_numpy(rng.permutation(len(data)))
+        loss = _run_epoch(model, optimizer, sampler, data, order, config.batch_size)
         seconds = time.perf_counter() - started
         record: dict = {"epoch": epoch, "loss": loss, "seconds": seconds, "triples_per_s": len(data) / seconds}
         stop = False
-        if validating and epoch % config.eval_every == 0:
-            model.eval()
+        if valid is not None and config.eval_every > 0 and epoch % config.eval_every == 0:
             record["valid_mrr"] = evaluate(model, valid, known)["mrr"]
             stop = stopper.update(model, record["valid_mrr"])
         history.append(record)

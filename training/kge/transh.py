@@ -45,13 +45,15 @@ class TransH(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Uniform init in ±6/√d (as for TransE), normals rescaled to unit length; uses torch's global RNG."""
-        bound = 6.0 / self.entity.embedding_dim**0.5
+        """Random directions of unit length for every entity, normal and translation; uses torch's global RNG.
+
+        Unit entities start on the boundary of the norm constraint, and unit translations keep d_r on the scale of
+        entity differences (a uniform ±6/√d draw would give ‖d_r‖ ≈ 3.5 and drown the entities early on).
+        """
         for table in (self.entity, self.normal, self.translation):
-            nn.init.uniform_(table.weight, -bound, bound)
-        with torch.no_grad():
-            self.entity.weight.copy_(F.normalize(self.entity.weight, dim=-1))
-        self.renormalize_()
+            nn.init.normal_(table.weight)
+            with torch.no_grad():
+                table.weight.copy_(F.normalize(table.weight, dim=-1))
 
     def distance(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """Distances of triples given as broadcastable index tensors (e.g. h (B, 1), t (B, K)); lower = truer."""
@@ -67,8 +69,14 @@ class TransH(nn.Module):
         return transh_distance(ends[..., 0, :], self.normal(rel), self.translation(rel), ends[..., 1, :])
 
     def constraint_penalty(self) -> Tensor:
-        """Σ_e relu(‖e‖² - 1) + Σ_r relu((w_rᵀd_r)² / ‖d_r‖² - ε²) over the whole tables, as in the paper."""
-        entity = self.entity.weight
+        """Σ_e relu(‖e‖² - 1) + Σ_r relu((w_rᵀd_r)² / ‖d_r‖² - ε²) over all entities and relations, as in the paper.
+
+        Only entities with ‖e‖ > 1 contribute value or gradient, so just those rows are gathered: same result, but
+        the backward pass does not run several elementwise ops over the whole entity table every batch.
+        """
+        with torch.no_grad():
+            over = (torch.linalg.vector_norm(self.entity.weight, dim=-1) > 1.0).nonzero().squeeze(1)
+        entity = self.entity(over)
         norm_excess = F.relu((entity * entity).sum(dim=-1) - 1.0).sum()
         w, d = self.normal.weight, self.translation.weight
         cos2 = (w * d).sum(dim=-1).pow(2) / (d * d).sum(dim=-1).clamp_min(1e-12)

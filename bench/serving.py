@@ -1,0 +1,194 @@
+"""Benchmark serving latency over loopback HTTP: our hot path against the naive path, on SQLite and Redis.
+
+Builds a 64-d dot model over a few thousand items (tests/serving_fixtures.py: MLflow registry + Feast views,
+materialized with Feast), starts uvicorn in a subprocess per (store, path), warms it up, then sends ``--requests``
+sequential ``POST /v1/predict`` calls (random known user, random distinct candidates) per candidate count over one
+keep-alive connection, and prints p50/p99 per case and the naive/ours ratios. The naive path (``create_app(naive=
+True)``) reads every (user, item) pair through Feast ``get_online_features`` into pandas and calls ``pyfunc.predict``.
+
+Usage: ``python bench/serving.py [--requests 2000] [--items 5000] [--stores sqlite redis]``. Latencies include the
+client (httpx) and depend on machine load; the load average is printed with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CANDIDATES = (100, 1000)
+WARMUP = 200
+DIM, USERS = 64, 1000
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured configuration and its latencies (ms)."""
+
+    store: str
+    path: str
+    candidates: int
+    latencies: np.ndarray
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile latency in ms."""
+        return float(np.percentile(self.latencies, q))
+
+
+def settings_for(work_dir: Path, store: str, redis_url: str | None):  # noqa: ANN201  graphrec Settings
+    """Settings of the benchmark world for one online store."""
+    from graphrec.settings import OnlineStoreKind, Settings
+
+    extra = {"online_store": OnlineStoreKind.redis, "redis_url": redis_url} if store == "redis" else {}
+    return Settings(work_dir=work_dir, serving_poll_interval_s=60.0, **extra)
+
+
+def build_world(work_dir: Path, store: str, redis_url: str | None, n_items: int) -> None:
+    """Publish one champion dot model and its features into ``work_dir``."""
+    from tests.serving_fixtures import dot_tables, popularity_table, publish_dot_version
+
+    users, items = dot_tables(USERS, n_items, DIM, seed=0)
+    publish_dot_version(settings_for(work_dir, store, redis_url), users, items, popularity_table(items["item_id"].to_numpy(), 0))
+
+
+def serve(work_dir: Path, store: str, redis_url: str | None, port: int, naive: bool) -> None:
+    """Run the app under uvicorn (child process)."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    app = create_app(settings_for(work_dir, store, redis_url), naive=naive, poll=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start_server(work_dir: Path, store: str, redis_url: str | None, naive: bool) -> tuple[subprocess.Popen, str]:
+    """Start a server subprocess and wait until /readyz answers 200."""
+    import httpx
+
+    from tests.serving_fixtures import free_port
+
+    port = free_port()
+    command = [sys.executable, __file__, "--serve", str(work_dir), "--store", store, "--port", str(port)]
+    command += ["--redis-url", redis_url] if redis_url else []
+    command += ["--naive"] if naive else []
+    process = subprocess.Popen(command, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError("server exited before it was ready")
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError("server not ready within 120 s")
+
+
+def measure(url: str, candidates: int, requests: int, n_items: int, seed: int) -> np.ndarray:
+    """Latencies (ms) of ``requests`` sequential predict calls after a warm-up; 0 candidates: ``GET /healthz``
+    (the HTTP floor: client, uvicorn and FastAPI without any work)."""
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    bodies = [
+        {"user_id": int(rng.integers(USERS)), "item_ids": rng.choice(n_items, candidates, replace=False).tolist()}
+        for _ in range(WARMUP + requests)
+    ]
+    latencies = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for index, body in enumerate(bodies):
+            start = time.perf_counter()
+            response = client.post("/v1/predict", json=body) if candidates else client.get("/healthz")
+            elapsed = time.perf_counter() - start
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            if index >= WARMUP:
+                latencies.append(elapsed * 1e3)
+    return np.asarray(latencies)
+
+
+def table(cases: list[Case]) -> str:
+    """The results table with naive/ours ratios of p50 and p99."""
+    lines = ["cands 0 = GET /healthz, the HTTP floor under the current machine load",
+             f"{'store':<7}{'path':<7}{'cands':>6}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'naive/ours p50':>16}{'p99':>7}"]
+    ours = {(c.store, c.candidates): c for c in cases if c.path == "ours"}
+    for case in cases:
+        ratio = ""
+        base = ours.get((case.store, case.candidates))
+        if case.path == "naive" and base is not None:
+            ratio = f"{case.percentile(50) / base.percentile(50):>15.1f}x{case.percentile(99) / base.percentile(99):>6.1f}x"
+        lines.append(
+            f"{case.store:<7}{case.path:<7}{case.candidates:>6}{len(case.latencies):>6}{case.percentile(50):>9.2f}"
+            f"{case.percentile(99):>9.2f}{case.latencies.mean():>9.2f}{ratio}"
+        )
+    return "\n".join(lines)
+
+
+def run(stores: list[str], requests: int, naive_requests: int, n_items: int) -> list[Case]:
+    """Every (store, path, candidates) case."""
+    from tests.serving_fixtures import RedisProcess
+
+    cases: list[Case] = []
+    with tempfile.TemporaryDirectory(prefix="graphrec-bench-serving-") as scratch:
+        for store in stores:
+            redis_server = RedisProcess(Path(scratch) / "redis") if store == "redis" else None
+            if redis_server is not None:
+                redis_server.start()
+            try:
+                redis_url = redis_server.url if redis_server is not None else None
+                work_dir = Path(scratch) / store
+                build_world(work_dir, store, redis_url, n_items)
+                for path in ("ours", "naive"):
+                    process, url = start_server(work_dir, store, redis_url, naive=path == "naive")
+                    try:
+                        for candidates in ((0,) if path == "ours" else ()) + CANDIDATES:
+                            count = naive_requests if path == "naive" else requests
+                            latencies = measure(url, candidates, count, n_items, seed=candidates)
+                            cases.append(Case(store, path, candidates, latencies))
+                            print(f"  {store} {path} {candidates}: p50 {np.median(latencies):.2f} ms", flush=True)
+                    finally:
+                        process.terminate()
+                        process.wait(timeout=30)
+            finally:
+                if redis_server is not None:
+                    redis_server.stop()
+    return cases
+
+
+def main() -> None:
+    """Parse arguments; as parent run the benchmark and print the table, as child serve."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="Timed requests per case (after the warm-up).")
+    parser.add_argument("--naive-requests", type=int, default=None,
+                        help="Timed requests per naive case (default: --requests; the naive path is slow).")
+    parser.add_argument("--items", type=int, default=5000, help="Items in the catalogue.")
+    parser.add_argument("--stores", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--store", default="sqlite", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO_ROOT))
+    if args.serve is not None:
+        serve(args.serve, args.store, args.redis_url, args.port, args.naive)
+        return
+    load_before = os.getloadavg()
+    cases = run(args.stores, args.requests, args.naive_requests or args.requests, args.items)
+    print(table(cases))
+    print(f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min) before {load_before}, after {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

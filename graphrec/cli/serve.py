@@ -1,0 +1,62 @@
+"""``graphrec serve`` (the FastAPI app under uvicorn) and ``graphrec predict`` (ask a running service)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from graphrec.cli.context import console, err_console, settings_of
+from serving.client import DEFAULT_URL
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="TCP port."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve models:/<registered model>@champion over HTTP (see serving/app.py for the API)."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    uvicorn.run(create_app(settings_of(ctx)), host=host, port=port, log_level=log_level)
+
+
+def _item_ids(items: str) -> list[int]:
+    try:
+        return [int(part) for part in items.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter("--items takes comma-separated integer ids, e.g. 1,2,3") from None
+
+
+def predict(
+    ctx: typer.Context,
+    user: int = typer.Option(..., "--user", help="User id."),
+    items: str = typer.Option(..., "--items", help="Comma-separated candidate item ids."),
+    url: str = typer.Option(DEFAULT_URL, "--url", help="Base URL of the service."),
+    variant: str | None = typer.Option(None, help="Force 'champion' or 'challenger'."),
+) -> None:
+    """Score candidate items for a user on a running service and print them ranked."""
+    import httpx
+
+    from serving.client import ServingClient, ServingError
+
+    settings_of(ctx)
+    try:
+        with ServingClient(url, variant=variant) as client:
+            result = client.predict(user, _item_ids(items))
+    except ServingError as error:
+        err_console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    except httpx.TransportError as error:
+        err_console.print(f"[red]cannot reach {url}: {error}[/red]")
+        raise typer.Exit(1) from None
+    model = result.model
+    title = f"{model.name} v{model.version} ({model.alias}) — user {user}"
+    table = Table(title=title, caption=f"fallback: {result.fallback}" if result.fallback else None)
+    for column, justify in (("rank", "right"), ("item", "right"), ("score", "right"), ("source", "left")):
+        table.add_column(column, justify=justify)
+    for scored in result.scores:
+        table.add_row(str(scored.rank), str(scored.item_id), f"{scored.score:.4f}", scored.source)
+    console.print(table)

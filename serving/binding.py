@@ -1,0 +1,278 @@
+"""Bind a registered model version to its Feast views (serving.contract) and keep the binding current.
+
+A :class:`Binding` is immutable: the model of ``models:/NAME@alias``, the names its contract tags give, its item
+table and the fallback statistics, each with the materialization watermark it was read at. :class:`BindingManager`
+holds one binding per alias (champion, optional challenger) and replaces it atomically -- one reference assignment --
+when :meth:`BindingManager.refresh` finds the alias moved or a watermark changed; a poller thread calls it every
+``interval`` seconds. A failed load keeps the previous binding serving and is retried on the next tick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import mlflow.artifacts
+import mlflow.pyfunc
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from serving.contract import (
+    CHALLENGER,
+    CHAMPION,
+    FALLBACK_POPULARITY,
+    FALLBACK_VIEW,
+    FEATURE_SERVICE_TAG,
+    ITEM_VIEW_TAG,
+    USER_VIEW_TAG,
+)
+from serving.features import FeatureReader, ItemTable
+from serving.pyfunc_model import ScorerModel
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_PREFERENCE = ("embedding", "kcan_repr")  # features used for candidate retrieval, when both sides have them
+NOT_FOUND_CODES = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)}
+HASH_MULTIPLIER, HASH_SPACE = 2654435761, 2**32  # Knuth's multiplicative hash for sticky challenger assignment
+
+
+class RegistryUnavailable(RuntimeError):
+    """The MLflow registry could not be read."""
+
+
+class NotReady(RuntimeError):
+    """No model is bound yet."""
+
+
+class NotServable(RuntimeError):
+    """A registered version breaks the serving contract."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One served model version and everything read for it."""
+
+    name: str
+    version: str
+    alias: str
+    feature_service: str
+    user_view: str
+    item_view: str
+    model: ScorerModel = field(repr=False)
+    pyfunc: mlflow.pyfunc.PyFuncModel = field(repr=False)
+    items: ItemTable = field(repr=False)
+    item_watermark: datetime | None
+    stats: ItemTable | None = field(repr=False)
+    stats_watermark: datetime | None
+    loaded_at: datetime
+
+    @property
+    def retrieval_feature(self) -> str | None:
+        """A feature both sides carry as a same-width vector, for dot-product candidate retrieval (None: none)."""
+        shared = [f for f in self.model.user_features if f in self.model.item_features and self.items.columns[f].ndim == 2]
+        ranked = sorted(shared, key=lambda f: RETRIEVAL_PREFERENCE.index(f) if f in RETRIEVAL_PREFERENCE else len(shared))
+        return ranked[0] if ranked else None
+
+    def score(self, user_row: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
+        """Logits of the user against the cached items at ``index``."""
+        users = {f: np.repeat(v, len(index), axis=0) for f, v in user_row.items()}
+        return self.model.score_arrays(users, self.items.gather(index))
+
+    def retrieve(self, user_row: dict[str, np.ndarray], n: int) -> np.ndarray | None:
+        """Indices of the ``n`` cached items with the largest dot product with the user (None: no shared vector)."""
+        feature = self.retrieval_feature
+        if feature is None or user_row[feature].shape[-1] != self.items.columns[feature].shape[-1]:
+            return None
+        similarity = self.items.columns[feature] @ user_row[feature][0].astype(np.float32)
+        if n >= len(similarity):
+            return np.arange(len(similarity))
+        return np.argpartition(-similarity, n)[:n]
+
+
+class ModelSource:
+    """Reads aliases and loads pyfuncs from the MLflow registry of one URI."""
+
+    def __init__(self, tracking_uri: str):
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version holding ``alias`` (None when the model or the alias does not exist)."""
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as error:
+            if error.error_code in NOT_FOUND_CODES:
+                return None
+            raise RegistryUnavailable(f"MLflow registry error: {error.error_code}") from error
+        except Exception as error:  # noqa: BLE001  connection errors of any backend
+            raise RegistryUnavailable(f"MLflow registry unreachable: {type(error).__name__}") from error
+
+    def tags(self, name: str, version: str) -> dict[str, str]:
+        """The version's tags."""
+        try:
+            return dict(self.client.get_model_version(name, version).tags)
+        except Exception as error:  # noqa: BLE001
+            raise RegistryUnavailable(f"MLflow registry unreachable: {type(error).__name__}") from error
+
+    def load(self, name: str, version: str) -> tuple[mlflow.pyfunc.PyFuncModel, ScorerModel]:
+        """The version's pyfunc and its ScorerModel; the logged code path is not left on ``sys.path``."""
+        saved_path = list(sys.path)
+        try:
+            with tempfile.TemporaryDirectory(prefix="graphrec-model-") as folder:
+                location = self.client.get_model_version_download_uri(name, version)  # models:/ would use globals
+                local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=folder, tracking_uri=self.uri)
+                pyfunc = mlflow.pyfunc.load_model(local)
+        except Exception as error:  # noqa: BLE001
+            raise RegistryUnavailable(f"cannot load models:/{name}/{version}: {type(error).__name__}") from error
+        finally:
+            sys.path[:] = saved_path
+        model = pyfunc.unwrap_python_model()
+        if not isinstance(model, ScorerModel):
+            raise NotServable(f"models:/{name}/{version} is a {type(model).__name__}, not a ScorerModel")
+        return pyfunc, model
+
+
+def _stats(reader: FeatureReader) -> tuple[ItemTable | None, datetime | None]:
+    """The fallback popularity table and its watermark (None when the shared view is missing or empty)."""
+    watermark = reader.watermark(FALLBACK_VIEW)
+    if watermark is None:
+        return None, None
+    return reader.item_table(FALLBACK_VIEW, [FALLBACK_POPULARITY]), watermark
+
+
+def load_binding(source: ModelSource, reader: FeatureReader, name: str, version: str, alias: str) -> Binding:
+    """Load the version's model, check its contract tags and views, and read its item table and fallback stats."""
+    tags = source.tags(name, version)
+    missing = [t for t in (FEATURE_SERVICE_TAG, USER_VIEW_TAG, ITEM_VIEW_TAG) if t not in tags]
+    if missing:
+        raise NotServable(f"version {version} lacks contract tags {', '.join(missing)}")
+    watermark = reader.watermark(tags[ITEM_VIEW_TAG])
+    if watermark is None or reader.watermark(tags[USER_VIEW_TAG]) is None:
+        raise NotServable(f"version {version}: views {tags[USER_VIEW_TAG]}, {tags[ITEM_VIEW_TAG]} are not materialized")
+    pyfunc, model = source.load(name, version)
+    stats, stats_watermark = _stats(reader)
+    return Binding(
+        name=name,
+        version=version,
+        alias=alias,
+        feature_service=tags[FEATURE_SERVICE_TAG],
+        user_view=tags[USER_VIEW_TAG],
+        item_view=tags[ITEM_VIEW_TAG],
+        model=model,
+        pyfunc=pyfunc,
+        items=reader.item_table(tags[ITEM_VIEW_TAG], model.item_features),
+        item_watermark=watermark,
+        stats=stats,
+        stats_watermark=stats_watermark,
+        loaded_at=datetime.now(timezone.utc),
+    )
+
+
+def refreshed_features(reader: FeatureReader, binding: Binding) -> Binding:
+    """The binding with its item table and fallback stats re-read where their watermark moved (same object if none)."""
+    changes: dict[str, object] = {}
+    watermark = reader.watermark(binding.item_view)
+    if watermark is not None and watermark != binding.item_watermark:
+        changes |= {"items": reader.item_table(binding.item_view, binding.model.item_features), "item_watermark": watermark}
+    if reader.watermark(FALLBACK_VIEW) != binding.stats_watermark:
+        stats, stats_watermark = _stats(reader)
+        changes |= {"stats": stats, "stats_watermark": stats_watermark}
+    return dataclasses.replace(binding, **changes) if changes else binding
+
+
+SwapListener = Callable[[str, Binding | None], None]
+
+
+class BindingManager:
+    """The bindings of the champion and challenger aliases, refreshed by a poller thread."""
+
+    def __init__(self, name: str, source: ModelSource, reader: FeatureReader, challenger_share: float = 0.0,
+                 on_swap: SwapListener | None = None):
+        self.name = name
+        self.source = source
+        self.reader = reader
+        self.challenger_share = challenger_share
+        self.on_swap = on_swap
+        self.bindings: dict[str, Binding | None] = {CHAMPION: None, CHALLENGER: None}
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether a champion is bound."""
+        return self.bindings[CHAMPION] is not None
+
+    def pick(self, user_id: int, variant: str | None = None) -> Binding:
+        """The binding serving this request: the requested variant, else the challenger for its share of users."""
+        champion, challenger = self.bindings[CHAMPION], self.bindings[CHALLENGER]
+        if champion is None:
+            raise NotReady(self.last_error or "no model is loaded yet")
+        if challenger is None or variant == CHAMPION:
+            return champion
+        if variant == CHALLENGER:
+            return challenger
+        bucket = (user_id * HASH_MULTIPLIER) % HASH_SPACE / HASH_SPACE
+        return challenger if bucket < self.challenger_share else champion
+
+    def _swap(self, alias: str, binding: Binding | None) -> None:
+        self.bindings[alias] = binding
+        if self.on_swap is not None:
+            self.on_swap(alias, binding)
+
+    def _refresh_alias(self, alias: str, force: bool) -> None:
+        current = self.bindings[alias]
+        version = self.source.alias_version(self.name, alias)
+        if version is None:
+            if alias == CHALLENGER and current is not None:
+                self._swap(alias, None)  # challenger retired; a vanished champion keeps serving until replaced
+            return
+        if force or current is None or current.version != version:
+            self._swap(alias, load_binding(self.source, self.reader, self.name, version, alias))
+            log.info("serving %s v%s as %s", self.name, version, alias)
+            return
+        fresh = refreshed_features(self.reader, current)
+        if fresh is not current:
+            self._swap(alias, fresh)
+            log.info("reloaded item features of %s v%s (watermark %s)", self.name, version, fresh.item_watermark)
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-read the registry and the watermarks and swap in whatever changed; ``force`` reloads every alias."""
+        with self._lock:
+            try:
+                self.reader.refresh()
+                for alias in (CHAMPION, CHALLENGER):
+                    self._refresh_alias(alias, force)
+                self.last_error = None
+            except Exception as error:
+                self.last_error = f"{type(error).__name__}: {error}"
+                raise
+
+    def _poll(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001  the poller must survive anything; the next tick retries
+                log.exception("binding refresh failed; still serving the previous bindings")
+
+    def start(self, interval: float) -> None:
+        """Start the poller thread (a daemon: it never keeps the process alive)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, args=(interval,), name="graphrec-binding-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the poller thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

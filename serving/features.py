@@ -1,0 +1,181 @@
+"""Online feature reads for serving, through Feast.
+
+* The user row: one ``get_online_features`` call per request (one entity row), decoded from its protobuf response
+  straight into numpy arrays.
+* Item rows: an in-process :class:`ItemTable` (one numpy array per feature, rows sorted by item id) loaded through
+  ``get_online_features`` for every item of the view's offline source, tagged with the view's materialization watermark
+  (the latest interval end in the Feast registry); the binding poller reloads it when the watermark moves.
+* The naive path (benchmark baseline): ``get_online_features`` for the user and every candidate, as a pandas frame.
+
+Every failure of the feature store surfaces as :class:`StoreUnavailable`, which the app turns into a 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+from feast import FeatureStore, FeatureView, FileSource
+from feast.infra.online_stores.redis import RedisOnlineStore
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from serving.pyfunc_model import ITEM_ID, ITEM_PREFIX, USER_ID, USER_PREFIX
+
+LOAD_CHUNK = 1000  # entity rows per get_online_features call when loading the item table
+
+
+class StoreUnavailable(RuntimeError):
+    """The online store or the Feast registry could not be read."""
+
+
+def decode_value(value: object) -> object:
+    """A Feast ValueProto as a Python scalar or a float32 array (None when unset)."""
+    kind = value.WhichOneof("val")  # type: ignore[attr-defined]
+    if kind is None or kind == "null_val":
+        return None
+    field = getattr(value, kind)
+    if kind.endswith("_list_val"):
+        return np.asarray(field.val, dtype=np.float32 if kind in ("float_list_val", "double_list_val") else None)
+    return field
+
+
+def stack_column(values: Sequence[object]) -> np.ndarray:
+    """Decoded values of one feature as an array: scalars (B,), arrays stacked (B, n)."""
+    array = np.stack(values) if values and isinstance(values[0], np.ndarray) else np.asarray(values)
+    return array.astype(np.float32) if array.dtype == np.float64 else array
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """Feature rows of a set of items, by sorted item id: ``columns[f][i]`` belongs to ``ids[i]``."""
+
+    ids: np.ndarray  # (N,) int64, sorted
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def locate(self, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row index of each item and whether the item has a row (index is meaningless where not found)."""
+        index = np.searchsorted(self.ids, item_ids)
+        index = np.minimum(index, max(len(self.ids) - 1, 0))
+        found = (self.ids[index] == item_ids) if len(self.ids) else np.zeros(len(item_ids), dtype=bool)
+        return index, found
+
+    def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """The rows at ``index`` of every column."""
+        return {name: column[index] for name, column in self.columns.items()}
+
+
+def fail_fast_redis(store: FeatureStore) -> None:
+    """Make a Redis online store fail fast: redis-py 7 retries a failed command 3 times with 1-10 s exponential
+    backoff (about 10 s per read while Redis is down) and Feast 0.67 exposes no setting for it, so the client Feast
+    built gets one immediate retry instead. No-op for other online stores."""
+    online_store = store._get_provider().online_store  # noqa: SLF001  no public hook in Feast 0.67
+    if isinstance(online_store, RedisOnlineStore):
+        online_store._get_client(store.config.online_store).set_retry(Retry(NoBackoff(), 1))  # noqa: SLF001
+
+
+class FeatureReader:
+    """Reads served features from one Feast FeatureStore."""
+
+    def __init__(self, store: FeatureStore):
+        self.store = store
+        fail_fast_redis(store)
+
+    def refresh(self) -> None:
+        """Re-read the Feast registry (new views, new materialization intervals)."""
+        try:
+            self.store.refresh_registry()
+        except Exception as error:  # noqa: BLE001  any registry backend failure
+            raise StoreUnavailable(f"Feast registry unreadable: {error}") from error
+
+    def view(self, name: str) -> FeatureView | None:
+        """A feature view from the cached registry, or None when it is not applied."""
+        try:
+            return self.store.get_feature_view(name, allow_registry_cache=True)
+        except Exception:  # noqa: BLE001  Feast raises several not-found types
+            return None
+
+    def watermark(self, name: str) -> datetime | None:
+        """End of the view's latest materialization interval (None: missing or never materialized)."""
+        view = self.view(name)
+        if view is None or not view.materialization_intervals:
+            return None
+        return max(end for _, end in view.materialization_intervals)
+
+    def _online(self, refs: list[str], rows: list[dict[str, int]]):  # noqa: ANN202  a protobuf response
+        try:
+            return self.store.get_online_features(features=refs, entity_rows=rows).proto
+        except Exception as error:  # noqa: BLE001  any online store failure
+            raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
+
+    def user_row(self, view: str, features: Sequence[str], user_id: int) -> dict[str, np.ndarray] | None:
+        """The user's features, each a (1, ...) array; None when the user has no (or incomplete) features."""
+        response = self._online([f"{view}:{f}" for f in features], [{USER_ID: user_id}])
+        names = list(response.metadata.feature_names.val)
+        row: dict[str, np.ndarray] = {}
+        for name, result in zip(names, response.results):
+            if name == USER_ID:
+                continue
+            if result.statuses[0] != FieldStatus.PRESENT:
+                return None
+            value = decode_value(result.values[0])
+            if value is None:
+                return None
+            row[name] = np.asarray(value)[None, ...]
+        return row
+
+    def entity_ids(self, view: FeatureView, join_key: str) -> np.ndarray:
+        """Distinct join-key values of the view's offline source (the entities it materializes)."""
+        source = view.batch_source
+        if not isinstance(source, FileSource):
+            raise StoreUnavailable(f"view {view.name!r}: entity enumeration needs a FileSource, not {type(source).__name__}")
+        table = pads.dataset(source.path, format="parquet").to_table(columns=[join_key])
+        return np.unique(table.column(join_key).to_numpy()).astype(np.int64)
+
+    def item_table(self, view_name: str, features: Sequence[str]) -> ItemTable:
+        """Every item of the view with complete features in the online store, as an :class:`ItemTable`."""
+        view = self.view(view_name)
+        if view is None:
+            raise StoreUnavailable(f"feature view {view_name!r} is not applied")
+        ids = self.entity_ids(view, ITEM_ID)
+        refs = [f"{view_name}:{f}" for f in features]
+        decoded: dict[str, list[object]] = {f: [] for f in features}
+        for start in range(0, len(ids), LOAD_CHUNK):
+            chunk = ids[start : start + LOAD_CHUNK]
+            response = self._online(refs, [{ITEM_ID: int(i)} for i in chunk])
+            for name, result in zip(response.metadata.feature_names.val, response.results):
+                if name in decoded:
+                    decoded[name].extend(
+                        decode_value(v) if s == FieldStatus.PRESENT else None for v, s in zip(result.values, result.statuses)
+                    )
+        complete = np.array([all(decoded[f][i] is not None for f in features) for i in range(len(ids))], dtype=bool)
+        keep = np.flatnonzero(complete)
+        columns = {f: stack_column([decoded[f][i] for i in keep]) for f in features}
+        return ItemTable(ids=ids[keep], columns=columns)
+
+    def naive_frame(self, user_view: str, user_features: Sequence[str], item_view: str, item_features: Sequence[str],
+                    user_id: int, item_ids: Sequence[int]) -> pd.DataFrame:
+        """The pyfunc's input frame read the plain way: one Feast read of every (user, item) pair, via pandas."""
+        refs = [f"{user_view}:{f}" for f in user_features] + [f"{item_view}:{f}" for f in item_features]
+        rows = [{USER_ID: user_id, ITEM_ID: int(i)} for i in item_ids]
+        try:
+            frame = self.store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True).to_df()
+        except Exception as error:  # noqa: BLE001  any online store failure
+            raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
+        renames = {f"{user_view}__{f}": USER_PREFIX + f for f in user_features}
+        renames |= {f"{item_view}__{f}": ITEM_PREFIX + f for f in item_features}
+        frame = frame.rename(columns=renames)
+        for column in frame.columns:  # Feast returns float32 values widened: doubles and lists of Python floats
+            if frame[column].dtype == np.float64:
+                frame[column] = frame[column].astype(np.float32)
+            elif frame[column].dtype == object:
+                frame[column] = [None if v is None else np.asarray(v, dtype=np.float32) for v in frame[column]]
+        return frame

@@ -1,0 +1,106 @@
+"""Request and response bodies of the serving API.
+
+Ids are strict integers (no strings, floats or booleans); unknown fields are rejected. Duplicate candidate ids are
+rejected with 422: a rank per item would be ambiguous.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+MAX_CANDIDATES = 1000
+MAX_K = 100
+Fallback = Literal["unknown_user", "items_without_features"]
+
+
+class PredictRequest(BaseModel):
+    """Score candidate items for one user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictInt = Field(ge=0, lt=2**63)
+    item_ids: list[StrictInt] = Field(min_length=1, max_length=MAX_CANDIDATES)
+
+    @field_validator("item_ids")
+    @classmethod
+    def distinct_in_range(cls, item_ids: list[int]) -> list[int]:
+        """Item ids must be distinct non-negative int64s."""
+        if len(set(item_ids)) != len(item_ids):
+            raise ValueError("item_ids must be distinct")
+        if min(item_ids) < 0 or max(item_ids) >= 2**63:
+            raise ValueError("item_ids must be non-negative 64-bit integers")
+        return item_ids
+
+
+class RecommendRequest(BaseModel):
+    """Top-k items of the catalogue for one user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictInt = Field(ge=0, lt=2**63)
+    k: StrictInt = Field(default=10, ge=1, le=MAX_K)
+
+
+class ModelRef(BaseModel):
+    """Which registered version answered."""
+
+    name: str
+    version: str
+    alias: str
+
+
+class ScoredItem(BaseModel):
+    """One ranked item; ``source`` says whether the model or the popularity fallback scored it."""
+
+    item_id: int
+    score: float
+    rank: int
+    source: Literal["model", "popularity"]
+
+
+class ScoresResponse(BaseModel):
+    """Ranked items (rank 1 = best). Model-scored items rank before fallback-scored ones."""
+
+    model: ModelRef
+    scores: list[ScoredItem]
+    fallback: Fallback | None = None
+    items_without_features: list[int] = Field(default_factory=list)
+
+
+class ModelInfo(BaseModel):
+    """The binding of one alias."""
+
+    name: str
+    version: str
+    alias: str
+    feature_service: str
+    user_view: str
+    item_view: str
+    loaded_at: datetime
+    watermark: datetime | None
+    items_cached: int
+    fallback_stats_watermark: datetime | None
+
+
+class ModelsResponse(ModelInfo):
+    """What the service serves: the champion, the challenger (if any) and the last refresh error (if any)."""
+
+    challenger: ModelInfo | None = None
+    challenger_share: float = 0.0
+    last_refresh_error: str | None = None
+
+
+class Status(BaseModel):
+    """Health and readiness answers."""
+
+    status: str
+    detail: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a short message, never a stack trace."""
+
+    detail: str
