@@ -32,6 +32,23 @@ def value_type(column: pd.Series) -> ValueType:
     return ValueType.float32
 
 
+FLOAT32_EXACT_INTEGERS = 2**24
+
+
+def as_servable(frame: pd.DataFrame, view: str) -> pd.DataFrame:
+    """Integer arrays (e.g. KCAN's neighbour node ids) as float32 arrays: the catalogue's list type is float32, which
+    holds integers exactly below 2**24; larger ids are refused rather than silently rounded."""
+    converted = frame.copy()
+    for name in frame.columns:
+        first = frame[name].iloc[0]
+        if isinstance(first, np.ndarray) and np.issubdtype(first.dtype, np.integer):
+            stacked = np.stack(frame[name].to_numpy())
+            if np.abs(stacked).max(initial=0) >= FLOAT32_EXACT_INTEGERS:
+                raise ValueError(f"feature {view}.{name}: integer ids >= 2**24 cannot be served as float32 arrays")
+            converted[name] = list(stacked.astype(np.float32))
+    return converted
+
+
 def _features(frame: pd.DataFrame, key: str) -> dict[str, str]:
     return {name: value_type(frame[name]).value for name in frame.columns if name != key}
 
@@ -56,6 +73,7 @@ def publish_version(settings: Settings, model_name: str, version: int, run_id: s
     from training.features.store import apply
 
     users, items = download_export(run_id)
+    users, items = as_servable(users, "user"), as_servable(items, "item")
     entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID))
     user_spec, item_spec = entry.view_specs()
     moment = datetime.now(timezone.utc).replace(microsecond=0)

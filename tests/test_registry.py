@@ -168,3 +168,16 @@ def test_list_shows_champion_and_prune_keeps_aliased(versions) -> None:
     from feature_repo.model_views import load_manifest
 
     assert {e.version for e in load_manifest(settings)} <= {int(v) for v in remaining}
+
+
+def test_integer_id_arrays_are_served_exactly_or_refused() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from registry.publish import as_servable
+
+    frame = pd.DataFrame({"user_id": [0, 1], "ids": [np.array([3, -1]), np.array([16_777_215, 7])]})
+    converted = as_servable(frame, "user")
+    assert converted["ids"].iloc[1].dtype == np.float32 and converted["ids"].iloc[1][0] == 16_777_215
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        as_servable(pd.DataFrame({"user_id": [0], "ids": [np.array([2**24])]}), "user")

@@ -45,6 +45,9 @@ def build(
     if epochs is not None:
         config = FeatureJobConfig(transh=TransHJobConfig(**(config.transh.model_dump() | {"epochs": epochs})))
     families = tuple(only) if only else FAMILIES
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise typer.BadParameter(f"unknown feature families {unknown}; choose from {', '.join(FAMILIES)}", param_hint="--only")
     with reported_errors(), Progress(
         TextColumn("TransH"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
         console=console, transient=True,
@@ -69,3 +72,96 @@ def build(
     run_id = log_feature_build(settings, report, config)
     if run_id:
         console.print(f"logged to MLflow run {run_id}")
+
+
+@app.command()
+def apply(ctx: typer.Context) -> None:
+    """Register the Feast definitions (entities, views, services) for these settings, as `feast apply` does."""
+    from training.features.store import apply as apply_definitions
+
+    definitions = apply_definitions(settings_of(ctx))
+    console.print(f"applied {len(definitions.views)} feature views and {len(definitions.services)} feature services: "
+                  + ", ".join(v.name for v in definitions.views))
+
+
+@app.command()
+def materialize(
+    ctx: typer.Context,
+    incremental: bool = typer.Option(False, "--incremental", help="Start each view at its last materialized end."),
+    view: Optional[list[str]] = typer.Option(None, "--view", help="Only these views (default: all)."),
+) -> None:
+    """Write the latest offline row of every entity into the online store (SQLite or Redis), with a progress bar."""
+    from training.features.materialize import materialize as run_materialize
+
+    settings = settings_of(ctx)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_batch(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        report = run_materialize(settings, incremental=incremental, views=view or None, progress=on_batch)
+    table = Table("view", "rows", "from", "to", "seconds", title=f"materialized into {report.online_store}")
+    for result in report.views:
+        table.add_row(result.name, f"{result.rows:,}", f"{result.start:%Y-%m-%d}", f"{result.end:%Y-%m-%d %H:%M}",
+                      f"{result.seconds:.2f}")
+    console.print(table)
+    console.print(f"{report.rows:,} rows in {report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)")
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    user: Optional[int] = typer.Option(None, "--user", help="User id."),
+    item: Optional[int] = typer.Option(None, "--item", help="Item id."),
+) -> None:
+    """Print the online values of a user's and/or an item's catalogue features, read through Feast."""
+    from training.features.store import online_features
+
+    if user is None and item is None:
+        raise typer.BadParameter("give --user, --item or both")
+    values = online_features(settings_of(ctx), user_id=user, item_id=item)
+    table = Table("feature", "value")
+    for name, value in values.items():
+        if isinstance(value, list) and len(value) > 8:
+            shown = "[" + ", ".join(f"{v:.4f}" for v in value[:8]) + f", ... ({len(value)} values)]"
+        else:
+            shown = str(value)
+        table.add_row(name, shown)
+    console.print(table)
+
+
+@app.command("training-set")
+def training_set(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Parquet file to write."),
+    entities: Optional[Path] = typer.Option(
+        None, "--entities", help="Parquet/CSV of user_id, item_id, event_timestamp (default: the labelled interactions)."
+    ),
+) -> None:
+    """Point-in-time join (Feast get_historical_features) of label events with the graph features -> parquet."""
+    import pandas as pd
+
+    from training.features.store import training_set as historical
+
+    settings = settings_of(ctx)
+    if entities is None:
+        from training.data.load import load_dataset
+
+        with reported_errors():
+            dataset = load_dataset(settings)
+        frame = dataset.interactions.rename(columns={"user": "user_id", "item": "item_id"})
+        frame["event_timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
+        frame = frame[["user_id", "item_id", "event_timestamp", "label"]]
+    else:
+        frame = pd.read_parquet(entities) if entities.suffix == ".parquet" else pd.read_csv(entities)
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    joined = historical(settings, frame)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    joined.to_parquet(out, index=False)
+    missing = int(joined.filter(like="__").isna().any(axis=1).sum())
+    console.print(f"wrote {len(joined):,} rows x {joined.shape[1]} columns to {out} "
+                  f"({missing:,} rows have no feature snapshot at or before their event time)")
