@@ -66,8 +66,10 @@ def download_export(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_parquet(folder / USER_TABLE), pd.read_parquet(folder / ITEM_TABLE)
 
 
-def publish_version(settings: Settings, model_name: str, version: int, run_id: str) -> ModelViews:
-    """Write, apply and materialize the version's feature views, then tag the version with their names."""
+def publish_version(
+    settings: Settings, model_name: str, version: int, run_id: str, materialize_features: bool = True
+) -> ModelViews:
+    """Write, apply and (unless told not to) materialize the version's feature views, then tag the version."""
     from training.features.materialize import materialize
     from training.features.offline import write_snapshot
     from training.features.store import apply
@@ -82,7 +84,8 @@ def publish_version(settings: Settings, model_name: str, version: int, run_id: s
     others = [e for e in load_manifest(settings) if (e.model, e.version) != (entry.model, entry.version)]
     save_manifest(settings, others + [entry])
     apply(settings)
-    materialize(settings, views=[user_spec.name, item_spec.name])
+    if materialize_features:
+        materialize(settings, views=[user_spec.name, item_spec.name])
     service, user_view, item_view = entry.names
     client = MlflowClient()
     for key, value in ((FEATURE_SERVICE_TAG, service), (USER_VIEW_TAG, user_view), (ITEM_VIEW_TAG, item_view)):

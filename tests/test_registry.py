@@ -135,6 +135,18 @@ def test_unpublished_version_is_refused(versions) -> None:
         promote(settings, settings.registered_model_name, version.version)
 
 
+def test_unmaterialized_feature_service_is_refused(versions) -> None:
+    from registry.publish import publish_version
+
+    settings, _, _ = versions
+    outcome = _train(settings, GOOD, register=False)
+    version = mlflow.register_model(f"runs:/{outcome.run_id}/model", settings.registered_model_name)
+    publish_version(settings, settings.registered_model_name, int(version.version), outcome.run_id,
+                    materialize_features=False)
+    with pytest.raises(PromotionRefused, match="is not materialized"):
+        promote(settings, settings.registered_model_name, version.version)
+
+
 def test_racing_promotions_leave_one_consistent_outcome(versions, tmp_path: Path) -> None:
     settings, good, bad = versions
     name = settings.registered_model_name
