@@ -75,6 +75,25 @@ def _record(client: MlflowClient, name: str, entry: AuditEntry) -> None:
     client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{sequence:05d}", json.dumps(asdict(entry), sort_keys=True))
 
 
+def _move(
+    client: MlflowClient, name: str, alias: str, old: str | None, new: str, action: str, reason: str, gate: dict
+) -> AuditEntry:
+    """Point ``alias`` at ``new`` and append the move to the audit trail (call under :func:`registry_lock`)."""
+    client.set_registered_model_alias(name, alias, new)
+    entry = AuditEntry(
+        alias=alias,
+        from_version=old,
+        to_version=new,
+        who=current_user(),
+        when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        action=action,
+        reason=reason,
+        gate=gate,
+    )
+    _record(client, name, entry)
+    return entry
+
+
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version holding ``alias``, or None."""
     try:
@@ -129,19 +148,7 @@ def promote(
             if problems:
                 raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
             gate = {"servable": True}
-        client.set_registered_model_alias(name, alias, version)
-        entry = AuditEntry(
-            alias=alias,
-            from_version=incumbent,
-            to_version=version,
-            who=current_user(),
-            when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            action="force" if force else "promote",
-            reason=reason,
-            gate=gate,
-        )
-        _record(client, name, entry)
-        return entry
+        return _move(client, name, alias, incumbent, version, "force" if force else "promote", reason, gate)
 
 
 def rollback(settings: Settings, name: str, alias: str = CHAMPION, reason: str = "rollback") -> AuditEntry:
@@ -159,15 +166,4 @@ def rollback(settings: Settings, name: str, alias: str = CHAMPION, reason: str =
         previous = moves[-1].from_version
         assert previous is not None
         client.get_model_version(name, previous)
-        client.set_registered_model_alias(name, alias, previous)
-        entry = AuditEntry(
-            alias=alias,
-            from_version=current,
-            to_version=previous,
-            who=current_user(),
-            when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            action="rollback",
-            reason=reason,
-        )
-        _record(client, name, entry)
-        return entry
+        return _move(client, name, alias, current, previous, "rollback", reason, {})

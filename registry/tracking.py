@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from graphrec.settings import REPO_ROOT, Settings
@@ -56,7 +57,7 @@ def log_feature_build(settings: Settings, report: "BuildReport", config: "Featur
 
     experiment_id = ensure_experiment(settings, FEATURES_EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"features-{report.created:%Y%m%dT%H%M%S}") as run:
-        mlflow.log_params({f"transh.{k}": v for k, v in config.transh.model_dump().items()})
+        mlflow.log_params({f"transh.{k}": v for k, v in asdict(config.transh).items()})
         mlflow.log_params({"active_window_days": config.active_window_days, "as_of": report.as_of.isoformat()})
         mlflow.set_tags(
             {"graphrec.kind": "feature-build", "git_commit": git_commit(), "dataset": settings.dataset,

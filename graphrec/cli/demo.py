@@ -59,9 +59,11 @@ def _graphs(settings: Settings) -> None:
 
 def _features(settings: Settings) -> None:
     from training.features.jobs import FeatureJobConfig, build_features
-    from training.features.transh_job import TransHJobConfig
+    from dataclasses import replace
 
-    config = FeatureJobConfig(transh=TransHJobConfig(epochs=DEMO_TRANSH_EPOCHS))
+    from training.features.transh_job import FEATURE_JOB_TRANSH
+
+    config = FeatureJobConfig(transh=replace(FEATURE_JOB_TRANSH, epochs=DEMO_TRANSH_EPOCHS))
     report = build_features(settings, config=config, on_epoch=lambda e, r: console.print(
         f"  TransH epoch {e:3d}  loss {r['loss']:.4f}" + (f"  valid MRR {r['valid_mrr']:.3f}" if "valid_mrr" in r else "")
     ))

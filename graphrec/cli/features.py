@@ -38,12 +38,12 @@ def build(
     from feature_repo.catalog import FAMILIES
     from registry.tracking import log_feature_build
     from training.features.jobs import FeatureJobConfig, build_features
-    from training.features.transh_job import TransHJobConfig
+    from dataclasses import replace
 
     settings = settings_of(ctx)
     config = FeatureJobConfig()
     if epochs is not None:
-        config = FeatureJobConfig(transh=TransHJobConfig(**(config.transh.model_dump() | {"epochs": epochs})))
+        config = FeatureJobConfig(transh=replace(config.transh, epochs=epochs))
     families = tuple(only) if only else FAMILIES
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:

@@ -36,7 +36,8 @@ from training.data.load import load_dataset
 from training.data.splits import activity_terciles, ctr_split
 from training.features.aggregates import active_users, item_aggregates, user_aggregates
 from training.features.offline import read_latest, write_snapshot
-from training.features.transh_job import TransHJobConfig, TransHResult, train_transh
+from training.features.transh_job import FEATURE_JOB_TRANSH, TransHResult, train_transh
+from training.kge.train import TransHConfig
 from training.graphs.ckg import build_ckg
 from training.graphs.hetero import build_hetero_graph
 
@@ -46,7 +47,7 @@ class FeatureJobConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    transh: TransHJobConfig = TransHJobConfig()
+    transh: TransHConfig = FEATURE_JOB_TRANSH
     active_window_days: int = 30
 
 

@@ -7,10 +7,9 @@ that no test triple has a twin — same entity pair under another relation or di
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from training.data.dataset import Dataset
 from training.graphs.ckg import CollaborativeKG
@@ -19,20 +18,8 @@ from training.kge.split import twin_aware_split
 from training.kge.train import TransHConfig, fit
 
 
-class TransHJobConfig(BaseModel):
-    """Hyper-parameters of the TransH feature job."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dim: int = 64
-    epochs: int = 60
-    batch_size: int = 1024
-    lr: float = 0.01
-    margin: float = 1.0
-    num_negatives: int = 1
-    eval_every: int = 10
-    patience: int = 2
-    seed: int = 0
+FEATURE_JOB_TRANSH = TransHConfig(epochs=60, eval_every=10, patience=2)
+"""TransH defaults of the feature job: early stopping on held-out KG MRR every 10 epochs."""
 
 
 @dataclass
@@ -49,7 +36,7 @@ class TransHResult:
 def train_transh(
     dataset: Dataset,
     ckg: CollaborativeKG,
-    config: TransHJobConfig,
+    config: TransHConfig,
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> TransHResult:
     """Train TransH on the CKG minus held-out KG triples; report filtered MRR/Hits@10 on the held-out test triples."""
@@ -58,22 +45,13 @@ def train_transh(
     held_out = np.concatenate([split.valid, split.test])
     keep = ~_rows_in(ckg.triples, _with_inverses(held_out, dataset.n_relations))
     train = ckg.triples[keep]
+    has_valid = len(split.valid) > 0
     model, history = fit(
         train,
         ckg.n_nodes,
         ckg.n_relations,
-        TransHConfig(
-            dim=config.dim,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            margin=config.margin,
-            num_negatives=config.num_negatives,
-            eval_every=config.eval_every if len(split.valid) else 0,
-            patience=config.patience,
-            seed=config.seed,
-        ),
-        valid=split.valid if len(split.valid) else None,
+        config if has_valid else replace(config, eval_every=0),
+        valid=split.valid if has_valid else None,
         on_epoch=on_epoch,
     )
     model.eval()
