@@ -172,6 +172,8 @@ def test_apply_registers_views_and_services(store_settings) -> None:
 
 def test_definitions_module_is_what_feast_apply_finds(settings_for, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_for()
+    monkeypatch.setenv("GRAPHREC_WORK_DIR", str(settings.work_dir))  # the module reads the environment's settings
+    monkeypatch.delitem(sys.modules, "feature_repo.definitions", raising=False)  # so Feast imports it afresh
     monkeypatch.chdir(settings.feature_repo.parent)  # Feast names repo modules relative to the working directory
     found = parse_repo(settings.feature_repo)
     assert sorted(fv.name for fv in found.feature_views) == sorted(spec.name for spec in VIEWS)
@@ -205,6 +207,7 @@ def test_training_set_joins_the_snapshot_in_force_and_tags_the_run(
         columns=[USER.join_key, ITEM.join_key, EVENT_TIMESTAMP],
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_uri)
+    mlflow.set_tracking_uri(settings.mlflow_uri)  # earlier tests may have set another global URI
     with mlflow.start_run() as run:
         joined = training_set(settings, entity_df)
     tags = mlflow.MlflowClient(settings.mlflow_uri).get_run(run.info.run_id).data.tags
