@@ -17,26 +17,12 @@ from graphrec.cli import train as train_cli
 from graphrec.settings import Settings
 from training.data.dataset import write_dataset
 
-from tests.test_models import synthetic_dataset
+from tests.test_models import data, single_thread, synthetic_dataset  # noqa: F401  (shared module fixtures)
 from training.evaluation.harness import evaluate_models
 from training.evaluation.metrics import auc_f1, ctr_metrics, mean_by_tercile, recall_ndcg_at_k, topk_metrics
 from training.evaluation.report import PLOT_NAME, write_report
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, ServingExport, TrainingData
 from training.trainer import fit, predict_rows, prepare_data, rows_as_tensors
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models run far faster on one thread (multi-threaded small ops stall on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data() -> TrainingData:
-    return prepare_data(synthetic_dataset(), seed=0)
 
 
 def test_auc_f1_by_hand() -> None:
