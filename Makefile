@@ -26,6 +26,7 @@ test: install
 # Benchmarks print their own tables; BENCHMARKS.md records them. Run as modules so bench/serving.py
 # cannot shadow the serving package.
 bench: install
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m bench.synth
 	$(PY) -m bench.transh
 	$(PY) -m bench.materialize

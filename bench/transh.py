@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +72,8 @@ def pykeen_as_transh(pykeen_model: ERModel, n_nodes: int, n_relations: int, dim:
 
 def run_pykeen(split: TripleSplit, n_nodes: int, n_relations: int, config: TransHConfig) -> Run:
     """Train PyKEEN's TransH with the same settings; evaluate with PyKEEN's evaluator and with ours."""
+    logging.getLogger("torch_max_mem").setLevel(logging.ERROR)  # "tensors on device_types={'cpu'}" on every evaluate
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")  # PyKEEN's DataLoader asks for pinned memory
     from pykeen.evaluation import RankBasedEvaluator
     from pykeen.losses import MarginRankingLoss
     from pykeen.models import TransH as PyKeenTransH
