@@ -1,5 +1,5 @@
 """Benchmark: Feast 0.67's own ``FeatureStore.materialize`` (local engine, DuckDB offline store) against graphrec's fast
-materialization (training/features/materialize.py), into SQLite and into Redis, on synthetic users.
+materialization (featurestore/materialize.py), into SQLite and into Redis, on synthetic users.
 
 Per user, written with ``write_snapshot``: ``user_transh`` (a 64-d float32 embedding) and ``user_graph_stats`` (two
 16-d float32 vectors and five scalars); every user has one row per view, so rows = users x 2. Both engines read the
@@ -36,10 +36,10 @@ from feature_repo.catalog import (
     ViewSpec,
 )
 from graphrec.settings import OnlineStoreKind, Settings
-from training.features.materialize import EPOCH, materialize
-from training.features.offline import write_snapshot
-from training.features.online_redis_server import running_redis
-from training.features.store import apply, feature_store
+from featurestore.materialize import EPOCH, materialize
+from featurestore.offline import write_snapshot
+from graphrec.testing import running_redis
+from featurestore.store import apply, feature_store
 
 BENCH_VIEWS = (USER_TRANSH, USER_GRAPH_STATS)
 DIMS = {USER_TRANSH.name: 64, USER_GRAPH_STATS.name: 16}

@@ -69,30 +69,11 @@ def serve(work_dir: Path, store: str, redis_url: str | None, port: int, naive: b
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def start_server(work_dir: Path, store: str, redis_url: str | None, naive: bool) -> tuple[subprocess.Popen, str]:
-    """Start a server subprocess and wait until /readyz answers 200."""
-    import httpx
-
-    from tests.serving_fixtures import free_port
-
-    port = free_port()
+def server_command(work_dir: Path, store: str, redis_url: str | None, naive: bool, port: int) -> list[str]:
+    """The command line of a server subprocess (this module, in its ``--serve`` role)."""
     command = [sys.executable, __file__, "--serve", str(work_dir), "--store", store, "--port", str(port)]
     command += ["--redis-url", redis_url] if redis_url else []
-    command += ["--naive"] if naive else []
-    process = subprocess.Popen(command, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError("server exited before it was ready")
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError("server not ready within 120 s")
+    return command + (["--naive"] if naive else [])
 
 
 def measure(url: str, candidates: int, requests: int, n_items: int, seed: int) -> np.ndarray:
@@ -137,7 +118,7 @@ def table(cases: list[Case]) -> str:
 
 def run(stores: list[str], requests: int, naive_requests: int, n_items: int) -> list[Case]:
     """Every (store, path, candidates) case."""
-    from tests.serving_fixtures import RedisProcess
+    from graphrec.testing import RedisProcess, free_port, http_service
 
     cases: list[Case] = []
     with tempfile.TemporaryDirectory(prefix="graphrec-bench-serving-") as scratch:
@@ -150,16 +131,14 @@ def run(stores: list[str], requests: int, naive_requests: int, n_items: int) -> 
                 work_dir = Path(scratch) / store
                 build_world(work_dir, store, redis_url, n_items)
                 for path in ("ours", "naive"):
-                    process, url = start_server(work_dir, store, redis_url, naive=path == "naive")
-                    try:
+                    port = free_port()
+                    command = server_command(work_dir, store, redis_url, path == "naive", port)
+                    with http_service(command, port, cwd=REPO_ROOT) as (_, url):
                         for candidates in ((0,) if path == "ours" else ()) + CANDIDATES:
                             count = naive_requests if path == "naive" else requests
                             latencies = measure(url, candidates, count, n_items, seed=candidates)
                             cases.append(Case(store, path, candidates, latencies))
                             print(f"  {store} {path} {candidates}: p50 {np.median(latencies):.2f} ms", flush=True)
-                    finally:
-                        process.terminate()
-                        process.wait(timeout=30)
             finally:
                 if redis_server is not None:
                     redis_server.stop()

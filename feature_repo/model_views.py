@@ -1,7 +1,7 @@
 """Per-model-version feature views: the manifest of registered versions whose serving features live in Feast.
 
 Each registered model version publishes its serving form (DESIGN.md §3, §4) as two feature views keyed by user and
-item, named after the version (serving.contract.version_view_names), so a champion and a challenger never read each
+item, named after the version (version_view_names), so a champion and a challenger never read each
 other's features. The manifest (``<work_dir>/model_views.json``) lists them; feature_repo/definitions.py turns every
 entry into Feast objects, so a stock ``feast apply`` keeps them, and removing an entry (``graphrec models prune``)
 deletes them.
@@ -16,11 +16,16 @@ from dataclasses import asdict, dataclass
 
 from feature_repo.catalog import ITEM, USER, FeatureSpec, ValueType, ViewSpec
 from feature_repo.catalog import view as catalog_view
-from graphrec.settings import Settings
-from serving.contract import version_view_names
+from pathlib import Path
 
 MANIFEST = "model_views.json"
 MODEL_FAMILY_PREFIX = "model:"
+
+
+def version_view_names(model_name: str, version: int | str) -> tuple[str, str, str]:
+    """(feature service, user view, item view) names of one registered version."""
+    base = f"{model_name.replace('-', '_')}_v{version}"
+    return base, f"{base}_user", f"{base}_item"
 
 
 @dataclass(frozen=True)
@@ -54,27 +59,27 @@ class ModelViews:
         return spec(user_view, USER, self.user_features), spec(item_view, ITEM, self.item_features)
 
 
-def load_manifest(settings: Settings) -> list[ModelViews]:
-    """Every published model version (empty when nothing was published)."""
-    path = settings.work_dir / MANIFEST
+def load_manifest(work_dir: Path) -> list[ModelViews]:
+    """Every published model version listed in ``work_dir``'s manifest (empty when nothing was published)."""
+    path = work_dir / MANIFEST
     if not path.exists():
         return []
     return [ModelViews(**entry) for entry in json.loads(path.read_text())]
 
 
-def save_manifest(settings: Settings, entries: list[ModelViews]) -> None:
-    """Write the manifest atomically (temporary file + rename)."""
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
+def save_manifest(work_dir: Path, entries: list[ModelViews]) -> None:
+    """Write ``work_dir``'s manifest atomically (temporary file + rename)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
     payload = json.dumps([asdict(e) for e in sorted(entries, key=lambda e: (e.model, e.version))], indent=1)
-    handle, temporary = tempfile.mkstemp(dir=settings.work_dir, prefix=f".{MANIFEST}.")
+    handle, temporary = tempfile.mkstemp(dir=work_dir, prefix=f".{MANIFEST}.")
     with os.fdopen(handle, "w") as out:
         out.write(payload)
-    os.replace(temporary, settings.work_dir / MANIFEST)
+    os.replace(temporary, work_dir / MANIFEST)
 
 
-def view_spec(settings: Settings, name: str) -> ViewSpec:
-    """The spec of a feature view by name: a catalogue view or a published model version's view."""
-    for entry in load_manifest(settings):
+def view_spec(work_dir: Path, name: str) -> ViewSpec:
+    """The spec of a feature view by name: a catalogue view or a model version's view published in ``work_dir``."""
+    for entry in load_manifest(work_dir):
         for spec in entry.view_specs():
             if spec.name == name:
                 return spec

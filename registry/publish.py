@@ -70,9 +70,9 @@ def publish_version(
     settings: Settings, model_name: str, version: int, run_id: str, materialize_features: bool = True
 ) -> ModelViews:
     """Write, apply and (unless told not to) materialize the version's feature views, then tag the version."""
-    from training.features.materialize import materialize
-    from training.features.offline import write_snapshot
-    from training.features.store import apply
+    from featurestore.materialize import materialize
+    from featurestore.offline import write_snapshot
+    from featurestore.store import apply
 
     users, items = download_export(run_id)
     users, items = as_servable(users, "user"), as_servable(items, "item")
@@ -81,8 +81,8 @@ def publish_version(
     moment = datetime.now(timezone.utc).replace(microsecond=0)
     write_snapshot(settings, user_spec, _stamped(users, moment))
     write_snapshot(settings, item_spec, _stamped(items, moment))
-    others = [e for e in load_manifest(settings) if (e.model, e.version) != (entry.model, entry.version)]
-    save_manifest(settings, others + [entry])
+    others = [e for e in load_manifest(settings.work_dir) if (e.model, e.version) != (entry.model, entry.version)]
+    save_manifest(settings.work_dir, others + [entry])
     apply(settings)
     if materialize_features:
         materialize(settings, views=[user_spec.name, item_spec.name])

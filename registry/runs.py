@@ -8,18 +8,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import mlflow
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from graphrec.settings import Settings  # noqa: E402
-from registry.packaging import log_scorer_model, scorer_model, signature_of  # noqa: E402
-from registry.tracking import ensure_experiment, git_commit  # noqa: E402
-from serving.contract import MODEL_KIND_TAG  # noqa: E402
-from training.models.base import ServingExport  # noqa: E402
+from graphrec.settings import Settings
+from registry.packaging import log_scorer_model, scorer_model, signature_of
+from registry.plots import metrics_by_tercile_png, training_curve_png
+from registry.tracking import ensure_experiment, git_commit
+from serving.contract import MODEL_KIND_TAG
+from training.models.base import ServingExport
 
 MODELS_EXPERIMENT = "graphrec-models"
 EXPORT_DIR = "serving_features"
@@ -52,41 +48,6 @@ def metric_key(name: str) -> str:
 def lineage_fingerprint(dataset_fingerprint: str, seed: int) -> str:
     """Identity of the training data: the input files' hash and the split seed."""
     return hashlib.sha256(f"{dataset_fingerprint}:{seed}".encode()).hexdigest()[:16]
-
-
-def _curve_png(run: TrainedRun, folder: Path) -> Path:
-    history = pd.DataFrame(run.history)
-    figure, left = plt.subplots(figsize=(6, 3.5))
-    left.plot(history["epoch"], history["train_loss"], color="tab:blue", label="train loss")
-    left.set_xlabel("epoch")
-    left.set_ylabel("train loss")
-    right = left.twinx()
-    right.plot(history["epoch"], history["valid_auc"], color="tab:orange", label="valid AUC")
-    right.axvline(run.best_epoch, color="grey", linestyle=":", label="best epoch")
-    right.set_ylabel("validation AUC")
-    figure.legend(loc="lower center", ncols=3, fontsize=8)
-    figure.suptitle(f"{run.model_name}: training curve")
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
-    path = folder / "training_curve.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def _tercile_png(run: TrainedRun, folder: Path) -> Path:
-    names = ["sparse", "medium", "active"]
-    figure, axis = plt.subplots(figsize=(5, 3.5))
-    for metric in ("auc", "recall@20", "ndcg@20"):
-        values = [run.test.get(f"{metric}/{n}", float("nan")) for n in names]
-        axis.plot(names, values, marker="o", label=metric)
-    axis.set_xlabel("user activity tercile")
-    axis.set_title(f"{run.model_name}: test metrics by tercile")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = folder / "metrics_by_tercile.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
 
 
 def model_card(run: TrainedRun) -> str:
@@ -146,8 +107,8 @@ def log_training_run(settings: Settings, run: TrainedRun) -> str:
         )
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
-            mlflow.log_artifact(str(_curve_png(run, folder)), "plots")
-            mlflow.log_artifact(str(_tercile_png(run, folder)), "plots")
+            mlflow.log_artifact(str(training_curve_png(run.model_name, run.history, run.best_epoch, folder)), "plots")
+            mlflow.log_artifact(str(metrics_by_tercile_png(run.model_name, run.test, folder)), "plots")
             (folder / "model_card.md").write_text(model_card(run))
             mlflow.log_artifact(str(folder / "model_card.md"))
             export.user_features.to_parquet(folder / USER_TABLE)

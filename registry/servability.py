@@ -12,7 +12,7 @@ from serving.pyfunc_model import ITEM_ID, ITEM_PREFIX, USER_ID, USER_PREFIX
 
 def servability_problems(settings: Settings, name: str, version: str) -> list[str]:
     """Every reason the version cannot be served (empty when it can)."""
-    from training.features.store import feature_store
+    from featurestore.store import feature_store
 
     client = MlflowClient()
     model_version = client.get_model_version(name, str(version))

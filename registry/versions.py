@@ -97,8 +97,8 @@ def prune(settings: Settings, name: str, keep: int) -> list[str]:
     """Delete versions beyond the newest ``keep`` that hold no alias, with their feature views and online rows."""
     if keep < 1:
         raise ValueError("--keep must be at least 1")
-    from training.features.offline import view_dir
-    from training.features.store import apply
+    from featurestore.offline import view_dir
+    from featurestore.store import apply
 
     configure_mlflow(settings)
     client = MlflowClient()
@@ -109,9 +109,9 @@ def prune(settings: Settings, name: str, keep: int) -> list[str]:
         if not doomed:
             return []
         gone = {(name, int(v.version)) for v in doomed}
-        entries = load_manifest(settings)
+        entries = load_manifest(settings.work_dir)
         removed = [e for e in entries if (e.model, e.version) in gone]
-        save_manifest(settings, [e for e in entries if (e.model, e.version) not in gone])
+        save_manifest(settings.work_dir, [e for e in entries if (e.model, e.version) not in gone])
         apply(settings)  # Feast deletes the views (and their online tables) no longer defined
         for entry in removed:
             for spec in entry.view_specs():

@@ -263,7 +263,7 @@ def _authorize(settings: Settings, authorization: str | None) -> JSONResponse | 
 
 
 def _default_store(settings: Settings) -> FeatureStore:
-    from graphrec.feast_config import feature_store
+    from featurestore.config import feature_store
 
     return feature_store(settings)
 

@@ -5,7 +5,8 @@ A version of the registered model ``Settings.registered_model_name`` is servable
   ``item_features`` name the feature columns its scorer reads from each side);
 - its tags name its Feast objects: ``FEATURE_SERVICE_TAG`` (the feature service), ``USER_VIEW_TAG`` and
   ``ITEM_VIEW_TAG`` (per-version feature views keyed by ``user_id`` / ``item_id`` whose feature names are exactly
-  ``ScorerModel.user_features`` / ``item_features``), so two versions never read each other's features;
+  ``ScorerModel.user_features`` / ``item_features``), so two versions never read each other's features (names from
+  ``feature_repo.model_views.version_view_names``);
 - those views are applied in the Feast registry and materialized into the online store.
 Aliases ``champion`` and ``challenger`` pick what is served.
 """
@@ -23,9 +24,3 @@ MODEL_KIND_TAG = "graphrec.model"
 # Shared catalogue features serving uses for its fallback ranking (feature_repo/catalog.py names them).
 FALLBACK_VIEW = "item_graph_stats"
 FALLBACK_POPULARITY = "popularity"
-
-
-def version_view_names(model_name: str, version: int | str) -> tuple[str, str, str]:
-    """(feature service, user view, item view) names of one registered version."""
-    base = f"{model_name.replace('-', '_')}_v{version}"
-    return base, f"{base}_user", f"{base}_item"

@@ -20,11 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 from feast import FeatureStore, FeatureView, FileSource
-from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from featurestore.internals import fail_fast_redis
 from serving.pyfunc_model import ITEM_ID, ITEM_PREFIX, USER_ID, USER_PREFIX
 
 LOAD_CHUNK = 1000  # entity rows per get_online_features call when loading the item table
@@ -71,15 +69,6 @@ class ItemTable:
     def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
         """The rows at ``index`` of every column."""
         return {name: column[index] for name, column in self.columns.items()}
-
-
-def fail_fast_redis(store: FeatureStore) -> None:
-    """Make a Redis online store fail fast: redis-py 7 retries a failed command 3 times with 1-10 s exponential
-    backoff (about 10 s per read while Redis is down) and Feast 0.67 exposes no setting for it, so the client Feast
-    built gets one immediate retry instead. No-op for other online stores."""
-    online_store = store._get_provider().online_store  # noqa: SLF001  no public hook in Feast 0.67
-    if isinstance(online_store, RedisOnlineStore):
-        online_store._get_client(store.config.online_store).set_retry(Retry(NoBackoff(), 1))  # noqa: SLF001
 
 
 class FeatureReader:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from graphrec.settings import OnlineStoreKind
-from training.features.online_redis_server import redis_server_binary, running_redis
+from graphrec.testing import redis_server_binary, running_redis
 
 ONLINE_STORES = [OnlineStoreKind.sqlite, pytest.param(OnlineStoreKind.redis, marks=pytest.mark.redis)]
 

@@ -2,17 +2,13 @@
 
 :func:`publish_dot_version` makes a "dot" :class:`ScorerModel` (``embedding`` on both sides, optional item ``bias``),
 logs it with ``registry.packaging`` into the settings' MLflow store, registers it, writes its per-version feature views
-(Feast Entity / FileSource parquet / FeatureView, named by ``serving.contract.version_view_names``) together with the
+(Feast Entity / FileSource parquet / FeatureView, named by ``feature_repo.model_views.version_view_names``) together with the
 shared ``item_graph_stats`` view, applies and materializes them with Feast's own API, tags the version with the contract
 tags and, optionally, moves an alias to it.
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +16,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import redis
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.data_format import ParquetFormat
 from feast.types import Array, Float32, Int64
@@ -28,16 +23,16 @@ from feast.value_type import ValueType as FeastValueType
 from mlflow import MlflowClient
 
 from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ITEM, ITEM_GRAPH_STATS, USER, EntitySpec
-from graphrec.feast_config import feature_store
+from featurestore.config import feature_store
 from graphrec.settings import Settings
 from registry.packaging import log_scorer_model, scorer_model, signature_of
 from registry.tracking import ensure_experiment
-from serving.contract import CHAMPION, FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, MODEL_KIND_TAG, USER_VIEW_TAG, version_view_names
+from serving.contract import CHAMPION, FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, MODEL_KIND_TAG, USER_VIEW_TAG
+from feature_repo.model_views import version_view_names
 from serving.pyfunc_model import ITEM_ID, USER_ID, ScorerModel
 
 EXPERIMENT = "serving-tests"
 UNBOUNDED_TTL = timedelta(0)
-LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -147,55 +142,3 @@ def publish_dot_version(
     if alias is not None:
         client.set_registered_model_alias(name, alias, version)
     return PublishedVersion(name, version, model, users, item_table, popularity if popularity is not None else pd.DataFrame())
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
-class RedisProcess:
-    """A redis-server on a fixed loopback port that can be stopped and restarted with its data (RDB on shutdown)."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        """``host:port`` with short socket timeouts, so a dead server fails requests fast instead of hanging them."""
-        return f"{LOOPBACK}:{self.port},socket_timeout=1.0,socket_connect_timeout=1.0"
-
-    def start(self) -> None:
-        """Start the server (loading its RDB file when one was saved) and wait until it answers PING."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        command = [binary, "--bind", LOOPBACK, "--port", str(self.port), "--dir", str(self.folder),
-                   "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host=LOOPBACK, port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Save the data and stop the server."""
-        if self.process is None:
-            return
-        try:
-            redis.Redis(host=LOOPBACK, port=self.port).shutdown(save=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection under the client
-        self.process.wait(timeout=10)
-        self.process = None

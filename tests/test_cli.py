@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from graphrec.cli.main import app
+from cli.main import app
 
 runner = CliRunner()
 

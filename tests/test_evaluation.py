@@ -13,7 +13,7 @@ from sklearn.metrics import ndcg_score
 from torch import Tensor, nn
 from typer.testing import CliRunner
 
-from graphrec.cli import train as train_cli
+from cli import train as train_cli
 from graphrec.settings import Settings
 from training.data.dataset import write_dataset
 

@@ -32,10 +32,10 @@ from feature_repo.catalog import (
     ValueType,
     ViewSpec,
 )
-from feature_repo.definitions import family_service_name
+from feature_repo.objects import family_service_name
 from graphrec.settings import Settings
-from training.features.offline import SnapshotError, read_latest, read_snapshots, snapshot_files, write_snapshot
-from training.features.store import apply, feature_store, training_set
+from featurestore.offline import SnapshotError, read_latest, read_snapshots, snapshot_files, write_snapshot
+from featurestore.store import apply, feature_store, training_set
 
 T1 = datetime(2011, 5, 1, tzinfo=timezone.utc)
 T2 = datetime(2011, 6, 1, 12, 30, 15, 250000, tzinfo=timezone.utc)

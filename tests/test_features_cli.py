@@ -10,10 +10,10 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from feature_repo.catalog import USER_TRANSH
-from graphrec.cli.main import app
+from cli.main import app
 from graphrec.settings import Settings
-from training.features.offline import read_latest
-from training.features.store import online_features
+from featurestore.offline import read_latest
+from featurestore.store import online_features
 
 runner = CliRunner()
 

@@ -29,9 +29,9 @@ from tests.test_feature_store import (  # noqa: F401  (fixtures and data helpers
     store_settings,
     write_two_snapshots,
 )
-from training.features.materialize import EPOCH, materialize
-from training.features.offline import write_snapshot
-from training.features.store import apply, feature_store, online_features
+from featurestore.materialize import EPOCH, materialize
+from featurestore.offline import write_snapshot
+from featurestore.store import apply, feature_store, online_features
 
 N = 300
 END = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -40,7 +40,7 @@ BETWEEN = T1 + timedelta(days=3)  # after the first snapshot, before the second
 KILLED_RUN = f"""
 import os, signal
 from datetime import datetime
-import training.features.materialize as fast
+import featurestore.materialize as fast
 from graphrec.settings import get_settings
 fast.BATCH_ROWS = 50  # several batches per view; the process kills itself right after the first one
 end = datetime.fromisoformat("{END.isoformat()}")

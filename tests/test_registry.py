@@ -19,7 +19,7 @@ from registry.tracking import configure_mlflow
 from registry.train import train_and_log
 from registry.versions import list_versions, prune
 from serving.contract import CHAMPION, FEATURE_SERVICE_TAG
-from tests.mlflow_server import mlflow_server
+from graphrec.testing import mlflow_server
 from training.models.base import MODELS, load_models
 
 GOOD = {"epochs": 12, "lr": 0.02}
@@ -179,7 +179,7 @@ def test_list_shows_champion_and_prune_keeps_aliased(versions) -> None:
     assert str(good.version.version) in remaining and not set(deleted) & remaining
     from feature_repo.model_views import load_manifest
 
-    assert {e.version for e in load_manifest(settings)} <= {int(v) for v in remaining}
+    assert {e.version for e in load_manifest(settings.work_dir)} <= {int(v) for v in remaining}
 
 
 def test_integer_id_arrays_are_served_exactly_or_refused() -> None:

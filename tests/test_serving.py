@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from graphrec.settings import OnlineStoreKind, Settings
+from graphrec.testing import RedisProcess
 from serving.app import create_app
 from serving.binding import BindingManager
 from serving.contract import CHALLENGER, CHAMPION
@@ -23,7 +24,6 @@ from serving.schemas import ScoresResponse
 from serving.pyfunc_model import ITEM_ID, USER_ID
 from tests.serving_fixtures import (
     PublishedVersion,
-    RedisProcess,
     dot_tables,
     popularity_table,
     publish_dot_version,
@@ -250,7 +250,7 @@ def test_naive_path_gives_the_same_answer(client: TestClient, world: tuple[Setti
 
 def test_registry_unreachable_is_503_with_retry_after(world: tuple[Settings, PublishedVersion],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.serving_fixtures import free_port
+    from graphrec.testing import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
@@ -336,7 +336,7 @@ BLOCKED_IMPORT = textwrap.dedent(
     from fastapi.testclient import TestClient
     from graphrec.settings import Settings
     import serving.app, serving.binding, serving.features, serving.fallback, serving.metrics, serving.client
-    import graphrec.cli.serve, graphrec.feast_config
+    import cli.serve, featurestore.config
     with TestClient(serving.app.create_app(Settings(work_dir=sys.argv[1]), poll=False)) as client:
         assert client.get("/readyz").status_code == 503
         assert client.post("/v1/predict", json={"user_id": 1, "item_ids": [1]}).status_code == 503

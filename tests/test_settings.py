@@ -31,7 +31,7 @@ def test_bad_value_is_named() -> None:
 
 
 def test_importing_packages_creates_nothing(tmp_path: Path) -> None:
-    code = "import graphrec.settings, graphrec.cli.main, training.data.load, training.graphs.build"
+    code = "import graphrec.settings, cli.main, training.data.load, training.graphs.build"
     env = {"GRAPHREC_WORK_DIR": str(tmp_path / "w"), "PATH": ""}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env)
     assert not (tmp_path / "w").exists()

@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 
 from graphrec.settings import OnlineStoreKind, Settings
+from graphrec.testing import free_port, http_service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 USERS, ITEMS, DIM, CANDIDATES = 500, 2000, 64, 100
@@ -45,28 +46,11 @@ class Server:
 @contextmanager
 def running_server(work_dir: Path, redis_url: str | None = None, poll_s: float = 1.0) -> Iterator[Server]:
     """Start the app on a free port, wait for /readyz, stop it afterwards."""
-    from tests.serving_fixtures import free_port
-
     port = free_port()
     command = [sys.executable, "-m", "tests.system.harness", "serve", str(work_dir), str(port), "--poll", str(poll_s)]
     command += ["--redis-url", redis_url] if redis_url else []
-    process = subprocess.Popen(command, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
+    with http_service(command, port, cwd=REPO_ROOT) as (process, url):
         yield Server(process, url)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @contextmanager

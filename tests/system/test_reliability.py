@@ -17,7 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from serving.contract import CHAMPION
-from tests.serving_fixtures import RedisProcess, dot_tables, popularity_table, publish_dot_version
+from graphrec.testing import RedisProcess
+from tests.serving_fixtures import dot_tables, popularity_table, publish_dot_version
 from tests.system.harness import DIM, ITEMS, USERS, load, read_records, running_server, summary, system_settings
 
 POLL_S = 2.0

@@ -61,14 +61,13 @@ def results_markdown(table: pd.DataFrame, command: str, wall_seconds: float) -> 
 
 
 def plot_by_tercile(table: pd.DataFrame, path: Path) -> None:
-    """One panel per metric: mean ± std over seeds by tercile, one line per model (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One panel per metric: mean ± std over seeds by tercile, one line per model (a matplotlib Figure drawn
+    without pyplot, so no backend is chosen)."""
+    from matplotlib.figure import Figure
 
     summary = summarise(table)
-    figure, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    figure = Figure(figsize=(4.2 * len(METRICS), 3.6))
+    axes = figure.subplots(1, len(METRICS))
     x = np.arange(len(TERCILE_NAMES))
     for axis, metric in zip(axes, METRICS):
         for model in summary.index:
@@ -81,7 +80,6 @@ def plot_by_tercile(table: pd.DataFrame, path: Path) -> None:
     axes[0].legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def write_report(table: pd.DataFrame, command: str, wall_seconds: float, out: Path) -> tuple[Path, Path]:

@@ -1,6 +1,2 @@
-"""Graph features: offline snapshots (offline.py), the Feast feature store configured from Settings (store.py) and
-fast materialization into its online store (materialize.py, with the online_* encoders and writers).
-
-The feature jobs (jobs.py, aggregates.py, transh_job.py) compute the catalogue's features and write them as offline
-snapshots; names and dtypes come from feature_repo/catalog.py.
-"""
+"""Feature jobs: compute the catalogue's graph features (jobs.py drives aggregates.py and transh_job.py) and write
+them as offline snapshots through :mod:`featurestore.offline`; names and dtypes come from feature_repo/catalog.py."""

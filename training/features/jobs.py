@@ -35,7 +35,7 @@ from training.data.dataset import Dataset
 from training.data.load import load_dataset
 from training.data.splits import activity_terciles, ctr_split
 from training.features.aggregates import active_users, item_aggregates, user_aggregates
-from training.features.offline import read_latest, write_snapshot
+from featurestore.offline import read_latest, write_snapshot
 from training.features.transh_job import FEATURE_JOB_TRANSH, TransHResult, train_transh
 from training.kge.train import TransHConfig
 from training.graphs.ckg import build_ckg

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from graphrec.cli.context import console, err_console, settings_of
+from cli.context import console, err_console, settings_of
 from serving.client import DEFAULT_URL
 
 

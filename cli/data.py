@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from graphrec.cli.context import console, key_value_table, reported_errors, settings_of
+from cli.context import console, key_value_table, reported_errors, settings_of
 
 app = typer.Typer(help="Validate, summarise and generate datasets; build their graphs.", no_args_is_help=True)
 

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from graphrec.cli import data, demo, features, models, train
-from graphrec.cli import serve as serve_cli
+from cli import data, demo, features, models, train
+from cli import serve as serve_cli
 from graphrec.settings import Settings
 
 app = typer.Typer(

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 from feast import FeatureView, RepoConfig
 from feast.infra.online_stores.helpers import compute_table_id
-from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id
+from feast.infra.online_stores.sqlite import SqliteOnlineStore
 from feast.utils import to_naive_utc
 
-from training.features.online_encoding import OnlineBatch, value_texts
+from featurestore.encoding import OnlineBatch, value_texts
+from featurestore.internals import quote_sqlite_identifier, sqlite_db_path
 
 EPOCH = datetime(1970, 1, 1)
 PAGE_CACHE_KIB = 256 * 1024  # this connection only: keeps the table's B-tree pages in memory during bulk writes
@@ -33,7 +34,7 @@ def _upsert(table: str, rows: int) -> str:
     values = ", ".join(["(" + ", ".join("?" * len(COLUMNS)) + ")"] * rows)
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
     return (
-        f"INSERT INTO {_quote_id(table)} ({', '.join(COLUMNS)}) VALUES {values} "
+        f"INSERT INTO {quote_sqlite_identifier(table)} ({', '.join(COLUMNS)}) VALUES {values} "
         f"ON CONFLICT(entity_key, feature_name) DO UPDATE SET {updates};"
     )
 
@@ -54,7 +55,7 @@ class SqliteWriter:
         if store_config.vector_enabled or store_config.enable_openai_compatible_store:
             raise ValueError("fast materialization does not support the SQLite store's vector or value_num options")
         self.config = config
-        self.connection = sqlite3.connect(SqliteOnlineStore._get_db_path(config))
+        self.connection = sqlite3.connect(sqlite_db_path(config))
         self.connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
 
     def prepare(self, view: FeatureView) -> None:

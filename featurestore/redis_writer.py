@@ -20,12 +20,12 @@ import hiredis
 import numpy as np
 import redis
 from feast import FeatureView, RepoConfig
-from feast.infra.online_stores.helpers import _mmh3
-from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versioned_fv_name
+from feast.infra.online_stores.redis import RedisType
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.connection import Connection
 
-from training.features.online_encoding import OnlineBatch
+from featurestore.encoding import OnlineBatch
+from featurestore.internals import connection_socket, redis_client, redis_feature_field, redis_view_name
 
 NANOS_PER_MICRO = 1000
 RECV_BYTES = 1 << 20
@@ -69,9 +69,10 @@ def _exchange(connection: Connection, payload: bytes, count: int) -> list[Any]:
     """Send ``count`` pipelined commands in one write, then read all their replies with a hiredis reader (no
     per-reply Python machinery: this is what makes bulk writes fast); raise on an error reply."""
     connection.send_packed_command([payload], check_health=False)
-    sock = connection._sock  # redis-py has no bulk read; this socket is the connection's own, now connected
-    if sock is None:
-        raise redis.ConnectionError("the Redis connection closed during a bulk write")
+    try:
+        sock = connection_socket(connection)
+    except ConnectionError:
+        raise redis.ConnectionError("the Redis connection closed during a bulk write") from None
     reader = hiredis.Reader()
     replies: list[Any] = []
     while len(replies) < count:
@@ -95,7 +96,7 @@ class RedisWriter:
         self.store_config = config.online_store
         if self.store_config.redis_type == RedisType.redis_cluster:
             raise ValueError("fast materialization pipelines over one connection: Redis Cluster is not supported")
-        self.client = RedisOnlineStore()._get_client(self.store_config)  # Feast's own connection-string handling
+        self.client = redis_client(self.store_config)  # Feast's own connection-string handling
         self.connection = self.client.connection_pool.get_connection()
         self.project = config.project.encode("utf-8")
 
@@ -104,7 +105,7 @@ class RedisWriter:
 
     def write(self, view: FeatureView, batch: OnlineBatch) -> None:
         """Write every row of ``batch`` whose event time is later than the one stored for its entity and view."""
-        view_name = _versioned_fv_name(view, self.config)
+        view_name = redis_view_name(view, self.config)
         ts_field = f"_ts:{view_name}".encode()
         key_bulks = _bulks(key + self.project for key in batch.keys)
         stored = _exchange(self.connection, _commands(b"HGET", [key_bulks, repeat(_bulk(ts_field))]), len(key_bulks))
@@ -120,7 +121,7 @@ class RedisWriter:
         keys = pick(key_bulks)
         arguments = [keys, repeat(_bulk(ts_field)), [stamps[i] for i in pick(inverse.tolist())]]
         for feature in batch.spec.features:
-            arguments += [repeat(_bulk(_mmh3(f"{view_name}:{feature.name}"))), _bulks(pick(batch.values[feature.name]))]
+            arguments += [repeat(_bulk(redis_feature_field(view_name, feature.name))), _bulks(pick(batch.values[feature.name]))]
         payload, count = _commands(b"HSET", arguments), len(keys)
         ttl = self.store_config.key_ttl_seconds
         if ttl:

@@ -50,7 +50,7 @@ def write_cli_config(settings: Settings) -> Path:
     """Write the effective configuration to ``<work_dir>/feature_store.yaml`` for the stock ``feast`` CLI."""
     path = settings.work_dir / STOCK_CONFIG
     path.write_text(
-        "# Written by graphrec (graphrec/feast_config.py) from Settings: the stock feature_repo/feature_store.yaml\n"
+        "# Written by graphrec (featurestore/config.py) from Settings: the stock feature_repo/feature_store.yaml\n"
         f"# with this work dir. Use: FEAST_FS_YAML_FILE_PATH={path.resolve()} \\\n"
         f"#   feast -c {settings.feature_repo.resolve()} ...\n"
         + yaml.safe_dump(config_dict(settings), sort_keys=False)

@@ -3,8 +3,8 @@
 Same result as Feast 0.67's ``FeatureStore.materialize`` / ``materialize_incremental`` with the local engine, written
 far faster. Per view, the rows with ``start <= event_timestamp <= end`` are read from the parquet snapshots
 (pyarrow), reduced to the latest row per entity (latest event_timestamp, ties broken by ``created``), encoded column
-by column (training/features/online_encoding.py) and written in large batches with the storage layout, bytes and
-overwrite rules of Feast's own SQLite or Redis store (online_sqlite.py, online_redis.py). Readers stay stock Feast.
+by column (featurestore/encoding.py) and written in large batches with the storage layout, bytes and
+overwrite rules of Feast's own SQLite or Redis store (sqlite_writer.py, redis_writer.py). Readers stay stock Feast.
 
 The registry is updated as Feast does it: views move to MATERIALIZING first (when they have a lifecycle state), and
 each view's interval ``(start, end)`` is recorded with ``apply_materialization`` (state AVAILABLE_ONLINE) -- but only
@@ -31,18 +31,18 @@ from feast.utils import make_tzaware
 
 from feature_repo.model_views import view_spec
 from graphrec.settings import Settings
-from training.features.offline import latest_rows, read_snapshots
-from training.features.online_encoding import OnlineBatch, encode_batch
-from training.features.online_redis import RedisWriter
-from training.features.online_sqlite import SqliteWriter
-from training.features.store import feature_store
+from featurestore.offline import latest_rows, read_snapshots
+from featurestore.encoding import OnlineBatch, encode_batch
+from featurestore.redis_writer import RedisWriter
+from featurestore.sqlite_writer import SqliteWriter
+from featurestore.store import feature_store
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 BATCH_ROWS = 100_000
 
 
 class OnlineWriter(Protocol):
-    """Bulk writer into one kind of Feast online store (online_sqlite.py, online_redis.py)."""
+    """Bulk writer into one kind of Feast online store (sqlite_writer.py, redis_writer.py)."""
 
     def prepare(self, view: FeatureView) -> None: ...
 
@@ -152,7 +152,7 @@ def _materialize_view(
     progress: Progress | None,
 ) -> None:
     started = time.perf_counter()
-    spec = view_spec(settings, view.name)
+    spec = view_spec(settings.work_dir, view.name)
     if [f.name for f in view.features] != spec.feature_names:
         raise ValueError(f"registered feature view {view.name!r} differs from the catalogue: apply the definitions")
     rows = read_snapshots(settings, spec, start=result.start, end=result.end)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from graphrec.cli.context import console, err_console, settings_of
+from cli.context import console, err_console, settings_of
 
 app = typer.Typer(help="Register, list, show, promote, roll back and prune model versions (MLflow).", no_args_is_help=True)
 

@@ -1,4 +1,4 @@
-"""The Feast feature store of graphrec (configured from Settings in graphrec/feast_config.py): apply the definitions,
+"""The Feast feature store of graphrec (configured from Settings in featurestore/config.py): apply the definitions,
 read online, join offline. :func:`apply` also writes the effective configuration to ``<work_dir>/feature_store.yaml``
 for the stock CLI: ``FEAST_FS_YAML_FILE_PATH=<work_dir>/feature_store.yaml feast -c feature_repo ...``.
 """
@@ -14,10 +14,11 @@ from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
 
 from feature_repo.catalog import EVENT_TIMESTAMP, GRAPH_FEATURES_SERVICE, ITEM, USER, VIEWS
-from feature_repo.definitions import Definitions, build_definitions
-from graphrec.feast_config import feature_store, write_cli_config
+from feature_repo.model_views import load_manifest
+from feature_repo.objects import Definitions, build_definitions
+from featurestore.config import feature_store, write_cli_config
 from graphrec.settings import Settings
-from training.features.offline import snapshot_files, view_dir
+from featurestore.offline import snapshot_files, view_dir
 
 
 def _repo_contents(project: str, definitions: Definitions) -> RepoContents:
@@ -42,7 +43,7 @@ def apply(settings: Settings) -> Definitions:
     for spec in VIEWS:
         view_dir(settings, spec).mkdir(parents=True, exist_ok=True)
     store = feature_store(settings)
-    definitions = build_definitions(settings)
+    definitions = build_definitions(settings.offline_dir, load_manifest(settings.work_dir))
     repo = _repo_contents(store.project, definitions)
     _, to_delete, _, _ = extract_objects_for_apply_delete(store.project, store.registry, repo)
     store.apply([*repo.projects, *repo.entities, *definitions.objects()], objects_to_delete=to_delete, partial=False)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from graphrec.cli.context import console, reported_errors, settings_of
+from cli.context import console, reported_errors, settings_of
 
 app = typer.Typer(help="Build, apply, materialize and read graph features (Feast).", no_args_is_help=True)
 
@@ -77,7 +77,7 @@ def build(
 @app.command()
 def apply(ctx: typer.Context) -> None:
     """Register the Feast definitions (entities, views, services) for these settings, as `feast apply` does."""
-    from training.features.store import apply as apply_definitions
+    from featurestore.store import apply as apply_definitions
 
     definitions = apply_definitions(settings_of(ctx))
     console.print(f"applied {len(definitions.views)} feature views and {len(definitions.services)} feature services: "
@@ -91,7 +91,7 @@ def materialize(
     view: Optional[list[str]] = typer.Option(None, "--view", help="Only these views (default: all)."),
 ) -> None:
     """Write the latest offline row of every entity into the online store (SQLite or Redis), with a progress bar."""
-    from training.features.materialize import materialize as run_materialize
+    from featurestore.materialize import materialize as run_materialize
 
     settings = settings_of(ctx)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -119,7 +119,7 @@ def get(
     item: Optional[int] = typer.Option(None, "--item", help="Item id."),
 ) -> None:
     """Print the online values of a user's and/or an item's catalogue features, read through Feast."""
-    from training.features.store import online_features
+    from featurestore.store import online_features
 
     if user is None and item is None:
         raise typer.BadParameter("give --user, --item or both")
@@ -145,7 +145,7 @@ def training_set(
     """Point-in-time join (Feast get_historical_features) of label events with the graph features -> parquet."""
     import pandas as pd
 
-    from training.features.store import training_set as historical
+    from featurestore.store import training_set as historical
 
     settings = settings_of(ctx)
     if entities is None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from graphrec.cli.context import console, reported_errors, settings_of
+from cli.context import console, reported_errors, settings_of
 
 if TYPE_CHECKING:
     from training.trainer import EpochRecord

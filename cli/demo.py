@@ -10,7 +10,7 @@ import typer
 from rich.rule import Rule
 from rich.table import Table
 
-from graphrec.cli.context import console, key_value_table, reported_errors, settings_of
+from cli.context import console, key_value_table, reported_errors, settings_of
 from graphrec.settings import Settings
 
 DEMO_SYNTH_USERS = 5_000
@@ -76,8 +76,8 @@ def _features(settings: Settings) -> None:
 
 
 def _apply_and_materialize(settings: Settings) -> None:
-    from training.features.materialize import materialize
-    from training.features.store import apply
+    from featurestore.materialize import materialize
+    from featurestore.store import apply
 
     definitions = apply(settings)
     console.print(f"applied {len(definitions.views)} feature views, {len(definitions.services)} feature services")
@@ -118,44 +118,19 @@ def _models_table(settings: Settings) -> None:
     console.print(table)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _serve_and_predict(settings: Settings) -> None:
     """Start ``graphrec serve`` in a subprocess, ask it for predictions (one user unknown), print them, stop it."""
     import os
-    import subprocess
     import sys
 
-    import httpx
-
+    from graphrec.testing import free_port, http_service
     from serving.client import ServingClient
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
     env = os.environ | {"GRAPHREC_WORK_DIR": str(settings.work_dir), "GRAPHREC_DATASET": settings.dataset,
                         "GRAPHREC_DATA_DIR": str(settings.data_dir)}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("graphrec")), "serve", "--port", str(port), "--log-level", "warning"], env=env
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the service exited with code {server.returncode}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the service did not become ready within 120 s")
-            time.sleep(0.5)
+    command = [str(Path(sys.executable).with_name("graphrec")), "serve", "--port", str(port), "--log-level", "warning"]
+    with http_service(command, port, env=env) as (_, url):
         console.print(f"service ready at {url}")
         candidates = list(range(0, 40, 2))
         table = Table("user", "model", "fallback", "top items (score)")
@@ -168,12 +143,6 @@ def _serve_and_predict(settings: Settings) -> None:
             recommended = client.recommend(0, k=5)
         console.print(table)
         console.print("recommend(user 0, k=5): " + ", ".join(f"{s.item_id} ({s.score:.2f})" for s in recommended.scores))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def demo(ctx: typer.Context) -> None:
