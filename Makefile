@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphrec-installed
 
-.PHONY: install demo test bench evaluate system-test clean
+.PHONY: install demo test lint format bench evaluate system-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,21 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/graphrec demo
 
+# The import contracts (pyproject.toml [tool.importlinter]) run first: a broken layer fails the tests.
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
+
+# Lint and format check (ruff) plus the import contracts; .ci/run runs it before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+
+# Apply ruff's formatting and safe fixes.
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Benchmarks print their own tables; BENCHMARKS.md records them. Run as modules so bench/serving.py
 # cannot shadow the serving package.

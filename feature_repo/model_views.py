@@ -1,6 +1,6 @@
 """Per-model-version feature views: the manifest of registered versions whose serving features live in Feast.
 
-Each registered model version publishes its serving form (DESIGN.md §3, §4) as two feature views keyed by user and
+Each registered model version publishes its serving form (docs/ARCHITECTURE.md §3, §4) as two feature views keyed by user and
 item, named after the version (version_view_names), so a champion and a challenger never read each
 other's features. The manifest (``<work_dir>/model_views.json``) lists them; feature_repo/definitions.py turns every
 entry into Feast objects, so a stock ``feast apply`` keeps them, and removing an entry (``graphrec models prune``)

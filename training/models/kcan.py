@@ -1,5 +1,5 @@
 """KCAN (Tu et al., "Conditional Graph Attention Networks for Distilling and Refining Knowledge Graphs in
-Recommendation", CIKM 2021), following the formulation of DESIGN.md §3.
+Recommendation", CIKM 2021), following the formulation of docs/ARCHITECTURE.md §3.
 
 1. The shared TransH layer (:mod:`training.kge`) embeds every CKG node; its margin loss with Bernoulli negatives on a
    random batch of CKG triples is added to every step: L = L_rec + λ·L_TransH (joint training).

@@ -1,4 +1,4 @@
-"""KCAN's target-independent half (DESIGN.md §3, steps 2-3): knowledge-aware attention, propagation, distillation.
+"""KCAN's target-independent half (docs/ARCHITECTURE.md §3, steps 2-3): knowledge-aware attention, propagation, distillation.
 
 Everything is edge-wise over the whole CKG (DGL ``apply_edges`` / ``edge_softmax`` / ``update_all`` and per-edge
 sorts): time and memory are linear in the number of edges; no N×N tensor is ever formed.
