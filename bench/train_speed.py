@@ -63,7 +63,10 @@ def main() -> None:
     if recbole_available():
         print("recbole is importable, but a like-for-like RecBole KGAT run needs its own config; not run here")
     else:
-        print("RecBole KGAT: skipped (recbole not installed); reference: RecBole 1.2.1 KGAT measured at 1.07 s/epoch on this machine class (BENCHMARKS.md)")
+        print(
+            "RecBole KGAT: skipped (recbole not installed); reference: RecBole 1.2.1 KGAT measured at 1.07 s/epoch"
+            " on this machine class (BENCHMARKS.md)"
+        )
 
 
 if __name__ == "__main__":

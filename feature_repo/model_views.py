@@ -1,8 +1,8 @@
 """Per-model-version feature views: the manifest of registered versions whose serving features live in Feast.
 
-Each registered model version publishes its serving form (docs/ARCHITECTURE.md §3, §4) as two feature views keyed by user and
-item, named after the version (version_view_names), so a champion and a challenger never read each
-other's features. The manifest (``<work_dir>/model_views.json``) lists them; feature_repo/definitions.py turns every
+Each registered model version publishes its serving form (docs/ARCHITECTURE.md §3, §4) as two feature views keyed by
+user and item, named after the version (version_view_names), so a champion and a challenger never read each other's
+features. The manifest (``<work_dir>/model_views.json``) lists them; feature_repo/definitions.py turns every
 entry into Feast objects, so a stock ``feast apply`` keeps them, and removing an entry (``graphrec models prune``)
 deletes them.
 """
@@ -13,10 +13,10 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from feature_repo.catalog import ITEM, USER, FeatureSpec, ValueType, ViewSpec
 from feature_repo.catalog import view as catalog_view
-from pathlib import Path
 
 MANIFEST = "model_views.json"
 MODEL_FAMILY_PREFIX = "model:"
@@ -52,7 +52,10 @@ class ModelViews:
                 name=name,
                 entity=entity,
                 family=family,
-                features=tuple(FeatureSpec(f, ValueType(t), f"{self.model} v{self.version} serving feature") for f, t in features.items()),
+                features=tuple(
+                    FeatureSpec(f, ValueType(t), f"{self.model} v{self.version} serving feature")
+                    for f, t in features.items()
+                ),
                 description=f"Serving features of {self.model} version {self.version}.",
             )
 

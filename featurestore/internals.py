@@ -35,9 +35,7 @@ def check_versions(installed: dict[str, str] | None = None) -> None:
     """Raise :class:`UnsupportedVersion` unless every library in ``SUPPORTED`` has a supported version."""
     installed = installed or {name: version(name) for name in SUPPORTED}
     wrong = {
-        name: found
-        for name, found in installed.items()
-        if name in SUPPORTED and not found.startswith(SUPPORTED[name])
+        name: found for name, found in installed.items() if name in SUPPORTED and not found.startswith(SUPPORTED[name])
     }
     if wrong:
         found = ", ".join(f"{name} {value}" for name, value in wrong.items())

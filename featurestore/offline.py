@@ -16,7 +16,7 @@ import functools
 import operator
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +161,8 @@ def _stamp(moment: datetime) -> str:
 
 def snapshot_name(table: pa.Table) -> str:
     """The file name of a conformed snapshot: its latest event time and latest created time."""
-    event = pc.max(table[EVENT_TIMESTAMP]).as_py().astimezone(timezone.utc)
-    created = pc.max(table[CREATED_TIMESTAMP]).as_py().astimezone(timezone.utc)
+    event = pc.max(table[EVENT_TIMESTAMP]).as_py().astimezone(UTC)
+    created = pc.max(table[CREATED_TIMESTAMP]).as_py().astimezone(UTC)
     return f"event-{_stamp(event)}__created-{_stamp(created)}{SNAPSHOT_SUFFIX}"
 
 
@@ -191,7 +191,7 @@ def write_snapshot(settings: Settings, spec: ViewSpec, frame: pd.DataFrame | pa.
 def _utc_scalar(moment: datetime) -> pa.Scalar:
     if moment.tzinfo is None:
         raise ValueError(f"{moment} is a naive datetime; pass a timezone-aware (UTC) time")
-    return pa.scalar(moment.astimezone(timezone.utc), type=TIMESTAMP_TYPE)
+    return pa.scalar(moment.astimezone(UTC), type=TIMESTAMP_TYPE)
 
 
 def _event_window(start: datetime | None, end: datetime | None) -> ds.Expression | None:

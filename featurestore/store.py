@@ -17,8 +17,8 @@ from feature_repo.catalog import EVENT_TIMESTAMP, GRAPH_FEATURES_SERVICE, ITEM, 
 from feature_repo.model_views import load_manifest
 from feature_repo.objects import Definitions, build_definitions
 from featurestore.config import feature_store, write_cli_config
-from graphrec.settings import Settings
 from featurestore.offline import snapshot_files, view_dir
+from graphrec.settings import Settings
 
 
 def _repo_contents(project: str, definitions: Definitions) -> RepoContents:

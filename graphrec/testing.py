@@ -7,6 +7,7 @@ else of graphrec, so any layer (and tests, bench, the CLI's demo) can use it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -123,20 +124,32 @@ class RedisProcess:
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
         self.folder.mkdir(parents=True, exist_ok=True)
-        command = [binary, "--bind", LOOPBACK, "--port", str(self.port), "--dir", str(self.folder),
-                   "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no"]
+        command = [
+            binary,
+            "--bind",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.folder),
+            "--dbfilename",
+            "dump.rdb",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(_redis_pings(self.port), REDIS_START_TIMEOUT_S, f"redis-server on port {self.port}", self.process,
-                   0.05)
+        wait_until(
+            _redis_pings(self.port), REDIS_START_TIMEOUT_S, f"redis-server on port {self.port}", self.process, 0.05
+        )
 
     def stop(self) -> None:
         """Save the data and stop the server."""
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(redis.ConnectionError):  # shutdown closes the connection under the client
             redis.Redis(host=LOOPBACK, port=self.port).shutdown(save=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection under the client
         self.process.wait(timeout=10)
         self.process = None
 
@@ -148,9 +161,20 @@ def mlflow_server(folder: Path, timeout_s: float = 90.0) -> Iterator[str]:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [
-        sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK, "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination", str(folder / "artifacts"), "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--workers",
+        "1",
     ]
     uri = f"http://{LOOPBACK}:{port}"
     with open(folder / "server.log", "w") as log:

@@ -50,7 +50,9 @@ def version_feature_tables(settings: Settings, name: str, version: str) -> tuple
     """The latest offline rows of a version's user and item feature views, indexed by id."""
     from featurestore.offline import read_latest
 
-    entry = next((e for e in load_manifest(settings.work_dir) if e.model == name and str(e.version) == str(version)), None)
+    entry = next(
+        (e for e in load_manifest(settings.work_dir) if e.model == name and str(e.version) == str(version)), None
+    )
     if entry is None:
         raise LookupError(f"{name} version {version} has no published feature views (register it first)")
     user_spec, item_spec = entry.view_specs()

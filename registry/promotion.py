@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -85,7 +85,7 @@ def _move(
         from_version=old,
         to_version=new,
         who=current_user(),
-        when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        when=datetime.now(UTC).isoformat(timespec="seconds"),
         action=action,
         reason=reason,
         gate=gate,
@@ -109,7 +109,12 @@ def _gate(settings: Settings, name: str, version: str, incumbent: str | None, to
         raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
     rows, fingerprint = frozen_eval_set(settings)
     candidate = evaluate_version(settings, name, version, rows)
-    gate: dict[str, object] = {"eval_set": fingerprint, "metric": "auc", "candidate": round(candidate, 6), "tolerance": tolerance}
+    gate: dict[str, object] = {
+        "eval_set": fingerprint,
+        "metric": "auc",
+        "candidate": round(candidate, 6),
+        "tolerance": tolerance,
+    }
     if incumbent is not None and incumbent != version:
         champion = evaluate_version(settings, name, incumbent, rows)
         gate["incumbent"] = round(champion, 6)

@@ -51,7 +51,7 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty.strip() else "")
 
 
-def log_feature_build(settings: Settings, report: "BuildReport", config: "FeatureJobConfig") -> str:
+def log_feature_build(settings: Settings, report: BuildReport, config: FeatureJobConfig) -> str:
     """Log a feature build (TransH config, per-epoch loss, held-out link prediction, snapshots) as an MLflow run."""
     import mlflow
 
@@ -60,8 +60,12 @@ def log_feature_build(settings: Settings, report: "BuildReport", config: "Featur
         mlflow.log_params({f"transh.{k}": v for k, v in asdict(config.transh).items()})
         mlflow.log_params({"active_window_days": config.active_window_days, "as_of": report.as_of.isoformat()})
         mlflow.set_tags(
-            {"graphrec.kind": "feature-build", "git_commit": git_commit(), "dataset": settings.dataset,
-             "dataset_fingerprint": report.dataset_fingerprint}
+            {
+                "graphrec.kind": "feature-build",
+                "git_commit": git_commit(),
+                "dataset": settings.dataset,
+                "dataset_fingerprint": report.dataset_fingerprint,
+            }
             | {f"snapshot.{view}": path for view, path in report.written.items()}
         )
         if report.transh is not None:
@@ -69,6 +73,8 @@ def log_feature_build(settings: Settings, report: "BuildReport", config: "Featur
                 mlflow.log_metric("transh_loss", record["loss"], step=record["epoch"])
                 if "valid_mrr" in record:
                     mlflow.log_metric("transh_valid_mrr", record["valid_mrr"], step=record["epoch"])
-            mlflow.log_metrics({f"transh_test_{k.replace('@', '_at_')}": v for k, v in report.transh.test_metrics.items()})
+            mlflow.log_metrics(
+                {f"transh_test_{k.replace('@', '_at_')}": v for k, v in report.transh.test_metrics.items()}
+            )
         mlflow.log_metrics({f"seconds_{family}": s for family, s in report.seconds.items()})
         return run.info.run_id

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import mlflow.artifacts
 import mlflow.pyfunc
@@ -77,8 +77,12 @@ class Binding:
     @property
     def retrieval_feature(self) -> str | None:
         """A feature both sides carry as a same-width vector, for dot-product candidate retrieval (None: none)."""
-        shared = [f for f in self.model.user_features if f in self.model.item_features and self.items.columns[f].ndim == 2]
-        ranked = sorted(shared, key=lambda f: RETRIEVAL_PREFERENCE.index(f) if f in RETRIEVAL_PREFERENCE else len(shared))
+        shared = [
+            f for f in self.model.user_features if f in self.model.item_features and self.items.columns[f].ndim == 2
+        ]
+        ranked = sorted(
+            shared, key=lambda f: RETRIEVAL_PREFERENCE.index(f) if f in RETRIEVAL_PREFERENCE else len(shared)
+        )
         return ranked[0] if ranked else None
 
     def score(self, user_row: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
@@ -128,7 +132,9 @@ class ModelSource:
         try:
             with tempfile.TemporaryDirectory(prefix="graphrec-model-") as folder:
                 location = self.client.get_model_version_download_uri(name, version)  # models:/ would use globals
-                local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=folder, tracking_uri=self.uri)
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=folder, tracking_uri=self.uri
+                )
                 pyfunc = mlflow.pyfunc.load_model(local)
         except Exception as error:  # noqa: BLE001
             raise RegistryUnavailable(f"cannot load models:/{name}/{version}: {type(error).__name__}") from error
@@ -172,7 +178,7 @@ def load_binding(source: ModelSource, reader: FeatureReader, name: str, version:
         item_watermark=watermark,
         stats=stats,
         stats_watermark=stats_watermark,
-        loaded_at=datetime.now(timezone.utc),
+        loaded_at=datetime.now(UTC),
     )
 
 
@@ -181,7 +187,10 @@ def refreshed_features(reader: FeatureReader, binding: Binding) -> Binding:
     changes: dict[str, object] = {}
     watermark = reader.watermark(binding.item_view)
     if watermark is not None and watermark != binding.item_watermark:
-        changes |= {"items": reader.item_table(binding.item_view, binding.model.item_features), "item_watermark": watermark}
+        changes |= {
+            "items": reader.item_table(binding.item_view, binding.model.item_features),
+            "item_watermark": watermark,
+        }
     if reader.watermark(FALLBACK_VIEW) != binding.stats_watermark:
         stats, stats_watermark = _stats(reader)
         changes |= {"stats": stats, "stats_watermark": stats_watermark}
@@ -194,8 +203,14 @@ SwapListener = Callable[[str, Binding | None], None]
 class BindingManager:
     """The bindings of the champion and challenger aliases, refreshed by a poller thread."""
 
-    def __init__(self, name: str, source: ModelSource, reader: FeatureReader, challenger_share: float = 0.0,
-                 on_swap: SwapListener | None = None):
+    def __init__(
+        self,
+        name: str,
+        source: ModelSource,
+        reader: FeatureReader,
+        challenger_share: float = 0.0,
+        on_swap: SwapListener | None = None,
+    ):
         self.name = name
         self.source = source
         self.reader = reader
@@ -267,7 +282,9 @@ class BindingManager:
     def start(self, interval: float) -> None:
         """Start the poller thread (a daemon: it never keeps the process alive)."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._poll, args=(interval,), name="graphrec-binding-poller", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll, args=(interval,), name="graphrec-binding-poller", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -110,7 +110,7 @@ class FeatureReader:
         response = self._online([f"{view}:{f}" for f in features], [{USER_ID: user_id}])
         names = list(response.metadata.feature_names.val)
         row: dict[str, np.ndarray] = {}
-        for name, result in zip(names, response.results):
+        for name, result in zip(names, response.results, strict=True):
             if name == USER_ID:
                 continue
             if result.statuses[0] != FieldStatus.PRESENT:
@@ -125,7 +125,9 @@ class FeatureReader:
         """Distinct join-key values of the view's offline source (the entities it materializes)."""
         source = view.batch_source
         if not isinstance(source, FileSource):
-            raise StoreUnavailable(f"view {view.name!r}: entity enumeration needs a FileSource, not {type(source).__name__}")
+            raise StoreUnavailable(
+                f"view {view.name!r}: entity enumeration needs a FileSource, not {type(source).__name__}"
+            )
         table = pads.dataset(source.path, format="parquet").to_table(columns=[join_key])
         return np.unique(table.column(join_key).to_numpy()).astype(np.int64)
 
@@ -140,18 +142,26 @@ class FeatureReader:
         for start in range(0, len(ids), LOAD_CHUNK):
             chunk = ids[start : start + LOAD_CHUNK]
             response = self._online(refs, [{ITEM_ID: int(i)} for i in chunk])
-            for name, result in zip(response.metadata.feature_names.val, response.results):
+            for name, result in zip(response.metadata.feature_names.val, response.results, strict=True):
                 if name in decoded:
                     decoded[name].extend(
-                        decode_value(v) if s == FieldStatus.PRESENT else None for v, s in zip(result.values, result.statuses)
+                        decode_value(v) if s == FieldStatus.PRESENT else None
+                        for v, s in zip(result.values, result.statuses, strict=True)
                     )
         complete = np.array([all(decoded[f][i] is not None for f in features) for i in range(len(ids))], dtype=bool)
         keep = np.flatnonzero(complete)
         columns = {f: stack_column([decoded[f][i] for i in keep]) for f in features}
         return ItemTable(ids=ids[keep], columns=columns)
 
-    def naive_frame(self, user_view: str, user_features: Sequence[str], item_view: str, item_features: Sequence[str],
-                    user_id: int, item_ids: Sequence[int]) -> pd.DataFrame:
+    def naive_frame(
+        self,
+        user_view: str,
+        user_features: Sequence[str],
+        item_view: str,
+        item_features: Sequence[str],
+        user_id: int,
+        item_ids: Sequence[int],
+    ) -> pd.DataFrame:
         """The pyfunc's input frame read the plain way: one Feast read of every (user, item) pair, via pandas."""
         refs = [f"{user_view}:{f}" for f in user_features] + [f"{item_view}:{f}" for f in item_features]
         rows = [{USER_ID: user_id, ITEM_ID: int(i)} for i in item_ids]

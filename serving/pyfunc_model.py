@@ -39,7 +39,11 @@ class ScorerModel(mlflow.pyfunc.PythonModel):
     @property
     def input_columns(self) -> list[str]:
         """Every column ``predict`` reads, in signature order."""
-        return [USER_ID, ITEM_ID] + [USER_PREFIX + f for f in self.user_features] + [ITEM_PREFIX + f for f in self.item_features]
+        return (
+            [USER_ID, ITEM_ID]
+            + [USER_PREFIX + f for f in self.user_features]
+            + [ITEM_PREFIX + f for f in self.item_features]
+        )
 
     def scorer(self) -> Scorer:
         """The scorer, built once from the exported state."""

@@ -27,7 +27,7 @@ def dot_logits(user: Tensor, item: Tensor, item_bias: Tensor | None = None) -> T
 
 def mlp(x: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
     """ReLU MLP: ReLU after every layer."""
-    for weight, bias in zip(weights, biases):
+    for weight, bias in zip(weights, biases, strict=True):
         x = F.relu(F.linear(x, weight, bias))
     return x
 
@@ -90,9 +90,16 @@ class NFMScorer:
     def score(self, user_rows: dict[str, np.ndarray], item_rows: dict[str, np.ndarray]) -> np.ndarray:
         """Logits, shape (B,)."""
         return nfm_logits(
-            _tensor(user_rows["fm_sum"]), _tensor(user_rows["fm_square"]), _tensor(user_rows["fm_bias"]),
-            _tensor(item_rows["fm_sum"]), _tensor(item_rows["fm_square"]), _tensor(item_rows["fm_bias"]),
-            self.weights, self.biases, self.head, self.global_bias,
+            _tensor(user_rows["fm_sum"]),
+            _tensor(user_rows["fm_square"]),
+            _tensor(user_rows["fm_bias"]),
+            _tensor(item_rows["fm_sum"]),
+            _tensor(item_rows["fm_square"]),
+            _tensor(item_rows["fm_bias"]),
+            self.weights,
+            self.biases,
+            self.head,
+            self.global_bias,
         ).numpy()
 
 
@@ -108,6 +115,8 @@ class RippleNetScorer:
         """Logits, shape (B,)."""
         shape = (-1, self.n_hop, self.n_memory, self.transform.shape[0])
         return ripple_logits(
-            _tensor(user_rows["memory_rh"]).reshape(shape), _tensor(user_rows["memory_tail"]).reshape(shape),
-            _tensor(item_rows["embedding"]), self.transform,
+            _tensor(user_rows["memory_rh"]).reshape(shape),
+            _tensor(user_rows["memory_tail"]).reshape(shape),
+            _tensor(item_rows["embedding"]),
+            self.transform,
         ).numpy()

@@ -1,4 +1,5 @@
-"""KCAN's online half (docs/ARCHITECTURE.md §3, steps 4-5): conditional attention over two distilled stars, then two towers.
+"""KCAN's online half (docs/ARCHITECTURE.md §3, steps 4-5): conditional attention over two distilled stars, then
+two towers.
 
 Steps 1-3 (TransH, knowledge-aware propagation, top-k distillation) are target-independent and are served as
 per-entity features: ``kcan_node_id`` (the entity's CKG node id), ``kcan_repr`` (d), ``kcan_nbr_repr`` (k·d, the top-k

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.data.errors import DatasetError, DataNotFoundError, Problem
+from training.data.errors import DataNotFoundError, DatasetError, Problem
 from training.data.schema import COUNT_KEYS, INTERACTIONS, KG, META_FILE, SOCIAL, TAGS, TableSpec
 from training.data.tables import read_table
 
@@ -135,7 +135,9 @@ def load_dataset_dir(folder: Path) -> Dataset:
     if problems:
         raise DatasetError(problems)
     interactions = _with_defaults(frames[INTERACTIONS.file])
-    files = [folder / META_FILE] + [folder / s.file for s in (INTERACTIONS, KG, SOCIAL, TAGS) if (folder / s.file).exists()]
+    files = [folder / META_FILE] + [
+        folder / s.file for s in (INTERACTIONS, KG, SOCIAL, TAGS) if (folder / s.file).exists()
+    ]
     return Dataset(
         name=str(meta.get("name", folder.name)),
         n_users=meta["n_users"],
@@ -187,8 +189,12 @@ def write_dataset(dataset: Dataset, folder: Path) -> None:
     try:
         write_meta(
             staging,
-            {"n_users": dataset.n_users, "n_items": dataset.n_items, "n_entities": dataset.n_entities,
-             "n_relations": dataset.n_relations},
+            {
+                "n_users": dataset.n_users,
+                "n_items": dataset.n_items,
+                "n_entities": dataset.n_entities,
+                "n_relations": dataset.n_relations,
+            },
             name=dataset.name,
             relation_names=dataset.relation_names,
             domains=dataset.domains,

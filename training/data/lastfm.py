@@ -115,9 +115,7 @@ def load_lastfm(data_dir: Path) -> Dataset:
 
 def _bounded(spec: TableSpec, bounds: dict[str, str]) -> TableSpec:
     """The same raw spec with id columns bounded by the counts the join established."""
-    columns = tuple(
-        type(c)(c.name, c.kind, c.required, bounds.get(c.name, c.bound), c.allowed) for c in spec.columns
-    )
+    columns = tuple(type(c)(c.name, c.kind, c.required, bounds.get(c.name, c.bound), c.allowed) for c in spec.columns)
     return TableSpec(spec.file, columns, spec.header, spec.key, spec.optional_file, spec.encoding)
 
 

@@ -104,7 +104,7 @@ def _scan_fields(path: Path, spec: TableSpec, names: list[str]) -> list[Problem]
                     Problem(path, line_no, None, f"malformed line: expected {len(names)} fields, found {len(fields)}")
                 )
                 continue
-            for name, kind, raw in zip(names, kinds, fields):
+            for name, kind, raw in zip(names, kinds, fields, strict=True):
                 message = _parse_field(raw, kind)
                 if message:
                     problems.append(Problem(path, line_no, name, message))

@@ -36,8 +36,13 @@ class RunResult:
     def row(self) -> dict[str, object]:
         """Flat table row: ids, speed, ``valid_*`` and test metrics."""
         return (
-            {"model": self.model, "seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
-             "seconds_per_epoch": self.seconds_per_epoch}
+            {
+                "model": self.model,
+                "seed": self.seed,
+                "best_epoch": self.best_epoch,
+                "epochs_run": self.epochs_run,
+                "seconds_per_epoch": self.seconds_per_epoch,
+            }
             | {f"valid_{k}": v for k, v in self.valid.items()}
             | self.test
         )

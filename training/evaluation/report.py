@@ -32,8 +32,13 @@ def results_markdown(table: pd.DataFrame, command: str, wall_seconds: float) -> 
     models = list(summary.index)
     seeds = sorted(table["seed"].unique())
     overall = [
-        [m] + [_cell(summary, m, metric) for metric in METRICS]
-        + [_cell(summary, m, "valid_auc"), _cell(summary, m, "seconds_per_epoch", 2), _cell(summary, m, "best_epoch", 1)]
+        [m]
+        + [_cell(summary, m, metric) for metric in METRICS]
+        + [
+            _cell(summary, m, "valid_auc"),
+            _cell(summary, m, "seconds_per_epoch", 2),
+            _cell(summary, m, "best_epoch", 1),
+        ]
         for m in models
     ]
     per_tercile = [
@@ -41,23 +46,26 @@ def results_markdown(table: pd.DataFrame, command: str, wall_seconds: float) -> 
         for m in models
         for tercile in TERCILE_NAMES
     ]
-    return "\n\n".join(
-        [
-            "# Results",
-            f"Command: `{command}`  \nWall time: {wall_seconds:.0f} s; seeds: {', '.join(map(str, seeds))} "
-            "(each seed: its own 6:2:2 CTR split and initialisation; epochs chosen by validation AUC only; "
-            f"test touched once per run). Recall/NDCG@{TOP_K}: up to 300 sampled test users, all items except "
-            "their training positives. Seconds per epoch: median over epochs, training part only, on a shared CPU "
-            "(noisy).",
-            "## Test metrics, overall",
-            _markdown_table(
-                ["model", *(LABELS[m] for m in METRICS), "valid AUC", "s/epoch", "best epoch"], overall
-            ),
-            "## Test metrics by user-activity tercile (training positives; sparse = lowest third)",
-            _markdown_table(["model", "tercile", *(LABELS[m] for m in METRICS)], per_tercile),
-            f"![metrics by tercile]({PLOT_NAME})",
-        ]
-    ) + "\n"
+    return (
+        "\n\n".join(
+            [
+                "# Results",
+                f"Command: `{command}`  \nWall time: {wall_seconds:.0f} s; seeds: {', '.join(map(str, seeds))} "
+                "(each seed: its own 6:2:2 CTR split and initialisation; epochs chosen by validation AUC only; "
+                f"test touched once per run). Recall/NDCG@{TOP_K}: up to 300 sampled test users, all items except "
+                "their training positives. Seconds per epoch: median over epochs, training part only, on a shared CPU "
+                "(noisy).",
+                "## Test metrics, overall",
+                _markdown_table(
+                    ["model", *(LABELS[m] for m in METRICS), "valid AUC", "s/epoch", "best epoch"], overall
+                ),
+                "## Test metrics by user-activity tercile (training positives; sparse = lowest third)",
+                _markdown_table(["model", "tercile", *(LABELS[m] for m in METRICS)], per_tercile),
+                f"![metrics by tercile]({PLOT_NAME})",
+            ]
+        )
+        + "\n"
+    )
 
 
 def plot_by_tercile(table: pd.DataFrame, path: Path) -> None:
@@ -69,7 +77,7 @@ def plot_by_tercile(table: pd.DataFrame, path: Path) -> None:
     figure = Figure(figsize=(4.2 * len(METRICS), 3.6))
     axes = figure.subplots(1, len(METRICS))
     x = np.arange(len(TERCILE_NAMES))
-    for axis, metric in zip(axes, METRICS):
+    for axis, metric in zip(axes, METRICS, strict=True):
         for model in summary.index:
             means = [summary.at[model, f"{metric}/{t}_mean"] for t in TERCILE_NAMES]
             stds = [summary.at[model, f"{metric}/{t}_std"] for t in TERCILE_NAMES]

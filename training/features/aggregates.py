@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from training.dgl_compat import dgl, fn
-from training.graphs.hetero import ENTITY, FRIEND, INTERACTED_BY, INTERACTS, KG_EDGE, USER
+from training.graphs.hetero import FRIEND, INTERACTED_BY, INTERACTS, KG_EDGE, USER
 
 
 def _mean_over(graph: dgl.DGLGraph, etype: tuple[str, str, str], source: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,9 @@ def user_aggregates(
     }
 
 
-def item_aggregates(graph: dgl.DGLGraph, entity_emb: torch.Tensor, n_items: int, n_kg_relations: int) -> dict[str, np.ndarray]:
+def item_aggregates(
+    graph: dgl.DGLGraph, entity_emb: torch.Tensor, n_items: int, n_kg_relations: int
+) -> dict[str, np.ndarray]:
     """Graph-stats features of every item (arrays indexed by item id), from the UI graph and the KG."""
     kg = graph.edge_type_subgraph([KG_EDGE])
     relation = kg.edata["rel"] % n_kg_relations  # fold inverse relations onto their forward relation
@@ -83,7 +85,9 @@ def item_aggregates(graph: dgl.DGLGraph, entity_emb: torch.Tensor, n_items: int,
     }
 
 
-def active_users(interactions_timestamps: np.ndarray, users: np.ndarray, n_users: int, as_of: int, window_s: int) -> np.ndarray:
+def active_users(
+    interactions_timestamps: np.ndarray, users: np.ndarray, n_users: int, as_of: int, window_s: int
+) -> np.ndarray:
     """Boolean per user: any training interaction in (as_of - window, as_of]."""
     recent = (interactions_timestamps > as_of - window_s) & (interactions_timestamps <= as_of)
     return np.bincount(users[recent], minlength=n_users) > 0

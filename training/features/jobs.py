@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -30,16 +30,16 @@ from feature_repo.catalog import (
     USER_TRANSH,
     ViewSpec,
 )
+from featurestore.offline import read_latest, write_snapshot
 from graphrec.settings import Settings
 from training.data.dataset import Dataset
 from training.data.load import load_dataset
 from training.data.splits import activity_terciles, ctr_split
 from training.features.aggregates import active_users, item_aggregates, user_aggregates
-from featurestore.offline import read_latest, write_snapshot
 from training.features.transh_job import FEATURE_JOB_TRANSH, TransHResult, train_transh
-from training.kge.train import TransHConfig
 from training.graphs.ckg import build_ckg
 from training.graphs.hetero import build_hetero_graph
+from training.kge.train import TransHConfig
 
 
 class FeatureJobConfig(BaseModel):
@@ -65,10 +65,12 @@ class BuildReport:
 
 
 def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(int(seconds), tz=timezone.utc)
+    return datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
-def _frame(spec: ViewSpec, ids: np.ndarray, columns: dict[str, np.ndarray], as_of: datetime, created: datetime) -> pd.DataFrame:
+def _frame(
+    spec: ViewSpec, ids: np.ndarray, columns: dict[str, np.ndarray], as_of: datetime, created: datetime
+) -> pd.DataFrame:
     """A snapshot frame of one view: entity key, both timestamps, and the view's features in catalogue order."""
     frame = pd.DataFrame({spec.entity.join_key: ids.astype(np.int64)})
     frame[EVENT_TIMESTAMP] = pd.Timestamp(as_of)
@@ -114,7 +116,7 @@ def build_features(
     positives = positives[positives["timestamp"] <= as_of_s]
     report = BuildReport(
         as_of=_utc(as_of_s),
-        created=datetime.now(timezone.utc).replace(microsecond=0),
+        created=datetime.now(UTC).replace(microsecond=0),
         dataset_fingerprint=dataset.fingerprint,
     )
     frames: dict[str, pd.DataFrame] = {}
@@ -130,8 +132,11 @@ def build_features(
             USER_TRANSH, np.arange(dataset.n_users), {"transh": user_emb.numpy()}, report.as_of, report.created
         )
         frames[ITEM_TRANSH.name] = _frame(
-            ITEM_TRANSH, np.arange(dataset.n_items), {"transh": entity_emb[: dataset.n_items].numpy()},
-            report.as_of, report.created,
+            ITEM_TRANSH,
+            np.arange(dataset.n_items),
+            {"transh": entity_emb[: dataset.n_items].numpy()},
+            report.as_of,
+            report.created,
         )
         report.seconds[TRANSH_FAMILY] = time.perf_counter() - started
     else:
@@ -141,12 +146,18 @@ def build_features(
         started = time.perf_counter()
         graph = build_hetero_graph(dataset, positives)
         window = config.active_window_days * 86_400
-        active = active_users(positives["timestamp"].to_numpy(), positives["user"].to_numpy(), dataset.n_users, as_of_s, window)
+        active = active_users(
+            positives["timestamp"].to_numpy(), positives["user"].to_numpy(), dataset.n_users, as_of_s, window
+        )
         terciles = activity_terciles(positives, dataset.n_users)
         users = user_aggregates(graph, user_emb, entity_emb, active, terciles)
         items = item_aggregates(graph, entity_emb, dataset.n_items, dataset.n_relations)
-        frames[USER_GRAPH_STATS.name] = _frame(USER_GRAPH_STATS, np.arange(dataset.n_users), users, report.as_of, report.created)
-        frames[ITEM_GRAPH_STATS.name] = _frame(ITEM_GRAPH_STATS, np.arange(dataset.n_items), items, report.as_of, report.created)
+        frames[USER_GRAPH_STATS.name] = _frame(
+            USER_GRAPH_STATS, np.arange(dataset.n_users), users, report.as_of, report.created
+        )
+        frames[ITEM_GRAPH_STATS.name] = _frame(
+            ITEM_GRAPH_STATS, np.arange(dataset.n_items), items, report.as_of, report.created
+        )
         report.seconds[GRAPH_STATS_FAMILY] = time.perf_counter() - started
 
     specs = {spec.name: spec for spec in (USER_TRANSH, ITEM_TRANSH, USER_GRAPH_STATS, ITEM_GRAPH_STATS)}

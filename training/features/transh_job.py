@@ -17,7 +17,6 @@ from training.kge.evaluate import evaluate
 from training.kge.split import twin_aware_split
 from training.kge.train import TransHConfig, fit
 
-
 FEATURE_JOB_TRANSH = TransHConfig(epochs=60, eval_every=10, patience=2)
 """TransH defaults of the feature job: early stopping on held-out KG MRR every 10 epochs."""
 

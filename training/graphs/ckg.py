@@ -46,7 +46,7 @@ class CollaborativeKG:
         """Node ids of user indices."""
         return np.asarray(users, dtype=np.int64) + self.n_entities
 
-    def to_dgl(self) -> "dgl.DGLGraph":  # noqa: F821  (dgl imported lazily through training.dgl_compat)
+    def to_dgl(self) -> dgl.DGLGraph:  # noqa: F821  (dgl imported lazily through training.dgl_compat)
         """A homogeneous DGL graph, edges head -> tail, with the relation id in ``edata['rel']``."""
         import torch
 

@@ -33,7 +33,7 @@ class IdMaps:
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, dataset: Dataset, relation_names: list[str], **extra: object) -> "IdMaps":
+    def of(cls, dataset: Dataset, relation_names: list[str], **extra: object) -> IdMaps:
         """The id maps of graphs built from ``dataset``."""
         return cls(
             dataset=dataset.name,
@@ -73,4 +73,4 @@ def load_graphs(folder: Path) -> tuple[dict[str, dgl.DGLGraph], IdMaps]:
     payload = json.loads((folder / ID_MAP_FILE).read_text())
     names = payload.pop("graph_names")
     graphs, _ = dgl.load_graphs(str(folder / GRAPH_FILE))
-    return dict(zip(names, graphs)), IdMaps(**payload)
+    return dict(zip(names, graphs, strict=True)), IdMaps(**payload)

@@ -97,9 +97,7 @@ def rank_metrics(ranks: np.ndarray, ks: tuple[int, ...] = (1, 3, 10)) -> dict[st
     return metrics
 
 
-def evaluate(
-    model: TransH, triples: np.ndarray, known_triples: np.ndarray, batch_size: int = 256
-) -> dict[str, float]:
+def evaluate(model: TransH, triples: np.ndarray, known_triples: np.ndarray, batch_size: int = 256) -> dict[str, float]:
     """Filtered link-prediction metrics over both sides (``mrr``, ``hits@k``...) plus ``head_mrr`` and ``tail_mrr``."""
     heads, tails = rank_triples(model, triples, known_triples, batch_size)
     metrics = rank_metrics(np.concatenate((heads, tails)))

@@ -6,7 +6,6 @@ models, and checked against a hand computation.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 

@@ -52,7 +52,9 @@ def dot_export(user_embedding: Tensor, item_embedding: Tensor, item_bias: Tensor
     if item_bias is not None:
         items["bias"] = item_bias.detach().reshape(-1).numpy()
     return ServingExport(
-        user_features=embedding_frame("user_id", np.arange(len(user_embedding)), embedding=user_embedding.detach().numpy()),
+        user_features=embedding_frame(
+            "user_id", np.arange(len(user_embedding)), embedding=user_embedding.detach().numpy()
+        ),
         item_features=embedding_frame("item_id", np.arange(len(item_embedding)), **items),
         scorer_kind="dot",
         scorer_state={"item_bias": item_bias is not None},

@@ -102,8 +102,13 @@ class KCAN(Recommender):
         config = self.config
         x = self.transh.entity.weight
         alpha = knowledge_attention(
-            self.graph, x, self.transh.normal.weight, self.transh.translation.weight, config.temperature,
-            config.knowledge_attention, dropped,
+            self.graph,
+            x,
+            self.transh.normal.weight,
+            self.transh.translation.weight,
+            config.temperature,
+            config.knowledge_attention,
+            dropped,
         )
         z = self.kagcn(self.graph, x, alpha, config.message_dropout)
         src, dst = self.graph.edges()
@@ -154,8 +159,13 @@ class KCAN(Recommender):
         user = self.star(z, alpha, neighbourhoods, self.user_nodes(users))
         item = self.star(z, alpha, neighbourhoods, items)
         return kcan_logits(
-            user, item, self.head_weights(), self.config.gamma, self.config.conditional_attention,
-            self.config.dropout, self.training,
+            user,
+            item,
+            self.head_weights(),
+            self.config.gamma,
+            self.config.conditional_attention,
+            self.config.dropout,
+            self.training,
         )
 
     def training_loss(self, batch: Batch) -> Tensor:

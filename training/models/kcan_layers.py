@@ -1,4 +1,5 @@
-"""KCAN's target-independent half (docs/ARCHITECTURE.md §3, steps 2-3): knowledge-aware attention, propagation, distillation.
+"""KCAN's target-independent half (docs/ARCHITECTURE.md §3, steps 2-3): knowledge-aware attention, propagation,
+distillation.
 
 Everything is edge-wise over the whole CKG (DGL ``apply_edges`` / ``edge_softmax`` / ``update_all`` and per-edge
 sorts): time and memory are linear in the number of edges; no N×N tensor is ever formed.
@@ -85,7 +86,8 @@ class KAGCN(nn.Module):
 
 @dataclass(frozen=True)
 class Neighbourhoods:
-    """Per-node top-k in-neighbours by α, padded: ``node`` (N, k) source ids (-1 = padding), ``edge`` (N, k) edge ids."""
+    """Per-node top-k in-neighbours by α, padded: ``node`` (N, k) source ids (-1 = padding), ``edge`` (N, k) edge
+    ids."""
 
     node: Tensor
     edge: Tensor

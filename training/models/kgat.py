@@ -17,6 +17,8 @@ alternating phases; L2 on embeddings is Adam's ``weight_decay``. Serving exports
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -76,7 +78,7 @@ class KGAT(Recommender):
         for weight in (self.node.weight, self.relation.weight, self.transfer):
             nn.init.xavier_uniform_(weight)
         sizes = [config.dim, *config.layers]
-        self.aggregators = nn.ModuleList(BiInteraction(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.aggregators = nn.ModuleList(BiInteraction(a, b) for a, b in pairwise(sizes))
         self.register_buffer("attention", torch.zeros(self.graph.num_edges()))
         self.update_attention()
 
@@ -86,7 +88,7 @@ class KGAT(Recommender):
         src, dst = self.graph.edges()
         scores = torch.empty(self.graph.num_edges())
         embedding = self.node.weight
-        for r, (start, end) in enumerate(zip(self.relation_bounds, self.relation_bounds[1:])):
+        for r, (start, end) in enumerate(pairwise(self.relation_bounds)):
             edges = self.edge_order[start:end]
             tail = embedding[src[edges]] @ self.transfer[r]
             head = embedding[dst[edges]] @ self.transfer[r]

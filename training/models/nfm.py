@@ -12,6 +12,8 @@ Simplified: no batch normalisation (it would only fold into the MLP at inference
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -72,7 +74,7 @@ class NFM(Recommender):
         nn.init.zeros_(self.linear.weight)
         self.global_bias = nn.Parameter(torch.zeros(()))
         sizes = [config.dim, *config.hidden]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
         self.head = nn.Parameter(torch.randn(sizes[-1]) * 0.01)
 
     def _user_part(self, users: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -91,8 +93,16 @@ class NFM(Recommender):
         item_sum, item_square, item_bias = self._item_part(items)
         if dropout == 0.0:
             return nfm_logits(
-                user_sum, user_square, user_bias, item_sum, item_square, item_bias,
-                [l.weight for l in self.layers], [l.bias for l in self.layers], self.head, self.global_bias,
+                user_sum,
+                user_square,
+                user_bias,
+                item_sum,
+                item_square,
+                item_bias,
+                [layer.weight for layer in self.layers],
+                [layer.bias for layer in self.layers],
+                self.head,
+                self.global_bias,
             )
         total = user_sum + item_sum
         hidden = F.dropout(0.5 * (total * total - (user_square + item_square)), dropout)
@@ -116,17 +126,23 @@ class NFM(Recommender):
         item_sum, item_square, item_bias = self._item_part(torch.arange(self.n_items))
         return ServingExport(
             user_features=embedding_frame(
-                "user_id", np.arange(self.n_users), fm_sum=user_sum.numpy(), fm_square=user_square.numpy(),
+                "user_id",
+                np.arange(self.n_users),
+                fm_sum=user_sum.numpy(),
+                fm_square=user_square.numpy(),
                 fm_bias=user_bias.numpy(),
             ),
             item_features=embedding_frame(
-                "item_id", np.arange(self.n_items), fm_sum=item_sum.numpy(), fm_square=item_square.numpy(),
+                "item_id",
+                np.arange(self.n_items),
+                fm_sum=item_sum.numpy(),
+                fm_square=item_square.numpy(),
                 fm_bias=item_bias.numpy(),
             ),
             scorer_kind="nfm",
             scorer_state={
-                "weights": [l.weight.numpy().copy() for l in self.layers],
-                "biases": [l.bias.numpy().copy() for l in self.layers],
+                "weights": [layer.weight.numpy().copy() for layer in self.layers],
+                "biases": [layer.bias.numpy().copy() for layer in self.layers],
                 "head": self.head.numpy().copy(),
                 "global_bias": float(self.global_bias),
             },

@@ -16,6 +16,8 @@ exports ``memory_rh`` = R_i h_i and ``memory_tail`` = t_i (hops × n_memory × d
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import torch
@@ -40,8 +42,13 @@ class RippleNetConfig(ModelConfig):
 
 
 def ripple_sets(
-    positives: pd.DataFrame, triples: np.ndarray, n_users: int, n_hop: int, n_memory: int,
-    pad: tuple[int, int, int], rng: np.random.Generator,
+    positives: pd.DataFrame,
+    triples: np.ndarray,
+    n_users: int,
+    n_hop: int,
+    n_memory: int,
+    pad: tuple[int, int, int],
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """(n_users, n_hop, n_memory, 3) memories (head, relation, tail); slots without any triple hold ``pad``."""
     memories = np.empty((n_users, n_hop, n_memory, 3), dtype=np.int64)
@@ -86,8 +93,13 @@ class RippleNet(Recommender):
         pad_entity, n_relations = dataset.n_entities, 2 * dataset.n_relations
         rng = np.random.default_rng(torch.initial_seed() % 2**63)
         memories = ripple_sets(
-            data.train_positives, np.concatenate([kg, inverse]), dataset.n_users, config.n_hop, config.n_memory,
-            (pad_entity, n_relations, pad_entity), rng,
+            data.train_positives,
+            np.concatenate([kg, inverse]),
+            dataset.n_users,
+            config.n_hop,
+            config.n_memory,
+            (pad_entity, n_relations, pad_entity),
+            rng,
         )
         self.register_buffer("memories", torch.from_numpy(memories))
         # R h depends only on the (head, relation) pair: compute it once per distinct pair, one relation at a time
@@ -95,7 +107,7 @@ class RippleNet(Recommender):
         self.register_buffer("memory_pair", torch.from_numpy(pair_of_slot.reshape(memories.shape[:-1])))
         self.register_buffer("pair_head", torch.from_numpy(pairs[:, 1]))
         bounds = np.searchsorted(pairs[:, 0], np.arange(n_relations + 2))
-        self.relation_slices = [(r, int(a), int(b)) for r, (a, b) in enumerate(zip(bounds, bounds[1:])) if b > a]
+        self.relation_slices = [(r, int(a), int(b)) for r, (a, b) in enumerate(pairwise(bounds)) if b > a]
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
         self.entity = nn.Embedding(pad_entity + 1, config.dim, padding_idx=pad_entity)
         self.relation = nn.Parameter(torch.empty(n_relations + 1, config.dim, config.dim))
@@ -135,8 +147,10 @@ class RippleNet(Recommender):
         rh, t = self._memory(torch.arange(self.n_users))
         return ServingExport(
             user_features=embedding_frame(
-                "user_id", np.arange(self.n_users),
-                memory_rh=rh.reshape(self.n_users, -1).numpy(), memory_tail=t.reshape(self.n_users, -1).numpy(),
+                "user_id",
+                np.arange(self.n_users),
+                memory_rh=rh.reshape(self.n_users, -1).numpy(),
+                memory_tail=t.reshape(self.n_users, -1).numpy(),
             ),
             item_features=embedding_frame(
                 "item_id", np.arange(self.n_items), embedding=self.entity.weight[: self.n_items].numpy()

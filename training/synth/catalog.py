@@ -129,4 +129,4 @@ def build_catalog(config: SynthConfig) -> Catalog:
         ignore_index=True,
     )
     kg = kg.sort_values(["head", "relation"], kind="stable", ignore_index=True)
-    return Catalog(domain, topic, risk, rank ** -config.item_zipf, kg, types)
+    return Catalog(domain, topic, risk, rank**-config.item_zipf, kg, types)

@@ -56,8 +56,17 @@ class SynthConfig:
             )
         if self.chunk_users < 1 or self.clicks_cap < 1:
             problems.append("chunk_users and clicks_cap must be positive")
-        shares = ("fund_share", "both_domains_share", "fund_only_share", "taste_strength", "segment_loyalty",
-                  "risk_affinity", "friend_homophily", "tagger_share", "tag_rate")
+        shares = (
+            "fund_share",
+            "both_domains_share",
+            "fund_only_share",
+            "taste_strength",
+            "segment_loyalty",
+            "risk_affinity",
+            "friend_homophily",
+            "tagger_share",
+            "tag_rate",
+        )
         problems += [f"{name} must lie in [0, 1]" for name in shares if not 0 <= getattr(self, name) <= 1]
         if self.both_domains_share + self.fund_only_share > 1:
             problems.append("both_domains_share + fund_only_share must not exceed 1")

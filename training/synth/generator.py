@@ -129,8 +129,12 @@ def _write_meta(config: SynthConfig, catalog: Catalog, folder: Path) -> None:
     """dataset.json: the counts, names of relations and domains, entity id ranges and the generating settings."""
     write_meta(
         folder,
-        {"n_users": config.n_users, "n_items": config.n_items, "n_entities": catalog.n_entities,
-         "n_relations": len(RELATION_NAMES)},
+        {
+            "n_users": config.n_users,
+            "n_items": config.n_items,
+            "n_entities": catalog.n_entities,
+            "n_relations": len(RELATION_NAMES),
+        },
         name=config.name,
         relation_names=list(RELATION_NAMES),
         domains=list(DOMAINS),

@@ -63,8 +63,9 @@ def friendships_started(config: SynthConfig, ids: np.ndarray) -> np.ndarray:
     return _pareto(config, Stream.USER_FRIENDS, ids, config.friend_scale, config.friend_alpha, cap) - 1
 
 
-def _follow_segment(config: SynthConfig, keep: Stream, ids: np.ndarray, segment_value: np.ndarray,
-                    own_value: np.ndarray) -> np.ndarray:
+def _follow_segment(
+    config: SynthConfig, keep: Stream, ids: np.ndarray, segment_value: np.ndarray, own_value: np.ndarray
+) -> np.ndarray:
     """The segment's value for a ``segment_loyalty`` share of users, the user's own draw for the rest."""
     return np.where(uniform(config.seed, keep, ids) < config.segment_loyalty, segment_value, own_value)
 

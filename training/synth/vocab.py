@@ -47,7 +47,14 @@ SECTORS: dict[str, tuple[int, tuple[str, ...]]] = {
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "food_delivery": ("takeaway", "delivery", "lunch", "milk-tea", "fast-food", "late-night", "meal-deal", "noodles"),
     "groceries": (
-        "supermarket", "fresh", "vegetables", "fruit", "daily-goods", "convenience-store", "bulk-buy", "snacks",
+        "supermarket",
+        "fresh",
+        "vegetables",
+        "fruit",
+        "daily-goods",
+        "convenience-store",
+        "bulk-buy",
+        "snacks",
     ),
     "dining": ("restaurant", "hotpot", "buffet", "cafe", "bbq", "dessert", "family-dinner", "seafood"),
     "travel": ("flight", "hotel", "train-ticket", "vacation", "scenic-spot", "airport", "resort", "booking"),
@@ -57,9 +64,17 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "electronics": ("phone", "laptop", "earbuds", "smart-home", "camera", "tablet", "gadgets", "charger"),
     "health": ("pharmacy", "checkup", "fitness", "gym", "dental", "vitamins", "clinic", "wellness"),
     "utilities": (
-        "electricity", "water-bill", "gas-bill", "phone-topup", "broadband", "utility", "mobile-data", "recharge",
+        "electricity",
+        "water-bill",
+        "gas-bill",
+        "phone-topup",
+        "broadband",
+        "utility",
+        "mobile-data",
+        "recharge",
     ),
 }
+
 
 def topic_words() -> list[tuple[str, ...]]:
     """Tag words per topic: topics 0..len(SECTORS)-1 are the sectors, the rest the coupon categories, in order."""
