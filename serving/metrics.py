@@ -27,8 +27,10 @@ class ServingMetrics:
                                  registry=self.registry)
         self.model_version = Gauge("graphrec_model_version", "Registered version served by each alias (0: none).",
                                    ["alias"], registry=self.registry)
-        self.model_loads = Counter("graphrec_model_swaps", "Binding swaps (new version or new item features), by alias.",
-                                   ["alias"], registry=self.registry)
+        self.model_loads = Counter(
+            "graphrec_model_swaps", "Binding swaps (new version or new item features), by alias.", ["alias"],
+            registry=self.registry,
+        )
 
     def observe(self, route: str, outcome: str, seconds: float) -> None:
         """Record one finished request."""

@@ -1,0 +1,102 @@
+"""The request logic the routes call: pick a binding, read the user's features, score, rank, fall back.
+
+The hot path: the user row from Feast (one entity row), item rows gathered by index from the binding's cached numpy
+table, ``ScorerModel.score_arrays``; no pandas. ``naive=True`` swaps in the plain path (every pair read from Feast into
+a pandas frame, ``pyfunc.predict``) behind the same HTTP stack, as the benchmark baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serving.binding import Binding, BindingManager
+from serving.contract import CHALLENGER, CHAMPION
+from serving.fallback import ITEMS_WITHOUT_FEATURES, UNKNOWN_USER, most_popular, popularity_scores
+from serving.features import FeatureReader
+from serving.ranking import Ranked, ranked
+from serving.schemas import ModelInfo, ModelsResponse, PredictRequest, RecommendRequest
+
+Scored = tuple[np.ndarray, np.ndarray, str | None]  # scores, scored-by-model mask, fallback reason
+
+
+class Service:
+    """The binding manager and the feature reader, and what each route asks of them."""
+
+    def __init__(self, manager: BindingManager, reader: FeatureReader, *, recommend_candidates: int, naive: bool):
+        self.manager, self.reader = manager, reader
+        self.recommend_candidates, self.naive = recommend_candidates, naive
+
+    def _scores(self, binding: Binding, user_id: int, item_ids: np.ndarray) -> Scored:
+        """(scores, scored-by-model mask, fallback reason) of the candidates."""
+        user_row = self.reader.user_row(binding.user_view, binding.model.user_features, user_id)
+        if user_row is None:
+            return popularity_scores(binding.stats, item_ids), np.zeros(len(item_ids), dtype=bool), UNKNOWN_USER
+        index, found = binding.items.locate(item_ids)
+        scores = np.empty(len(item_ids), dtype=np.float32)
+        scores[found] = binding.score(user_row, index[found])
+        if found.all():
+            return scores, found, None
+        scores[~found] = popularity_scores(binding.stats, item_ids[~found])
+        return scores, found, ITEMS_WITHOUT_FEATURES
+
+    def _naive_scores(self, binding: Binding, user_id: int, item_ids: np.ndarray) -> Scored:
+        """Same contract as :meth:`_scores`, the plain way: every pair read from Feast into pandas, pyfunc.predict."""
+        model = binding.model
+        frame = self.reader.naive_frame(binding.user_view, model.user_features, binding.item_view, model.item_features,
+                                        user_id, item_ids.tolist())
+        complete = frame.notna().all(axis=1).to_numpy()
+        if not complete.any():
+            return popularity_scores(binding.stats, item_ids), complete, UNKNOWN_USER
+        scores = popularity_scores(binding.stats, item_ids)
+        scores[complete] = np.asarray(binding.pyfunc.predict(frame[complete]), dtype=np.float32)
+        return scores, complete, None if complete.all() else ITEMS_WITHOUT_FEATURES
+
+    def predict(self, body: PredictRequest, variant: str | None) -> Ranked:
+        """The /v1/predict result: every candidate, model-scored where its features exist."""
+        binding = self.manager.pick(body.user_id, variant)
+        item_ids = np.asarray(body.item_ids, dtype=np.int64)
+        score = self._naive_scores if self.naive else self._scores
+        scores, by_model, fallback = score(binding, body.user_id, item_ids)
+        missing = item_ids[~by_model].tolist() if fallback == ITEMS_WITHOUT_FEATURES else []
+        return ranked(binding, item_ids, scores, by_model, fallback, missing)
+
+    def recommend(self, body: RecommendRequest, variant: str | None) -> Ranked:
+        """The /v1/recommend result: retrieval by dot product over cached item vectors, then the scorer re-ranks."""
+        binding = self.manager.pick(body.user_id, variant)
+        user_row = self.reader.user_row(binding.user_view, binding.model.user_features, body.user_id)
+        if user_row is None:
+            top = most_popular(binding.stats, binding.items.ids, body.k)
+            return ranked(binding, top, popularity_scores(binding.stats, top), np.zeros(len(top), dtype=bool),
+                          UNKNOWN_USER)
+        wanted = max(self.recommend_candidates, body.k)
+        candidates = binding.retrieve(user_row, wanted)
+        if candidates is None:  # no shared vector: the most popular items are the candidates
+            candidates, _ = binding.items.locate(most_popular(binding.stats, binding.items.ids, wanted))
+        scores = binding.score(user_row, candidates)
+        best = np.argsort(-scores, kind="stable")[: body.k]
+        return ranked(binding, binding.items.ids[candidates[best]], scores[best], np.ones(len(best), dtype=bool), None)
+
+    def model(self) -> ModelsResponse:
+        """The /v1/model body: champion, challenger (if any), the challenger's share and the last refresh error."""
+        champion = self.manager.pick(0, CHAMPION)
+        challenger = self.manager.bindings.get(CHALLENGER)
+        return ModelsResponse(
+            **_model_info(champion).model_dump(),
+            challenger=_model_info(challenger) if challenger is not None else None,
+            challenger_share=self.manager.challenger_share,
+            last_refresh_error=self.manager.last_error,
+        )
+
+    def reload(self) -> ModelsResponse:
+        """Re-read the aliases and reload every binding now (not waiting for the poller); the new /v1/model body."""
+        self.manager.refresh(force=True)
+        return self.model()
+
+
+def _model_info(binding: Binding) -> ModelInfo:
+    return ModelInfo(
+        name=binding.name, version=binding.version, alias=binding.alias, feature_service=binding.feature_service,
+        user_view=binding.user_view, item_view=binding.item_view, loaded_at=binding.loaded_at,
+        watermark=binding.item_watermark, items_cached=len(binding.items),
+        fallback_stats_watermark=binding.stats_watermark,
+    )
