@@ -59,7 +59,11 @@ def view_dir(settings: Settings, spec: ViewSpec) -> Path:
 
 def snapshot_files(settings: Settings, spec: ViewSpec) -> list[Path]:
     """The view's snapshot files, oldest name first (temporary files of unfinished writes excluded)."""
-    folder = view_dir(settings, spec)
+    return parquet_files(view_dir(settings, spec))
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The parquet files of a snapshot folder, oldest name first (temporary files of unfinished writes excluded)."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob(f"*{SNAPSHOT_SUFFIX}") if not p.name.startswith("."))
@@ -206,10 +210,17 @@ def read_snapshots(
 ) -> pa.Table:
     """All rows of the view's snapshots with ``start <= event_timestamp <= end`` (bounds optional), in the snapshot
     schema plus ``snapshot``: the file's index in name order (oldest first), for tie-breaking."""
-    schema = arrow_schema(spec)
+    return read_files(snapshot_files(settings, spec), arrow_schema(spec), start, end)
+
+
+def read_files(
+    files: list[Path], schema: pa.Schema, start: datetime | None = None, end: datetime | None = None
+) -> pa.Table:
+    """The rows of snapshot ``files`` with ``start <= event_timestamp <= end`` (bounds optional), cast to ``schema``,
+    plus ``snapshot``: the file's index in ``files``, for tie-breaking."""
     window = _event_window(start, end)
     tables = []
-    for index, path in enumerate(snapshot_files(settings, spec)):
+    for index, path in enumerate(files):
         part = pq.read_table(path, filters=window, schema=schema)
         tables.append(part.append_column("snapshot", pa.array(np.full(part.num_rows, index, dtype=np.int32))))
     return pa.concat_tables(tables) if tables else schema.append(pa.field("snapshot", pa.int32())).empty_table()
