@@ -1,6 +1,6 @@
 """Benchmark serving latency over loopback HTTP: our hot path against the naive path, on SQLite and Redis.
 
-Builds a 64-d dot model over a few thousand items (tests/serving_fixtures.py: MLflow registry + Feast views,
+Builds a 64-d dot model over a few thousand items (tests/support/serving.py: MLflow registry + Feast views,
 materialized with Feast), starts uvicorn in a subprocess per (store, path), warms it up, then sends ``--requests``
 sequential ``POST /v1/predict`` calls (random known user, random distinct candidates) per candidate count over one
 keep-alive connection, and prints p50/p99 per case and the naive/ours ratios. The naive path (``create_app(naive=
@@ -53,7 +53,7 @@ def settings_for(work_dir: Path, store: str, redis_url: str | None):  # noqa: AN
 
 def build_world(work_dir: Path, store: str, redis_url: str | None, n_items: int) -> None:
     """Publish one champion dot model and its features into ``work_dir``."""
-    from tests.serving_fixtures import dot_tables, popularity_table, publish_dot_version
+    from tests.support.serving import dot_tables, popularity_table, publish_dot_version
 
     users, items = dot_tables(USERS, n_items, DIM, seed=0)
     publish_dot_version(settings_for(work_dir, store, redis_url), users, items, popularity_table(items["item_id"].to_numpy(), 0))

@@ -1,44 +1,28 @@
-"""Shared fixtures: a tiny valid dataset folder, settings pointing at temporary work dirs, the real data location."""
+"""Fixtures shared by the test modules: datasets, settings on temporary work dirs, the MLflow store, a redis-server
+per test and the online stores to run against. Plain helpers live in ``tests/support/``.
+
+Tests asking for ``redis_url`` (or ``online_store`` = redis) are skipped, with the reason, when ``redis-server`` is
+not installed; CI installs it (.ci/run).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from graphrec.settings import Settings
-from training.data.dataset import Dataset, write_dataset
+from graphrec.settings import OnlineStoreKind, Settings
+from graphrec.testing import redis_server_binary, running_redis
+from tests.support.datasets import synthetic_dataset, tiny_dataset
+from training.data.dataset import write_dataset
+
+if TYPE_CHECKING:
+    from training.models.base import TrainingData
 
 REAL_DATA = Settings().data_dir
-
-
-def tiny_dataset() -> Dataset:
-    """6 users, 5 items (entities 0-4) plus 3 attribute entities, 2 relations: small enough to reason about."""
-    interactions = pd.DataFrame(
-        {
-            "user": [0, 0, 1, 1, 2, 2, 3, 4, 5, 5],
-            "item": [0, 1, 1, 2, 2, 3, 4, 0, 3, 4],
-            "label": [1, 0, 1, 1, 1, 0, 1, 1, 1, 0],
-            "timestamp": np.arange(10, dtype=np.int64) + 1_700_000_000,
-        }
-    )
-    kg = pd.DataFrame({"head": [0, 1, 2, 3, 4, 0], "relation": [0, 0, 0, 1, 1, 1], "tail": [5, 5, 6, 7, 7, 6]})
-    social = pd.DataFrame({"user": [0, 1, 2, 3], "friend": [1, 2, 3, 5]})
-    tags = pd.DataFrame({"user": [0, 1], "item": [0, 1], "tag": ["rock", "jazz"], "timestamp": [1, 2]})
-    return Dataset(
-        name="tiny",
-        n_users=6,
-        n_items=5,
-        n_entities=8,
-        n_relations=2,
-        interactions=interactions,
-        kg=kg,
-        social=social,
-        tags=tags,
-        relation_names=["genre", "label"],
-    )
+ONLINE_STORES = [OnlineStoreKind.sqlite, pytest.param(OnlineStoreKind.redis, marks=pytest.mark.redis)]
 
 
 @pytest.fixture
@@ -49,7 +33,7 @@ def tiny_dir(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The shared real Last.FM data; tests using it are skipped where it is absent."""
     if not (REAL_DATA / "lastfm-kg" / "ratings_final.txt").exists():
@@ -57,11 +41,63 @@ def real_data_dir() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """Tiny models run far faster on one thread (multi-threaded small ops stall on a busy CPU)."""
+    import torch  # here, not at the top: collecting tests that never train should not pay torch's import
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def training_data() -> TrainingData:
+    """The default synthetic dataset (40 users, 30 items) split and graphed for training."""
+    from training.trainer import prepare_data  # imports torch and DGL: only for the tests that ask
+
+    return prepare_data(synthetic_dataset(), seed=0)
+
+
 @pytest.fixture
-def settings_for(tmp_path: Path):
+def settings_for(tmp_path: Path) -> Callable[..., Settings]:
     """Build Settings whose work dir is a fresh temporary folder."""
 
     def make(**overrides: object) -> Settings:
         return Settings(work_dir=tmp_path / "work", **overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow database for the session: Feast's MLflow integration creates it on first use, which is slow."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def store_settings(settings_for: Callable[..., Settings], shared_mlflow_uri: str) -> Callable[..., Settings]:
+    """Build Settings with a fresh work dir and the session's MLflow database."""
+
+    def make(**overrides: object) -> Settings:
+        return settings_for(mlflow_tracking_uri=shared_mlflow_uri, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """``host:port`` of a fresh, empty redis-server, stopped after the test."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server); Redis online-store tests skipped")
+    with running_redis() as url:
+        yield url
+
+
+@pytest.fixture(params=ONLINE_STORES, ids=lambda kind: kind.value)
+def online_store(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Settings overrides selecting each online store in turn: SQLite, then Redis on a fresh server."""
+    if request.param is OnlineStoreKind.sqlite:
+        return {"online_store": OnlineStoreKind.sqlite}
+    return {"online_store": OnlineStoreKind.redis, "redis_url": request.getfixturevalue("redis_url")}

@@ -15,14 +15,15 @@ from typer.testing import CliRunner
 
 from cli import train as train_cli
 from graphrec.settings import Settings
+from tests.support.datasets import synthetic_dataset
 from training.data.dataset import write_dataset
-
-from tests.test_models import data, single_thread, synthetic_dataset  # noqa: F401  (shared module fixtures)
 from training.evaluation.harness import evaluate_models
 from training.evaluation.metrics import auc_f1, ctr_metrics, mean_by_tercile, recall_ndcg_at_k, topk_metrics
 from training.evaluation.report import PLOT_NAME, write_report
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, ServingExport, TrainingData
-from training.trainer import fit, predict_rows, prepare_data, rows_as_tensors
+from training.trainer import fit, predict_rows, rows_as_tensors
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_auc_f1_by_hand() -> None:
@@ -66,8 +67,12 @@ def test_recall_ndcg_matches_sklearn_on_random_cases() -> None:
 
 def test_mean_by_tercile() -> None:
     metrics = mean_by_tercile("recall@20", np.array([1.0, 0.0, 0.5, np.nan]), np.array([0, 0, 2, 2]))
-    assert metrics == {"recall@20": 0.5, "recall@20/sparse": 0.5, "recall@20/medium": pytest.approx(math.nan, nan_ok=True),
-                       "recall@20/active": 0.5}
+    assert metrics == {
+        "recall@20": 0.5,
+        "recall@20/sparse": 0.5,
+        "recall@20/medium": pytest.approx(math.nan, nan_ok=True),
+        "recall@20/active": 0.5,
+    }
 
 
 class TableModel(Recommender):
@@ -105,51 +110,52 @@ def table_model(monkeypatch: pytest.MonkeyPatch) -> str:
     return TableModel.name
 
 
-def test_early_stopping_restores_best_validation_epoch(table_model: str, data: TrainingData) -> None:
+def test_early_stopping_restores_best_validation_epoch(table_model: str, training_data: TrainingData) -> None:
     config = ModelConfig(lr=0.5, epochs=30, patience=3, batch_size=16)
-    result = fit(table_model, data, config, seed=0)
+    result = fit(table_model, training_data, config, seed=0)
     aucs = [r.valid_auc for r in result.history]
     assert len(result.history) < config.epochs  # stopped early
     assert result.best_epoch == int(np.argmax(aucs)) + 1
     assert len(result.history) == result.best_epoch + config.patience
     assert aucs[-1] < result.best_valid_auc
-    users, items, labels = rows_as_tensors(data.split.valid)
+    users, items, labels = rows_as_tensors(training_data.split.valid)
     restored_auc, _ = auc_f1(labels.numpy(), predict_rows(result.model, users, items))
     assert restored_auc == pytest.approx(result.best_valid_auc)
     assert float(result.model.theta.detach()) > 0  # the last epochs pushed theta negative; the best state came back
 
 
-def test_checkpoint_written(table_model: str, data: TrainingData, tmp_path: Path) -> None:
+def test_checkpoint_written(table_model: str, training_data: TrainingData, tmp_path: Path) -> None:
     path = tmp_path / "best.pt"
-    result = fit(table_model, data, ModelConfig(lr=0.5, epochs=6, patience=2), seed=0, checkpoint_path=path)
+    result = fit(table_model, training_data, ModelConfig(lr=0.5, epochs=6, patience=2), seed=0, checkpoint_path=path)
     assert torch.load(path)["theta"] == result.model.theta.detach()
 
 
-def test_fit_is_deterministic(data: TrainingData) -> None:
+def test_fit_is_deterministic(training_data: TrainingData) -> None:
     config = MODELS["bpr_mf"].Config(dim=8, epochs=3, batch_size=32, patience=5)
-    first, second = (fit("bpr_mf", data, config, seed=7) for _ in range(2))
+    first, second = (fit("bpr_mf", training_data, config, seed=7) for _ in range(2))
     assert [r.train_loss for r in first.history] == [r.train_loss for r in second.history]
     assert [r.valid_auc for r in first.history] == [r.valid_auc for r in second.history]
     for key, value in first.model.state_dict().items():
         assert torch.equal(value, second.model.state_dict()[key])
-    other = fit("bpr_mf", data, config, seed=8)
+    other = fit("bpr_mf", training_data, config, seed=8)
     assert [r.train_loss for r in other.history] != [r.train_loss for r in first.history]
 
 
-def test_topk_excludes_training_positives(table_model: str, data: TrainingData) -> None:
-    model = TableModel(ModelConfig(), data)
-    rows = data.split.valid
-    valid_positives = rows[rows["label"] == 1]
-    train_positives = data.train_positives
+def test_topk_excludes_training_positives(table_model: str, training_data: TrainingData) -> None:
+    model = TableModel(ModelConfig(), training_data)
+    rows = training_data.split.valid
+    valid_users, valid_items, _ = rows_as_tensors(rows[rows["label"] == 1])
+    train_positives = training_data.train_positives
+    train_users, train_items = (torch.from_numpy(train_positives[c].to_numpy()) for c in ("user", "item"))
     with torch.no_grad():  # training positives score highest: if they were candidates they would fill the top
         model.table.zero_()
-        model.table[torch.from_numpy(valid_positives["user"].to_numpy()), torch.from_numpy(valid_positives["item"].to_numpy())] = 1.0
-        model.table[torch.from_numpy(train_positives["user"].to_numpy()), torch.from_numpy(train_positives["item"].to_numpy())] = 99.0
+        model.table[valid_users, valid_items] = 1.0
+        model.table[train_users, train_items] = 99.0
         model.theta.fill_(1.0)
-    metrics = topk_metrics(model, data, rows, k=10, n_users=None)
+    metrics = topk_metrics(model, training_data, rows, k=10, n_users=None)
     assert metrics["recall@10"] == pytest.approx(1.0) and metrics["ndcg@10"] == pytest.approx(1.0)
     assert set(metrics) == {f"{m}@10{t}" for m in ("recall", "ndcg") for t in ("", "/sparse", "/medium", "/active")}
-    sampled = topk_metrics(model, data, rows, k=10, n_users=3)
+    sampled = topk_metrics(model, training_data, rows, k=10, n_users=3)
     assert sampled["recall@10"] == pytest.approx(1.0)
 
 
@@ -178,7 +184,9 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     configs.mkdir()
     (configs / "bpr_mf.yaml").write_text("dim: 8\nepochs: 2\nbatch_size: 64\n")
     runner = CliRunner()
-    trained = runner.invoke(app, ["train", "--model", "bpr_mf", "--config", str(configs / "bpr_mf.yaml"), "--seed", "1"])
+    trained = runner.invoke(
+        app, ["train", "--model", "bpr_mf", "--config", str(configs / "bpr_mf.yaml"), "--seed", "1"]
+    )
     assert trained.exit_code == 0, trained.output
     assert "validation" in trained.output and "auc/sparse" in trained.output
     out = tmp_path / "report" / "RESULTS.md"

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import mlflow
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -19,7 +20,6 @@ from feast.feature_view import DUMMY_ENTITY_NAME
 from feast.repo_operations import parse_repo
 
 from feature_repo.catalog import (
-    CREATED_TIMESTAMP,
     EVENT_TIMESTAMP,
     FAMILIES,
     GRAPH_FEATURES_SERVICE,
@@ -29,65 +29,17 @@ from feature_repo.catalog import (
     USER_GRAPH_STATS,
     USER_TRANSH,
     VIEWS,
-    ValueType,
-    ViewSpec,
 )
 from feature_repo.objects import family_service_name
-from graphrec.settings import Settings
 from featurestore.offline import SnapshotError, read_latest, read_snapshots, snapshot_files, write_snapshot
 from featurestore.store import apply, feature_store, training_set
+from graphrec.settings import Settings
+from tests.support.snapshots import CREATED_1, CREATED_2, DIM, T1, T2, random_frame, write_two_snapshots
 
-T1 = datetime(2011, 5, 1, tzinfo=timezone.utc)
-T2 = datetime(2011, 6, 1, 12, 30, 15, 250000, tzinfo=timezone.utc)
-CREATED_1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-CREATED_2 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-DIM = 4
+MakeSettings = Callable[..., Settings]  # the settings_for / store_settings fixtures
 
 
-@pytest.fixture(scope="session")
-def shared_mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow database for the session: Feast's MLflow integration creates it on first use, which is slow."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture
-def store_settings(settings_for, shared_mlflow_uri: str):
-    """Build Settings with a fresh work dir and the session's MLflow database."""
-
-    def make(**overrides: object) -> Settings:
-        return settings_for(mlflow_tracking_uri=shared_mlflow_uri, **overrides)
-
-    return make
-
-
-def random_frame(
-    spec: ViewSpec, ids: np.ndarray, event: datetime, created: datetime, rng: np.random.Generator
-) -> pd.DataFrame:
-    """A valid snapshot frame: random ints (some negative or large), float32 with a few NaN, DIM-d float32 arrays."""
-    frame = pd.DataFrame({spec.entity.join_key: ids.astype(np.int64)})
-    frame[EVENT_TIMESTAMP] = pd.Timestamp(event)
-    frame[CREATED_TIMESTAMP] = pd.Timestamp(created)
-    for feature in spec.features:
-        if feature.dtype is ValueType.int64:
-            frame[feature.name] = rng.integers(-5, 5_000_000_000, len(ids))
-        elif feature.dtype is ValueType.float32:
-            values = rng.random(len(ids), dtype=np.float32)
-            values[::7] = np.nan
-            frame[feature.name] = values
-        else:
-            frame[feature.name] = list(rng.standard_normal((len(ids), DIM), dtype=np.float32))
-    return frame
-
-
-def write_two_snapshots(settings: Settings, n: int, seed: int = 0) -> None:
-    """Every view: a snapshot of entities 0..n-1 at T1, then one of the even entities at T2."""
-    rng = np.random.default_rng(seed)
-    for spec in VIEWS:
-        write_snapshot(settings, spec, random_frame(spec, np.arange(n), T1, CREATED_1, rng))
-        write_snapshot(settings, spec, random_frame(spec, np.arange(0, n, 2), T2, CREATED_2, rng))
-
-
-def test_snapshots_are_kept_and_latest_wins(settings_for) -> None:
+def test_snapshots_are_kept_and_latest_wins(settings_for: MakeSettings) -> None:
     settings = settings_for()
     write_two_snapshots(settings, 10)
     files = snapshot_files(settings, USER_TRANSH)
@@ -104,7 +56,7 @@ def test_snapshots_are_kept_and_latest_wins(settings_for) -> None:
     assert read_snapshots(settings, USER_TRANSH).schema.field("transh").type == pa.list_(pa.float32())
 
 
-def test_created_breaks_event_time_ties(settings_for) -> None:
+def test_created_breaks_event_time_ties(settings_for: MakeSettings) -> None:
     settings = settings_for()
     rng = np.random.default_rng(1)
     later = random_frame(USER_TRANSH, np.arange(3), T1, CREATED_2, rng)
@@ -132,7 +84,9 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("column,change", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
-def test_bad_snapshot_is_refused_and_nothing_written(settings_for, column: str, change) -> None:
+def test_bad_snapshot_is_refused_and_nothing_written(
+    settings_for: MakeSettings, column: str, change: Callable[[pd.DataFrame], pd.DataFrame]
+) -> None:
     settings = settings_for()
     frame = change(random_frame(USER_GRAPH_STATS, np.arange(6), T1, CREATED_1, np.random.default_rng(2)))
     with pytest.raises(SnapshotError) as refused:
@@ -142,7 +96,7 @@ def test_bad_snapshot_is_refused_and_nothing_written(settings_for, column: str, 
     assert not folder.exists() or not any(folder.iterdir())
 
 
-def test_existing_snapshot_is_never_replaced(settings_for) -> None:
+def test_existing_snapshot_is_never_replaced(settings_for: MakeSettings) -> None:
     settings = settings_for()
     rng = np.random.default_rng(3)
     path = write_snapshot(settings, ITEM_TRANSH, random_frame(ITEM_TRANSH, np.arange(4), T1, CREATED_1, rng))
@@ -152,7 +106,7 @@ def test_existing_snapshot_is_never_replaced(settings_for) -> None:
     assert path.read_bytes() == before and len(list(path.parent.iterdir())) == 1
 
 
-def test_apply_registers_views_and_services(store_settings) -> None:
+def test_apply_registers_views_and_services(store_settings: MakeSettings) -> None:
     settings = store_settings()
     apply(settings)
     apply(settings)  # idempotent
@@ -170,7 +124,9 @@ def test_apply_registers_views_and_services(store_settings) -> None:
     assert sorted(e.name for e in store.list_entities()) == sorted([USER.name, ITEM.name])
 
 
-def test_definitions_module_is_what_feast_apply_finds(settings_for, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_definitions_module_is_what_feast_apply_finds(
+    settings_for: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for()
     monkeypatch.setenv("GRAPHREC_WORK_DIR", str(settings.work_dir))  # the module reads the environment's settings
     monkeypatch.delitem(sys.modules, "feature_repo.definitions", raising=False)  # so Feast imports it afresh
@@ -182,7 +138,7 @@ def test_definitions_module_is_what_feast_apply_finds(settings_for, monkeypatch:
     assert len(found.data_sources) == len(VIEWS)
 
 
-def test_stock_feast_cli_lists_views(store_settings) -> None:
+def test_stock_feast_cli_lists_views(store_settings: MakeSettings) -> None:
     settings = store_settings()
     apply(settings)  # also writes <work_dir>/feature_store.yaml for the CLI
     env = os.environ | {"FEAST_FS_YAML_FILE_PATH": str(settings.work_dir / "feature_store.yaml")}
@@ -196,7 +152,7 @@ def test_stock_feast_cli_lists_views(store_settings) -> None:
 
 
 def test_training_set_joins_the_snapshot_in_force_and_tags_the_run(
-    store_settings, monkeypatch: pytest.MonkeyPatch
+    store_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = store_settings()
     write_two_snapshots(settings, 6)
@@ -229,7 +185,7 @@ def test_training_set_joins_the_snapshot_in_force_and_tags_the_run(
     assert len(joined) == 6 and f"{USER_GRAPH_STATS.name}__ui_degree" in joined.columns
 
 
-def test_training_set_names_missing_entity_columns_and_unbuilt_views(store_settings) -> None:
+def test_training_set_names_missing_entity_columns_and_unbuilt_views(store_settings: MakeSettings) -> None:
     settings = store_settings()
     apply(settings)
     with pytest.raises(ValueError, match=ITEM.join_key):

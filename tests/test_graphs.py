@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.conftest import tiny_dataset
+from tests.support.datasets import tiny_dataset
 from training.data.splits import ctr_split
 from training.graphs.ckg import build_ckg
 from training.graphs.hetero import FRIEND, INTERACTED_BY, INTERACTS, KG_EDGE, build_hetero_graph
@@ -25,7 +25,7 @@ def test_ckg_counts_and_inverses() -> None:
     inverse = {tuple(t) for t in ckg.triples if 2 <= t[1] < 4}
     assert inverse == {(t, r + 2, h) for h, r, t in kg}
     interact = ckg.triples[ckg.triples[:, 1] == ckg.interact_relation]
-    assert set(map(tuple, interact[:, [0, 2]])) == set(zip(positives["user"] + 8, positives["item"]))
+    assert set(map(tuple, interact[:, [0, 2]])) == set(zip(positives["user"] + 8, positives["item"], strict=True))
     assert ckg.relation_names[ckg.interact_relation] == "interact"
     assert ckg.relation_names[2] == "inverse:genre"
 
@@ -36,7 +36,7 @@ def test_ckg_never_contains_held_out_pairs() -> None:
     ckg = build_ckg(dataset, split.train_positives())
     edges = set(map(tuple, ckg.triples[:, [0, 2]]))
     for part in (split.valid, split.test):
-        for user, item in zip(part["user"], part["item"]):
+        for user, item in zip(part["user"], part["item"], strict=True):
             assert (user + dataset.n_entities, item) not in edges
             assert (item, user + dataset.n_entities) not in edges
 
@@ -60,7 +60,8 @@ def test_hetero_graph_edge_types() -> None:
     rel = graph.edges[KG_EDGE].data["rel"].numpy()
     assert set(rel) == {0, 1, 2, 3}
     src, dst = graph.edges(etype=FRIEND)
-    assert set(zip(src.tolist(), dst.tolist())) == {(b, a) for a, b in zip(src.tolist(), dst.tolist())}
+    edges = set(zip(src.tolist(), dst.tolist(), strict=True))
+    assert edges == {(b, a) for a, b in edges}
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.nn import functional as F
+from torch.nn.functional import cosine_similarity, normalize
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from serving.scoring import build_scorer
-from serving.scoring.kcan import Star
-from training.data.dataset import Dataset
+from tests.support.datasets import synthetic_dataset
+from tests.support.scoring import served_rows
 from training.kge.interactions import project
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
@@ -19,34 +21,10 @@ from training.models.kcan_layers import distill, knowledge_attention, relation_c
 from training.trainer import prepare_data, rows_as_tensors, seed_everything
 
 
-def synthetic(n_users: int = 30, n_items: int = 24, n_attributes: int = 8, seed: int = 0) -> Dataset:
-    """Users like items of their genre; 1:1 sampled negatives; relations genre and label."""
-    rng = np.random.default_rng(seed)
-    genre, taste = rng.integers(0, 4, n_items), rng.integers(0, 4, n_users)
-    rows = []
-    for user in range(n_users):
-        liked = np.flatnonzero(genre == taste[user])
-        positives = rng.choice(liked, size=min(len(liked), int(rng.integers(2, 8))), replace=False)
-        negatives = rng.choice(np.setdiff1d(np.arange(n_items), positives), size=len(positives), replace=False)
-        rows += [(user, i, 1) for i in positives] + [(user, i, 0) for i in negatives]
-    interactions = pd.DataFrame(rows, columns=["user", "item", "label"]).assign(timestamp=1_700_000_000)
-    kg = pd.DataFrame(
-        {
-            "head": np.r_[np.arange(n_items), np.arange(n_items)],
-            "relation": np.repeat([0, 1], n_items),
-            "tail": np.r_[n_items + genre, n_items + 4 + rng.integers(0, n_attributes - 4, n_items)],
-        }
-    )
-    return Dataset(
-        name="synthetic", n_users=n_users, n_items=n_items, n_entities=n_items + n_attributes, n_relations=2,
-        interactions=interactions, kg=kg, social=pd.DataFrame({"user": [0], "friend": [1]}),
-        relation_names=["genre", "label"],
-    )
-
-
 @pytest.fixture(scope="module")
 def data() -> TrainingData:
-    return prepare_data(synthetic(), seed=0)
+    """A smaller synthetic dataset than the shared one, with 2-7 liked items per user so stars are well filled."""
+    return prepare_data(synthetic_dataset(n_users=30, n_items=24, n_attributes=8, positives=(2, 7)), seed=0)
 
 
 def make(data: TrainingData, **overrides: object) -> KCAN:
@@ -62,12 +40,6 @@ def make(data: TrainingData, **overrides: object) -> KCAN:
         loss.backward()
         optimizer.step()
     return model.eval()
-
-
-def served_rows(frame: pd.DataFrame, id_column: str, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """The feature rows of ``ids`` as a scorer receives them: scalars 1-D, array features stacked 2-D."""
-    rows = frame.set_index(id_column).loc[ids]
-    return {column: np.stack(rows[column].to_numpy()) for column in rows.columns}
 
 
 def positive_pairs(data: TrainingData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,8 +146,8 @@ def test_relation_cosine_matches_the_direct_formula(data: TrainingData) -> None:
     x, normals, translations = transh.entity.weight.detach(), transh.normal.weight.detach(), transh.translation.weight
     src, dst = graph.edges()
     rel = graph.edata["rel"]
-    w = F.normalize(normals, dim=-1)[rel]
-    direct = F.cosine_similarity(project(x[dst], w), project(x[src], w) + translations.detach()[rel], dim=-1)
+    w = normalize(normals, dim=-1)[rel]
+    direct = cosine_similarity(project(x[dst], w), project(x[src], w) + translations.detach()[rel], dim=-1)
     torch.testing.assert_close(relation_cosine(graph, x, normals, translations.detach()), direct, atol=1e-5, rtol=1e-4)
 
 
@@ -187,7 +159,9 @@ def test_knowledge_attention_off_is_uniform(data: TrainingData) -> None:
     degree = torch.bincount(dst, minlength=model.graph.num_nodes())
     torch.testing.assert_close(alpha, 1.0 / degree[dst].float())
     transh = model.transh
-    knowledge = knowledge_attention(model.graph, transh.entity.weight, transh.normal.weight, transh.translation.weight, 0.1)
+    knowledge = knowledge_attention(
+        model.graph, transh.entity.weight, transh.normal.weight, transh.translation.weight, 0.1
+    )
     assert not torch.allclose(knowledge, alpha)
 
 
@@ -249,7 +223,9 @@ class ShapeRecorder(TorchDispatchMode):
         super().__init__()
         self.shapes: list[tuple[int, ...]] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(
+        self, func: Callable[..., object], types: object, args: tuple = (), kwargs: dict | None = None
+    ) -> object:
         out = func(*args, **(kwargs or {}))
         for tensor in out if isinstance(out, (tuple, list)) else [out]:
             if isinstance(tensor, torch.Tensor):

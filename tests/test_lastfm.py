@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data.dataset import DEFAULT_SNAPSHOT_TS
+from training.data.dataset import DEFAULT_SNAPSHOT_TS, Dataset
 from training.data.errors import DataNotFoundError, DatasetError
 from training.data.lastfm import load_lastfm
 
@@ -17,12 +17,9 @@ DROPPED_RAW_USERS = {112, 188, 259, 542, 615, 701, 745, 797, 1013, 1115, 1205, 1
 
 
 @pytest.fixture(scope="module")
-def lastfm():
-    from tests.conftest import REAL_DATA
-
-    if not (REAL_DATA / "lastfm-kg" / "ratings_final.txt").exists():
-        pytest.skip("real Last.FM data not present")
-    return load_lastfm(REAL_DATA)
+def lastfm(real_data_dir: Path) -> Dataset:
+    """The real Last.FM join, loaded once for the module (skipped where the data is absent)."""
+    return load_lastfm(real_data_dir)
 
 
 def test_counts_match_source_md(lastfm) -> None:
@@ -57,7 +54,8 @@ def test_timestamps_are_derived_deterministically(lastfm) -> None:
     assert len(tagged) > 2000  # positives that carry a real tag date
     first = lastfm.tags.groupby(["user", "item"])["timestamp"].min()
     sample = tagged.head(50)
-    assert (first.loc[list(zip(sample["user"], sample["item"]))].to_numpy() == sample["timestamp"].to_numpy()).all()
+    pairs = list(zip(sample["user"], sample["item"], strict=True))
+    assert (first.loc[pairs].to_numpy() == sample["timestamp"].to_numpy()).all()
 
 
 def test_missing_data_dir_explains_where_it_looked(tmp_path: Path) -> None:

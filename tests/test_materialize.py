@@ -18,17 +18,7 @@ import redis
 
 from feature_repo.catalog import ENTITIES, ITEM, ITEM_TRANSH, USER, USER_GRAPH_STATS, USER_TRANSH, VIEWS
 from graphrec.settings import OnlineStoreKind, Settings
-from tests.redis_server import online_store, redis_url  # noqa: F401  (fixtures)
-from tests.test_feature_store import (  # noqa: F401  (fixtures and data helpers)
-    CREATED_1,
-    CREATED_2,
-    T1,
-    T2,
-    random_frame,
-    shared_mlflow_uri,
-    store_settings,
-    write_two_snapshots,
-)
+from tests.support.snapshots import CREATED_1, CREATED_2, T1, T2, random_frame, write_two_snapshots
 from featurestore.materialize import EPOCH, materialize
 from featurestore.offline import write_snapshot
 from featurestore.store import apply, feature_store, online_features

@@ -1,4 +1,4 @@
-"""The serving app end to end on a tiny dot model published to MLflow and Feast by tests/serving_fixtures.py."""
+"""The serving app end to end on a tiny dot model published to MLflow and Feast by tests/support/serving.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from serving.binding import BindingManager
 from serving.contract import CHALLENGER, CHAMPION
 from serving.schemas import ScoresResponse
 from serving.pyfunc_model import ITEM_ID, USER_ID
-from tests.serving_fixtures import (
+from tests.support.serving import (
     PublishedVersion,
     dot_tables,
     popularity_table,

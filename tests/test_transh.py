@@ -15,13 +15,7 @@ from training.kge.split import naive_leak_share, pair_groups, twin_aware_split, 
 from training.kge.train import TransHConfig, fit
 from training.kge.transh import TransH, margin_loss
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These models are tiny; on a busy shared runner two torch threads mostly wait on each other (5-10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: two torch threads mostly wait on each other
 
 
 def planted_kg(n_clusters: int = 6, per_cluster: int = 10) -> tuple[np.ndarray, int, int]:
@@ -177,7 +171,7 @@ def test_training_is_deterministic_and_keeps_the_constraints() -> None:
     first, history = fit(triples, n_nodes, n_relations, config)
     second, again = fit(triples, n_nodes, n_relations, config)
     assert [r["loss"] for r in history] == [r["loss"] for r in again]
-    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert torch.allclose(first.normal.weight.norm(dim=-1), torch.ones(n_relations), atol=1e-5)
     assert first.entity.weight.norm(dim=-1).max().item() < 1.05

@@ -2,16 +2,15 @@
 
 :func:`publish_dot_version` makes a "dot" :class:`ScorerModel` (``embedding`` on both sides, optional item ``bias``),
 logs it with ``registry.packaging`` into the settings' MLflow store, registers it, writes its per-version feature views
-(Feast Entity / FileSource parquet / FeatureView, named by ``feature_repo.model_views.version_view_names``) together with the
-shared ``item_graph_stats`` view, applies and materializes them with Feast's own API, tags the version with the contract
-tags and, optionally, moves an alias to it.
+(Feast Entity / FileSource parquet / FeatureView, named by ``feature_repo.model_views.version_view_names``) together
+with the shared ``item_graph_stats`` view, applies and materializes them with Feast's own API, tags the version with
+the contract tags and, optionally, moves an alias to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import mlflow
 import numpy as np
@@ -23,12 +22,12 @@ from feast.value_type import ValueType as FeastValueType
 from mlflow import MlflowClient
 
 from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ITEM, ITEM_GRAPH_STATS, USER, EntitySpec
+from feature_repo.model_views import version_view_names
 from featurestore.config import feature_store
 from graphrec.settings import Settings
-from registry.packaging import log_scorer_model, scorer_model, signature_of
+from registry.packaging import log_scorer_model, scorer_model
 from registry.tracking import ensure_experiment
 from serving.contract import CHAMPION, FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, MODEL_KIND_TAG, USER_VIEW_TAG
-from feature_repo.model_views import version_view_names
 from serving.pyfunc_model import ITEM_ID, USER_ID, ScorerModel
 
 EXPERIMENT = "serving-tests"
@@ -47,13 +46,14 @@ class PublishedVersion:
     popularity: pd.DataFrame  # item_id, popularity
 
 
-def dot_tables(n_users: int, n_items: int, dim: int, seed: int, item_ids: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def dot_tables(
+    n_users: int, n_items: int, dim: int, seed: int, item_ids: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Random user and item feature tables of a dot model (float32 embeddings, item bias)."""
     rng = np.random.default_rng(seed)
     item_ids = np.arange(n_items, dtype=np.int64) if item_ids is None else item_ids
-    users = pd.DataFrame(
-        {USER_ID: np.arange(n_users, dtype=np.int64), "embedding": list(rng.normal(size=(n_users, dim)).astype(np.float32))}
-    )
+    user_embeddings = list(rng.normal(size=(n_users, dim)).astype(np.float32))
+    users = pd.DataFrame({USER_ID: np.arange(n_users, dtype=np.int64), "embedding": user_embeddings})
     items = pd.DataFrame(
         {
             ITEM_ID: item_ids,
@@ -83,7 +83,9 @@ def _entity(spec: EntitySpec) -> Entity:
     return Entity(name=spec.name, join_keys=[spec.join_key], value_type=FeastValueType.INT64)
 
 
-def _view(settings: Settings, name: str, entity: Entity, key: str, frame: pd.DataFrame, moment: datetime) -> FeatureView:
+def _view(
+    settings: Settings, name: str, entity: Entity, key: str, frame: pd.DataFrame, moment: datetime
+) -> FeatureView:
     """Write ``frame`` as the view's parquet snapshot and define the view over it."""
     folder = settings.offline_dir / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,7 +105,7 @@ def publish_features(settings: Settings, name: str, version: str, users: pd.Data
                      popularity: pd.DataFrame | None) -> None:
     """Apply and materialize the version's user/item views (and item_graph_stats when given) with Feast's API."""
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    moment = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     user_entity, item_entity = _entity(USER), _entity(ITEM)
     service, user_view, item_view = version_view_names(name, version)
     views = [
@@ -131,7 +133,7 @@ def publish_dot_version(
     model = scorer_model("dot", {"item_bias": item_bias}, users, item_table)
     experiment_id = ensure_experiment(settings, EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id):
-        uri = log_scorer_model(model, signature_of(model, users, item_table))
+        uri = log_scorer_model(model, users, item_table)
     version = str(mlflow.register_model(uri, name).version)
     publish_features(settings, name, version, users, item_table, popularity)
     client = MlflowClient()
@@ -141,4 +143,5 @@ def publish_dot_version(
         client.set_model_version_tag(name, version, key, value)
     if alias is not None:
         client.set_registered_model_alias(name, alias, version)
-    return PublishedVersion(name, version, model, users, item_table, popularity if popularity is not None else pd.DataFrame())
+    popularity = popularity if popularity is not None else pd.DataFrame()
+    return PublishedVersion(name, version, model, users, item_table, popularity)

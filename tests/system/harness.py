@@ -1,7 +1,7 @@
 """Harness of the reliability tier: the app under uvicorn in a subprocess, and a load generator in another.
 
-``python -m tests.system.harness serve WORK_DIR PORT [--store redis --redis-url URL] [--poll S]`` runs the app;
-``python -m tests.system.harness load URL SECONDS CONCURRENCY OUT.json`` sends predict requests from
+``python -m tests.system.harness serve WORK_DIR PORT [--redis-url URL] [--poll S]`` runs the app (on Redis when a
+URL is given); ``python -m tests.system.harness load URL SECONDS CONCURRENCY OUT.json`` sends predict requests from
 ``CONCURRENCY`` threads (keep-alive clients) for ``SECONDS`` and writes, per request, its start time, latency,
 status, served version and whether a 503 carried Retry-After.
 """
@@ -88,7 +88,8 @@ def _worker(url: str, stop_at: float, seed: int, records: list[dict[str, object]
     rng = np.random.default_rng(seed)
     with httpx.Client(base_url=url, timeout=10) as client:
         while time.time() < stop_at:
-            body = {"user_id": int(rng.integers(USERS)), "item_ids": rng.choice(ITEMS, CANDIDATES, replace=False).tolist()}
+            user_id = int(rng.integers(USERS))
+            body = {"user_id": user_id, "item_ids": rng.choice(ITEMS, CANDIDATES, replace=False).tolist()}
             start = time.time()
             record: dict[str, object] = {"t": start}
             try:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from graphrec.testing import RedisProcess, redis_server_binary
 from serving.contract import CHAMPION
-from graphrec.testing import RedisProcess
-from tests.serving_fixtures import dot_tables, popularity_table, publish_dot_version
+from tests.support.serving import dot_tables, popularity_table, publish_dot_version
 from tests.system.harness import DIM, ITEMS, USERS, load, read_records, running_server, summary, system_settings
 
 POLL_S = 2.0
@@ -28,7 +28,8 @@ def publish(work_dir: Path, seed: int, redis_url: str | None = None, alias: str 
     """Publish one dot-model version into ``work_dir``; its version number."""
     users, items = dot_tables(USERS, ITEMS, DIM, seed=seed)
     settings = system_settings(work_dir, redis_url, POLL_S)
-    return publish_dot_version(settings, users, items, popularity_table(items["item_id"].to_numpy(), seed), alias).version
+    popularity = popularity_table(items["item_id"].to_numpy(), seed)
+    return publish_dot_version(settings, users, items, popularity, alias).version
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_promotion_during_load(tmp_path: Path, record_property: pytest.RecordPro
 
 
 def test_redis_outage_during_load(tmp_path: Path, record_property: pytest.RecordProperty) -> None:
-    if shutil.which("redis-server") is None:
+    if redis_server_binary() is None:
         pytest.skip("redis-server is not installed")
     redis_server = RedisProcess(tmp_path / "redis")
     redis_server.start()
