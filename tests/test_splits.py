@@ -24,7 +24,7 @@ def test_ctr_split_is_6_2_2_disjoint_and_seeded() -> None:
     sizes = np.array([len(split.train), len(split.valid), len(split.test)])
     assert sizes.sum() == len(frame)
     assert np.allclose(sizes / len(frame), [0.6, 0.2, 0.2], atol=0.01)
-    keys = [set(zip(part["user"], part["item"])) for part in (split.train, split.valid, split.test)]
+    keys = [set(zip(part["user"], part["item"], strict=True)) for part in (split.train, split.valid, split.test)]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
     again = ctr_split(frame, seed=7)
     pd.testing.assert_frame_equal(split.test, again.test)
@@ -43,8 +43,8 @@ def test_topk_split_keeps_a_training_positive_per_user() -> None:
     assert len(split.train) + len(split.valid) + len(split.test) == len(positives)
     assert set(split.train["user"]) == set(positives["user"])
     assert len(split.test) > 0 and len(split.valid) > 0
-    held_out = set(zip(split.test["user"], split.test["item"]))
-    assert not held_out & set(zip(split.train["user"], split.train["item"]))
+    held_out = set(zip(split.test["user"], split.test["item"], strict=True))
+    assert not held_out & set(zip(split.train["user"], split.train["item"], strict=True))
 
 
 def test_terciles_are_equal_sized_and_ordered() -> None:

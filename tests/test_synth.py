@@ -168,9 +168,9 @@ def test_one_negative_per_positive_never_a_positive(dataset: Dataset) -> None:
     interactions = dataset.interactions
     labels = interactions.groupby(["user", "label"]).size().unstack(fill_value=0)
     assert (labels[0] == labels[1]).all()
-    positives = set(zip(dataset.positives["user"], dataset.positives["item"]))
+    positives = set(zip(dataset.positives["user"], dataset.positives["item"], strict=True))
     negatives = interactions[interactions["label"] == 0]
-    assert not positives & set(zip(negatives["user"], negatives["item"]))
+    assert not positives & set(zip(negatives["user"], negatives["item"], strict=True))
     assert not interactions.duplicated(["user", "item"]).any()
     assert (negatives["weight"] == 0).all() and (dataset.positives["weight"] >= 1).all()
     assert interactions["timestamp"].between(WINDOW_END - WINDOW_SECONDS, WINDOW_END - 1).all()
@@ -184,9 +184,9 @@ def test_tags_are_words_of_their_item_topic(generated: tuple[Path, SynthSummary]
     sector, category = _attribute(dataset, FUND_SECTOR), _attribute(dataset, COUPON_CATEGORY)
     topic = np.where(sector >= 0, sector - first_sector, after_sector - first_sector + category - first_category)
     vocab = topic_words()
-    assert all(tag in vocab[topic[item]] for item, tag in zip(tags["item"], tags["tag"]))
-    positives = set(zip(dataset.positives["user"], dataset.positives["item"]))
-    assert set(zip(tags["user"], tags["item"])) <= positives
+    assert all(tag in vocab[topic[item]] for item, tag in zip(tags["item"], tags["tag"], strict=True))
+    positives = set(zip(dataset.positives["user"], dataset.positives["item"], strict=True))
+    assert set(zip(tags["user"], tags["item"], strict=True)) <= positives
     assert tags["timestamp"].between(WINDOW_END - WINDOW_SECONDS, WINDOW_END - 1).all()
 
 
