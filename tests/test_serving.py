@@ -208,6 +208,33 @@ def test_admin_disabled_without_token(world: tuple[Settings, PublishedVersion]) 
         assert test_client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 403
 
 
+ROUTES = {"/v1/predict": ["post"], "/v1/recommend": ["post"], "/v1/model": ["get"], "/healthz": ["get"],
+          "/readyz": ["get"], "/metrics": ["get"], "/admin/reload": ["post"]}
+
+
+def test_openapi_lists_every_route_with_its_contract(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {path: sorted(operations) for path, operations in paths.items()} == ROUTES
+    for path in ("/v1/predict", "/v1/recommend"):
+        operation = paths[path]["post"]
+        assert [(p["name"], p["in"]) for p in operation["parameters"]] == [("X-Graphrec-Variant", "header")]
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ScoresResponse"
+        }
+    reload = paths["/admin/reload"]["post"]
+    assert [(p["name"], p["in"]) for p in reload["parameters"]] == [("authorization", "header")]
+    assert set(reload["responses"]) == {"200", "401", "403", "422", "503"}
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}
+
+
+def test_admin_errors_are_error_bodies(client: TestClient) -> None:
+    missing = client.post("/admin/reload")
+    assert missing.json() == {"detail": "a Bearer token is required"}
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    wrong = client.post("/admin/reload", headers={"Authorization": "Bearer wrong"})
+    assert wrong.json() == {"detail": "invalid admin token"} and "WWW-Authenticate" not in wrong.headers
+
+
 def test_model_endpoint_and_probes(client: TestClient, world: tuple[Settings, PublishedVersion]) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
