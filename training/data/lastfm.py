@@ -12,6 +12,7 @@ on which u tagged artist i in ``user_taggedartists.dat`` (UTC midnight); every o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +116,8 @@ def load_lastfm(data_dir: Path) -> Dataset:
 
 def _bounded(spec: TableSpec, bounds: dict[str, str]) -> TableSpec:
     """The same raw spec with id columns bounded by the counts the join established."""
-    columns = tuple(type(c)(c.name, c.kind, c.required, bounds.get(c.name, c.bound), c.allowed) for c in spec.columns)
-    return TableSpec(spec.file, columns, spec.header, spec.key, spec.optional_file, spec.encoding)
+    columns = tuple(replace(c, bound=bounds.get(c.name, c.bound)) for c in spec.columns)
+    return replace(spec, columns=columns)
 
 
 def _require_line_order(item_index: pd.DataFrame, path: Path) -> None:

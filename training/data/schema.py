@@ -38,7 +38,8 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One tab-separated file: its name, columns, whether it has a header, and its duplicate key."""
+    """One tab-separated file: its name, columns, whether it has a header, its duplicate key, the two columns that
+    must differ on every row (no self-loops) and the fewest data rows it may hold."""
 
     file: str
     columns: tuple[Column, ...]
@@ -46,6 +47,8 @@ class TableSpec:
     key: tuple[str, ...] = ()
     optional_file: bool = False
     encoding: str = "utf-8"
+    distinct: tuple[str, str] | None = None
+    min_rows: int = 0
 
     @property
     def required_names(self) -> list[str]:
@@ -71,6 +74,7 @@ INTERACTIONS = TableSpec(
         Column("domain", required=False),
     ),
     key=("user", "item"),
+    min_rows=1,
 )
 KG = TableSpec(
     file="kg.tsv",
@@ -85,6 +89,7 @@ SOCIAL = TableSpec(
     file="social.tsv",
     columns=(Column("user", bound="n_users"), Column("friend", bound="n_users")),
     key=("user", "friend"),
+    distinct=("user", "friend"),
 )
 TAGS = TableSpec(
     file="tags.tsv",
@@ -105,6 +110,7 @@ LASTFM_RATINGS = TableSpec(
     columns=(Column("user"), Column("item"), Column("label", allowed=(0, 1))),
     header=False,
     key=("user", "item"),
+    min_rows=1,
 )
 LASTFM_KG = TableSpec(
     file="lastfm-kg/kg_final.txt",
