@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from training.data.errors import DataNotFoundError, DatasetError, Problem
-from training.data.schema import COUNT_KEYS, INTERACTIONS, KG, META_FILE, SOCIAL, TAGS, TableSpec
-from training.data.tables import read_table
+from training.data.schema import COUNT_KEYS, DATASET_TABLES, INTERACTIONS, KG, META_FILE, SOCIAL, TAGS, TableSpec
+from training.data.tables import decode_line, read_table
 
 
 @dataclass
@@ -82,22 +82,63 @@ def fingerprint_files(paths: list[Path], extra: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
-def _read_meta(folder: Path) -> dict:
+def _read_meta(folder: Path) -> tuple[dict, list[Problem]]:
+    """dataset.json's content and what is wrong with it; counts are bound-checked only where they are valid."""
     path = folder / META_FILE
+    raw = path.read_bytes()
     try:
-        meta = json.loads(path.read_text())
+        text = raw.decode("utf-8-sig")  # a byte-order mark is ignored, as in the tables
+    except UnicodeDecodeError:
+        lines = enumerate(raw.splitlines(), start=1)
+        return {}, [problem for number, line in lines for problem in decode_line(line, number, path, "utf-8", [])[1]]
+    try:
+        meta = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DatasetError([Problem(path, exc.lineno, None, f"invalid JSON: {exc.msg}")]) from exc
+        return {}, [Problem(path, exc.lineno, None, f"invalid JSON: {exc.msg} at character {exc.colno}")]
+    if not isinstance(meta, dict):
+        return {}, [Problem(path, 1, None, f"expected a JSON object with the counts, found {type(meta).__name__}")]
     problems = [
-        Problem(path, None, key, "missing or not a non-negative integer")
+        Problem(path, _key_line(text, key), key, _count_message(meta, key))
         for key in COUNT_KEYS
-        if not isinstance(meta.get(key), int) or meta[key] < 0
+        if not _is_count(meta.get(key))
     ]
     if not problems and meta["n_items"] > meta["n_entities"]:
-        problems.append(Problem(path, None, "n_items", "items are entities, so n_items must be <= n_entities"))
-    if problems:
-        raise DatasetError(problems)
-    return meta
+        message = "items are entities, so n_items must be <= n_entities"
+        problems.append(Problem(path, _key_line(text, "n_items"), "n_items", message))
+    return meta, problems
+
+
+def _is_count(value: object) -> bool:
+    """A non-negative JSON integer; ``true``/``false`` are refused although Python counts bool as int."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _count_message(meta: dict, key: str) -> str:
+    """Why a count of dataset.json was refused, quoting the JSON value found."""
+    if key not in meta:
+        return "missing: a non-negative integer is required"
+    return f"not a non-negative integer: {json.dumps(meta[key])}"
+
+
+def _key_line(text: str, key: str) -> int:
+    """The 1-based line of dataset.json where ``key`` is written, or 1 (the object) when it is absent."""
+    return next((number for number, line in enumerate(text.splitlines(), 1) if f'"{key}"' in line), 1)
+
+
+def _read_tables(folder: Path, bounds: dict[str, int]) -> tuple[dict[str, pd.DataFrame | None], list[Problem]]:
+    """Every table of the folder that is there, and the problems of all of them together (not just the first)."""
+    problems: list[Problem] = []
+    frames: dict[str, pd.DataFrame | None] = {}
+    for spec in DATASET_TABLES:
+        path = folder / spec.file
+        frames[spec.file] = None
+        if spec.optional_file and not path.exists():
+            continue
+        try:
+            frames[spec.file] = read_table(path, spec, bounds)
+        except DatasetError as exc:
+            problems += exc.problems
+    return frames, problems
 
 
 def load_dataset_dir(folder: Path) -> Dataset:
@@ -111,40 +152,21 @@ def load_dataset_dir(folder: Path) -> Dataset:
             f"{folder} is not a graphrec dataset: missing {', '.join(missing)}. "
             "See docs/DATA_FORMAT.md, or generate one with `graphrec data synth --out DIR`."
         )
-    meta = _read_meta(folder)
-    bounds = {key: meta[key] for key in COUNT_KEYS}
-    problems: list[Problem] = []
-    frames: dict[str, pd.DataFrame | None] = {}
-    for spec in (INTERACTIONS, KG, SOCIAL, TAGS):
-        path = folder / spec.file
-        if spec.optional_file and not path.exists():
-            frames[spec.file] = None
-            continue
-        try:
-            frames[spec.file] = read_table(path, spec, bounds)
-        except DatasetError as exc:
-            problems += exc.problems
-    if problems:
-        raise DatasetError(problems)
+    meta, problems = _read_meta(folder)
+    bounds = {key: meta[key] for key in COUNT_KEYS if _is_count(meta.get(key))}
+    frames, table_problems = _read_tables(folder, bounds)
+    if problems or table_problems:
+        raise DatasetError(problems + table_problems)
     social = frames[SOCIAL.file]
     assert social is not None
-    problems += [
-        Problem(folder / SOCIAL.file, int(row) + 2, "friend", "self-loop: a user cannot be their own friend")
-        for row in np.flatnonzero(social["user"].to_numpy() == social["friend"].to_numpy())
-    ]
-    if problems:
-        raise DatasetError(problems)
-    interactions = _with_defaults(frames[INTERACTIONS.file])
-    files = [folder / META_FILE] + [
-        folder / s.file for s in (INTERACTIONS, KG, SOCIAL, TAGS) if (folder / s.file).exists()
-    ]
+    files = [folder / META_FILE] + [folder / s.file for s in DATASET_TABLES if (folder / s.file).exists()]
     return Dataset(
         name=str(meta.get("name", folder.name)),
         n_users=meta["n_users"],
         n_items=meta["n_items"],
         n_entities=meta["n_entities"],
         n_relations=meta["n_relations"],
-        interactions=interactions,
+        interactions=_with_defaults(frames[INTERACTIONS.file]),
         kg=frames[KG.file],
         social=undirected_pairs(social["user"].to_numpy(), social["friend"].to_numpy()),
         tags=frames[TAGS.file],
