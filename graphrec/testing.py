@@ -39,16 +39,17 @@ def wait_until(
     what: str,
     process: subprocess.Popen | None = None,
     interval_s: float = 0.1,
-) -> None:
-    """Poll ``ready()`` until it returns True; raise TimeoutError after ``timeout_s`` or RuntimeError as soon as
-    ``process`` exits. Exceptions raised by ``ready`` count as "not yet"."""
-    deadline = time.monotonic() + timeout_s
+) -> float:
+    """Poll ``ready()`` until it returns True and return the seconds that took; raise TimeoutError after
+    ``timeout_s`` or RuntimeError as soon as ``process`` exits. Exceptions raised by ``ready`` count as "not yet"."""
+    start = time.monotonic()
+    deadline = start + timeout_s
     while True:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{what}: the process exited with code {process.returncode} before it was ready")
         try:
             if ready():
-                return
+                return time.monotonic() - start
         except Exception:  # noqa: BLE001  a service that is starting fails in many ways; all mean "not yet"
             pass
         if time.monotonic() > deadline:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from graphrec.settings import OnlineStoreKind, Settings
-from graphrec.testing import RedisProcess
+from graphrec.testing import RedisProcess, wait_until
 from serving.app import create_app
 from serving.binding import BindingManager
 from serving.contract import CHALLENGER, CHAMPION
-from serving.schemas import ScoresResponse
 from serving.pyfunc_model import ITEM_ID, USER_ID
+from serving.schemas import ScoresResponse
 from tests.support.serving import (
     PublishedVersion,
     dot_tables,
@@ -76,15 +76,6 @@ def predict(client: TestClient, user_id: int, item_ids: list[int], **headers: st
     response = client.post("/v1/predict", json={"user_id": user_id, "item_ids": item_ids}, headers=headers)
     assert response.status_code == 200, response.text
     return ScoresResponse.model_validate(response.json())
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``condition()`` held; fails after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"condition not met within {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def test_predict_matches_pyfunc_and_ranks(client: TestClient, world: tuple[Settings, PublishedVersion]) -> None:
@@ -299,7 +290,7 @@ def test_lifecycle_ready_swap_challenger_and_watermark(tmp_path: Path) -> None:
         assert test_client.get("/readyz").status_code == 503
         assert test_client.post("/v1/predict", json={"user_id": 1, "item_ids": [1]}).status_code == 503
         first = publish_dot_version(settings, users, items, popularity)
-        wait_for(lambda: test_client.get("/readyz").status_code == 200, 2 * POLL_S + 5)
+        wait_until(lambda: test_client.get("/readyz").status_code == 200, 2 * POLL_S + 5, "ready", interval_s=0.05)
         assert predict(test_client, 1, [1, 2]).model.version == first.version
 
         users2, items2 = dot_tables(N_USERS, N_ITEMS, DIM, seed=2)
@@ -307,10 +298,11 @@ def test_lifecycle_ready_swap_challenger_and_watermark(tmp_path: Path) -> None:
         client = MlflowClient()
         client.set_registered_model_alias(settings.registered_model_name, CHAMPION, second.version)
         client.set_registered_model_alias(settings.registered_model_name, CHALLENGER, first.version)
-        waited = wait_for(lambda: predict(test_client, 1, [1, 2]).model.version == second.version, 2 * POLL_S + 5)
-        assert waited <= 2 * POLL_S + 5
-        wait_for(lambda: predict(test_client, 1, [1], **{"X-Graphrec-Variant": "challenger"}).model.version
-                 == first.version, 2 * POLL_S + 5)
+        waited = wait_until(lambda: predict(test_client, 1, [1, 2]).model.version == second.version,
+                            2 * POLL_S + 5, "the new champion served", interval_s=0.05)
+        assert waited <= 2 * POLL_S + 1.0, f"served {waited:.2f} s after the alias moved"  # two polls + model load
+        wait_until(lambda: predict(test_client, 1, [1], **{"X-Graphrec-Variant": "challenger"}).model.version
+                   == first.version, 2 * POLL_S + 5, "the challenger served", interval_s=0.05)
         result = predict(test_client, 4, [7, 8, 9])
         np.testing.assert_allclose(sorted(s.score for s in result.scores),
                                    sorted(expected_logits(second, 4, [7, 8, 9])), rtol=1e-5)
@@ -319,8 +311,9 @@ def test_lifecycle_ready_swap_challenger_and_watermark(tmp_path: Path) -> None:
         time.sleep(1.1)  # a later snapshot (second resolution) than the first publication
         publish_features(settings, settings.registered_model_name, second.version, users2, moved, None)
         flipped = PublishedVersion(second.name, second.version, second.model, users2, moved, popularity)
-        wait_for(lambda: np.allclose(sorted(s.score for s in predict(test_client, 4, [7, 8, 9]).scores),
-                                     sorted(expected_logits(flipped, 4, [7, 8, 9])), rtol=1e-5), 2 * POLL_S + 5)
+        wait_until(lambda: np.allclose(sorted(s.score for s in predict(test_client, 4, [7, 8, 9]).scores),
+                                       sorted(expected_logits(flipped, 4, [7, 8, 9])), rtol=1e-5),
+                   2 * POLL_S + 5, "the re-materialized item features served", interval_s=0.05)
 
 
 def test_online_store_down_is_503_then_recovers(tmp_path: Path) -> None:
@@ -341,8 +334,8 @@ def test_online_store_down_is_503_then_recovers(tmp_path: Path) -> None:
             assert down.status_code == 503 and down.headers["Retry-After"] == str(settings.serving_retry_after_s)
             assert "Traceback" not in down.text
             redis_server.start()
-            assert wait_for(lambda: test_client.post("/v1/predict", json={"user_id": 1, "item_ids": [1, 2]})
-                            .status_code == 200, 10) < 10
+            wait_until(lambda: test_client.post("/v1/predict", json={"user_id": 1, "item_ids": [1, 2]})
+                       .status_code == 200, 10, "predict answering after Redis came back", interval_s=0.05)
             assert predict(test_client, 1, [1, 2]).fallback is None
     finally:
         redis_server.stop()
