@@ -147,8 +147,10 @@ def test_stock_feast_cli_lists_views(store_settings: MakeSettings) -> None:
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert listed.returncode == 0, listed.stderr
-    for spec in VIEWS:
-        assert spec.name in listed.stdout
+    lines = listed.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["NAME"])
+    names = [line.split()[0] for line in lines[header + 1 :] if line.strip()]  # the NAME column, row by row
+    assert sorted(names) == sorted(spec.name for spec in VIEWS), listed.stdout
 
 
 def test_training_set_joins_the_snapshot_in_force_and_tags_the_run(

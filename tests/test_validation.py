@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from training.data.dataset import load_dataset_dir
-from training.data.errors import DatasetError, DataNotFoundError
+from training.data.errors import DataNotFoundError, DatasetError
 
 
 def _rewrite(path: Path, edit) -> None:
@@ -31,11 +32,11 @@ def _only(problems: list, file: str):
 def test_valid_folder_loads(tiny_dir: Path) -> None:
     dataset = load_dataset_dir(tiny_dir)
     assert dataset.n_users == 6 and len(dataset.interactions) == 10 and len(dataset.social) == 4
-    assert dataset.fingerprint
+    assert re.fullmatch(r"[0-9a-f]{16}", dataset.fingerprint), dataset.fingerprint  # a content hash, not a placeholder
 
 
 def test_missing_column_names_the_column(tiny_dir: Path) -> None:
-    _rewrite(tiny_dir / "interactions.tsv", lambda lines: [l.replace("label", "lable") for l in lines])
+    _rewrite(tiny_dir / "interactions.tsv", lambda lines: [line.replace("label", "lable") for line in lines])
     problems = _only(_problems(tiny_dir), "interactions.tsv")
     assert {(p.line, p.column) for p in problems} >= {(1, "label"), (1, "lable")}
     assert any("missing" in p.message for p in problems)
@@ -65,11 +66,13 @@ def test_kg_entity_never_defined(tiny_dir: Path) -> None:
 def test_duplicate_row_points_at_first(tiny_dir: Path) -> None:
     _rewrite(tiny_dir / "social.tsv", lambda lines: lines + [lines[2]])
     (problem,) = _only(_problems(tiny_dir), "social.tsv")
-    assert problem.line == 6 and "line 3" in problem.message
+    assert problem.line == 6 and problem.message.endswith("as line 3"), problem.message
 
 
 def test_label_not_binary(tiny_dir: Path) -> None:
-    _rewrite(tiny_dir / "interactions.tsv", lambda lines: lines[:1] + [lines[1].replace("\t1\t", "\t2\t", 1)] + lines[2:])
+    _rewrite(
+        tiny_dir / "interactions.tsv", lambda lines: lines[:1] + [lines[1].replace("\t1\t", "\t2\t", 1)] + lines[2:]
+    )
     (problem,) = _only(_problems(tiny_dir), "interactions.tsv")
     assert (problem.line, problem.column) == (2, "label")
 
