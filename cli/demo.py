@@ -76,12 +76,13 @@ def _features(settings: Settings) -> None:
 
 
 def _apply_and_materialize(settings: Settings) -> None:
+    from featurestore.config import feature_store
     from featurestore.materialize import materialize
     from featurestore.store import apply
 
     definitions = apply(settings)
     console.print(f"applied {len(definitions.views)} feature views, {len(definitions.services)} feature services")
-    report = materialize(settings)
+    report = materialize(feature_store(settings))
     console.print(f"materialized {report.rows:,} rows into {report.online_store} "
                   f"({report.rows_per_second:,.0f} rows/s)")
 

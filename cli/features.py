@@ -91,9 +91,10 @@ def materialize(
     view: Optional[list[str]] = typer.Option(None, "--view", help="Only these views (default: all)."),
 ) -> None:
     """Write the latest offline row of every entity into the online store (SQLite or Redis), with a progress bar."""
+    from featurestore.config import feature_store
     from featurestore.materialize import materialize as run_materialize
 
-    settings = settings_of(ctx)
+    store = feature_store(settings_of(ctx))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         tasks: dict[str, int] = {}
@@ -103,7 +104,7 @@ def materialize(
                 tasks[name] = progress.add_task(name, total=total)
             progress.update(tasks[name], completed=done)
 
-        report = run_materialize(settings, incremental=incremental, views=view or None, progress=on_batch)
+        report = run_materialize(store, incremental=incremental, views=view or None, progress=on_batch)
     table = Table("view", "rows", "from", "to", "seconds", title=f"materialized into {report.online_store}")
     for result in report.views:
         table.add_row(result.name, f"{result.rows:,}", f"{result.start:%Y-%m-%d}", f"{result.end:%Y-%m-%d %H:%M}",

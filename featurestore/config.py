@@ -3,7 +3,9 @@
 ``feature_repo/feature_store.yaml`` stays the stock configuration (project, provider, DuckDB offline store, SQLite
 online store, MLflow integration) for ``feast`` commands run in ``feature_repo/``. Here it is read and its paths, its
 online store and its MLflow URI are replaced from Settings, so ``GRAPHREC_WORK_DIR``, ``GRAPHREC_ONLINE_STORE=redis``
-and ``GRAPHREC_REDIS_URL`` take effect without editing it. It lives outside ``training`` because serving needs it.
+and ``GRAPHREC_REDIS_URL`` take effect without editing it; the rest, the ``batch_engine`` block naming graphrec's
+compute engine (featurestore/engine.py) included, is kept as written. It lives outside ``training`` because serving
+needs it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from feast import FeatureStore, RepoConfig
 from graphrec.settings import OnlineStoreKind, Settings
 
 STOCK_CONFIG = "feature_store.yaml"
+LOCAL_ENGINE: dict[str, Any] = {"type": "local"}
+"""The ``batch_engine`` block of Feast's own local compute engine."""
 
 
 def online_store_config(settings: Settings) -> dict[str, str]:
@@ -36,14 +40,17 @@ def config_dict(settings: Settings) -> dict[str, Any]:
     return raw
 
 
-def repo_config(settings: Settings) -> RepoConfig:
-    """The Feast RepoConfig of ``settings``."""
-    return RepoConfig(**config_dict(settings), repo_path=settings.feature_repo.resolve())
+def repo_config(settings: Settings, batch_engine: dict[str, Any] | None = None) -> RepoConfig:
+    """The Feast RepoConfig of ``settings``; ``batch_engine`` replaces the configured compute engine block."""
+    overrides = {} if batch_engine is None else {"batch_engine": batch_engine}
+    return RepoConfig(**(config_dict(settings) | overrides), repo_path=settings.feature_repo.resolve())
 
 
-def feature_store(settings: Settings) -> FeatureStore:
-    """A Feast FeatureStore for ``settings`` (its registry exists once the definitions have been applied)."""
-    return FeatureStore(config=repo_config(settings))
+def feature_store(settings: Settings, batch_engine: dict[str, Any] | None = None) -> FeatureStore:
+    """A Feast FeatureStore for ``settings`` (its registry exists once the definitions have been applied). It
+    materializes with graphrec's compute engine, as feature_store.yaml says, unless ``batch_engine`` names another
+    (``LOCAL_ENGINE``: Feast's own, the baseline of the materialization tests and bench)."""
+    return FeatureStore(config=repo_config(settings, batch_engine))
 
 
 def write_cli_config(settings: Settings) -> Path:

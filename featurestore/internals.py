@@ -1,8 +1,9 @@
 """Every private name of Feast and redis-py that graphrec relies on, in one place, behind a version check.
 
-Feast 0.67 has no public API for four things graphrec needs: the storage layout of its online stores (to write
-Feast's exact bytes in bulk, see featurestore/materialize.py), the Redis client it builds from a connection string
+Feast 0.67 has no public API for five things graphrec needs: the storage layout of its online stores (to write
+Feast's exact bytes in bulk, see featurestore/engine.py), the Redis client it builds from a connection string
 (to reuse its parsing), the online store a FeatureStore holds (to make its Redis client fail fast while serving),
+the compute engine it materializes with (to attach a progress display and check which engine Feast resolved),
 and redis-py has no bulk reply reader (so the fast writer reads a connection's socket with hiredis). Each use is a
 small function here; no other module names a private attribute of either library (tests/test_architecture.py
 checks it). Importing this module fails at once, with the versions involved, on a Feast or redis-py it was not
@@ -16,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from feast import FeatureStore, FeatureView, RepoConfig
+from feast.infra.compute_engines.base import ComputeEngine
 from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
@@ -98,6 +100,12 @@ def connection_socket(connection: Connection) -> socket.socket:
 def online_store_of(store: FeatureStore) -> OnlineStore:
     """The OnlineStore object a FeatureStore reads through (its provider's)."""
     return store._get_provider().online_store
+
+
+def batch_engine_of(store: FeatureStore) -> ComputeEngine:
+    """The compute engine a FeatureStore materializes with: its provider's, built from ``batch_engine`` in its
+    config (graphrec's materialize attaches its progress display to it; tests check which engine Feast resolved)."""
+    return store._get_provider().batch_engine
 
 
 def fail_fast_redis(store: FeatureStore) -> None:

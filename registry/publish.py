@@ -70,6 +70,7 @@ def publish_version(
     settings: Settings, model_name: str, version: int, run_id: str, materialize_features: bool = True
 ) -> ModelViews:
     """Write, apply and (unless told not to) materialize the version's feature views, then tag the version."""
+    from featurestore.config import feature_store
     from featurestore.materialize import materialize
     from featurestore.offline import write_snapshot
     from featurestore.store import apply
@@ -85,7 +86,7 @@ def publish_version(
     save_manifest(settings.work_dir, others + [entry])
     apply(settings)
     if materialize_features:
-        materialize(settings, views=[user_spec.name, item_spec.name])
+        materialize(feature_store(settings), views=[user_spec.name, item_spec.name])
     service, user_view, item_view = entry.names
     client = MlflowClient()
     for key, value in ((FEATURE_SERVICE_TAG, service), (USER_VIEW_TAG, user_view), (ITEM_VIEW_TAG, item_view)):

@@ -1,5 +1,7 @@
-"""Fast materialization against Feast's own, on SQLite and on Redis: same online values, same stored bytes, same
-registry intervals; incremental runs; and a run killed midway then re-run ends exactly like a clean run."""
+"""graphrec's compute engine (featurestore/engine.py) against Feast's own local engine, on SQLite and on Redis:
+Feast resolves ours from feature_store.yaml; through Feast's API and through the stock ``feast`` CLI it leaves the
+same online values, stored bytes and registry intervals as the local engine; incremental runs; a run killed midway
+then re-run ends exactly like a clean run; what it cannot write is refused by name."""
 
 from __future__ import annotations
 
@@ -9,36 +11,56 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import closing
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
+import yaml
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.infra.compute_engines.local.compute import LocalComputeEngine
+from feast.types import Int64, String
+from feast.value_type import ValueType
 
 from feature_repo.catalog import ENTITIES, ITEM, ITEM_TRANSH, USER, USER_GRAPH_STATS, USER_TRANSH, VIEWS
-from graphrec.settings import OnlineStoreKind, Settings
-from tests.support.snapshots import CREATED_1, CREATED_2, T1, T2, random_frame, write_two_snapshots
+from featurestore.config import LOCAL_ENGINE, STOCK_CONFIG, config_dict, feature_store
+from featurestore.engine import (
+    ENGINE_TYPE,
+    GraphrecComputeEngine,
+    GraphrecComputeEngineConfig,
+    UnsupportedByEngine,
+    view_spec_of,
+)
+from featurestore.internals import batch_engine_of
 from featurestore.materialize import EPOCH, materialize
 from featurestore.offline import write_snapshot
-from featurestore.store import apply, feature_store, online_features
+from featurestore.store import apply, online_features
+from graphrec.settings import OnlineStoreKind, Settings
+from tests.support.snapshots import CREATED_1, CREATED_2, T1, T2, random_frame, write_two_snapshots
 
+MakeSettings = Callable[..., Settings]  # the store_settings fixture
 N = 300
-END = datetime(2030, 1, 1, tzinfo=timezone.utc)
+END = datetime(2030, 1, 1, tzinfo=UTC)
 BETWEEN = T1 + timedelta(days=3)  # after the first snapshot, before the second
+FEAST_CLI = str(Path(sys.executable).parent / "feast")
 
 KILLED_RUN = f"""
 import os, signal
 from datetime import datetime
-import featurestore.materialize as fast
+from featurestore.config import feature_store
+from featurestore.materialize import materialize
 from graphrec.settings import get_settings
-fast.BATCH_ROWS = 50  # several batches per view; the process kills itself right after the first one
+# several batches per view; the process kills itself right after the first one
+store = feature_store(get_settings(), batch_engine={{"type": "{ENGINE_TYPE}", "batch_rows": 50}})
 end = datetime.fromisoformat("{END.isoformat()}")
-fast.materialize(get_settings(), end=end, progress=lambda *_: os.kill(os.getpid(), signal.SIGKILL))
+materialize(store, end=end, progress=lambda *_: os.kill(os.getpid(), signal.SIGKILL))
 """
 
 
-def pair(make, overrides: dict[str, object]) -> tuple[Settings, Settings]:
+def pair(make: MakeSettings, overrides: dict[str, object]) -> tuple[Settings, Settings]:
     """Two work dirs, ours and Feast's, with separate online stores (Redis: databases 0 and 1 of one server)."""
     ours = make(**overrides)
     theirs_overrides = dict(overrides)
@@ -46,6 +68,13 @@ def pair(make, overrides: dict[str, object]) -> tuple[Settings, Settings]:
         theirs_overrides["redis_url"] = f"{overrides['redis_url']},db=1"
     theirs = Settings(**(ours.model_dump() | theirs_overrides | {"work_dir": ours.work_dir.parent / "feast"}))
     return ours, theirs
+
+
+def local_engine(settings: Settings) -> FeatureStore:
+    """The feature store of ``settings`` materializing with Feast's own local engine: the baseline."""
+    store = feature_store(settings, batch_engine=LOCAL_ENGINE)
+    assert type(batch_engine_of(store)) is LocalComputeEngine
+    return store
 
 
 def copy_offline(source: Settings, target: Settings) -> None:
@@ -89,15 +118,36 @@ def assert_same_online_state(ours: Settings, theirs: Settings, n: int) -> None:
     assert online_dump(ours) == online_dump(theirs)
 
 
-def test_same_values_bytes_and_intervals_as_feast(store_settings, online_store) -> None:
+def stock_feast(settings: Settings, *arguments: str) -> subprocess.CompletedProcess:
+    """Run the stock ``feast`` CLI on feature_repo/ with the config apply() wrote to the work dir, as README says."""
+    env = os.environ | {"FEAST_FS_YAML_FILE_PATH": str(settings.work_dir / STOCK_CONFIG)}
+    command = [FEAST_CLI, "--log-level", "INFO", "-c", str(settings.feature_repo), *arguments]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_feast_resolves_graphrec_engine_from_the_config(store_settings: MakeSettings) -> None:
+    settings = store_settings()
+    apply(settings)
+    store = feature_store(settings)
+    assert type(batch_engine_of(store)) is GraphrecComputeEngine
+    assert isinstance(store.config.batch_engine, GraphrecComputeEngineConfig)  # Feast found its config class
+    written = yaml.safe_load((settings.work_dir / STOCK_CONFIG).read_text())  # what the stock CLI reads
+    assert written["batch_engine"] == {"type": ENGINE_TYPE}
+    stock = yaml.safe_load((settings.feature_repo / STOCK_CONFIG).read_text())
+    assert stock["batch_engine"] == {"type": ENGINE_TYPE}
+
+
+def test_same_values_bytes_and_intervals_as_feast(store_settings: MakeSettings, online_store: dict) -> None:
     ours, theirs = pair(store_settings, online_store)
     write_two_snapshots(ours, N)
     copy_offline(ours, theirs)
     apply(ours)
     apply(theirs)
-    feature_store(theirs).materialize(EPOCH, END)
+    local_engine(theirs).materialize(EPOCH, END)
     calls = []
-    report = materialize(ours, end=END, progress=lambda *call: calls.append(call))
+    report = materialize(feature_store(ours), end=END, progress=lambda *call: calls.append(call))
 
     assert_same_online_state(ours, theirs, N)
     assert intervals(ours) == intervals(theirs) == {spec.name: [(EPOCH, END)] for spec in VIEWS}
@@ -109,7 +159,7 @@ def test_same_values_bytes_and_intervals_as_feast(store_settings, online_store) 
     assert online_features(ours, user_id=0)[f"{USER_GRAPH_STATS.name}__friends_active_share"] is None  # NaN: missing
 
 
-def test_incremental_runs_match_feast(store_settings, online_store) -> None:
+def test_incremental_runs_match_feast(store_settings: MakeSettings, online_store: dict) -> None:
     ours, theirs = pair(store_settings, online_store)
     rng = np.random.default_rng(5)
     for event, created, ids in ((T1, CREATED_1, np.arange(N)), (T2, CREATED_2, np.arange(0, N, 3))):
@@ -120,28 +170,53 @@ def test_incremental_runs_match_feast(store_settings, online_store) -> None:
         if event == T1:
             apply(ours)
             apply(theirs)
-            materialize(ours, end=BETWEEN)
-            feature_store(theirs).materialize(EPOCH, BETWEEN)
+            # never materialized: graphrec starts at the epoch (stock Feast would start a ttl-0 view a year back,
+            # after these 2011 rows, and write nothing)
+            materialize(feature_store(ours), incremental=True, end=BETWEEN)
+            local_engine(theirs).materialize(EPOCH, BETWEEN)
             assert_same_online_state(ours, theirs, N)
-    materialize(ours, incremental=True, end=END)
-    feature_store(theirs).materialize_incremental(END)
+    materialize(feature_store(ours), incremental=True, end=END)
+    local_engine(theirs).materialize_incremental(END)
 
     assert_same_online_state(ours, theirs, N)
     assert intervals(ours) == intervals(theirs) == {spec.name: [(EPOCH, BETWEEN), (BETWEEN, END)] for spec in VIEWS}
 
 
-def test_window_end_keeps_later_snapshots_out(store_settings) -> None:
+def test_stock_feast_cli_runs_graphrec_engine(store_settings: MakeSettings, online_store: dict) -> None:
+    ours, theirs = pair(store_settings, online_store)
+    rng = np.random.default_rng(11)
+    for event, created, ids in ((T1, CREATED_1, np.arange(N)), (T2, CREATED_2, np.arange(0, N, 2))):
+        for spec in VIEWS:
+            frame = random_frame(spec, ids, event, created, rng)
+            write_snapshot(ours, spec, frame)
+            write_snapshot(theirs, spec, frame)
+        if event == T1:
+            apply(ours)
+            apply(theirs)
+            first = stock_feast(ours, "materialize", EPOCH.isoformat(), BETWEEN.isoformat())
+            local_engine(theirs).materialize(EPOCH, BETWEEN)
+    second = stock_feast(ours, "materialize-incremental", END.isoformat())
+    local_engine(theirs).materialize_incremental(END)
+
+    for run, rows in ((first, N), (second, N // 2)):  # graphrec's engine logs each view it wrote
+        logged = [line for line in run.stderr.splitlines() if "featurestore.engine" in line]
+        assert all(any(f"{spec.name}: {rows} rows" in line for line in logged) for spec in VIEWS), run.stderr
+    assert_same_online_state(ours, theirs, N)
+    assert intervals(ours) == intervals(theirs) == {spec.name: [(EPOCH, BETWEEN), (BETWEEN, END)] for spec in VIEWS}
+
+
+def test_window_end_keeps_later_snapshots_out(store_settings: MakeSettings) -> None:
     ours, theirs = pair(store_settings, {"online_store": OnlineStoreKind.sqlite})
     write_two_snapshots(ours, 20)
     copy_offline(ours, theirs)
     apply(ours)
     apply(theirs)
-    materialize(ours, start=T1, end=BETWEEN)
-    feature_store(theirs).materialize(T1, BETWEEN)
+    materialize(feature_store(ours), start=T1, end=BETWEEN)
+    local_engine(theirs).materialize(T1, BETWEEN)
     assert_same_online_state(ours, theirs, 20)
 
 
-def test_killed_run_then_rerun_equals_clean_run(store_settings, online_store) -> None:
+def test_killed_run_then_rerun_equals_clean_run(store_settings: MakeSettings, online_store: dict) -> None:
     interrupted, clean = pair(store_settings, online_store)
     rng = np.random.default_rng(7)
     for event, created in ((T1, CREATED_1), (T2, CREATED_2)):
@@ -152,7 +227,7 @@ def test_killed_run_then_rerun_equals_clean_run(store_settings, online_store) ->
         if event == T1:  # the online store first holds the older values
             for settings in (interrupted, clean):
                 apply(settings)
-                materialize(settings, end=BETWEEN)
+                materialize(feature_store(settings), end=BETWEEN)
     before = online_dump(interrupted)
 
     env = os.environ | {
@@ -167,14 +242,36 @@ def test_killed_run_then_rerun_equals_clean_run(store_settings, online_store) ->
     assert partial != before  # the first batch was written...
     assert intervals(interrupted) == {spec.name: [(EPOCH, BETWEEN)] for spec in VIEWS}  # ...but no watermark moved
 
-    materialize(interrupted, end=END)
-    materialize(clean, end=END)
+    materialize(feature_store(interrupted), end=END)
+    materialize(feature_store(clean), end=END)
     assert_same_online_state(interrupted, clean, N)
     assert intervals(interrupted) == intervals(clean)
 
 
-def test_unknown_view_is_named(store_settings) -> None:
+def test_unknown_view_is_named(store_settings: MakeSettings) -> None:
     settings = store_settings()
     apply(settings)
     with pytest.raises(ValueError, match="no_such_view"):
-        materialize(settings, views=["no_such_view"])
+        materialize(feature_store(settings), views=["no_such_view"])
+
+
+def test_other_online_stores_are_refused_by_name(store_settings: MakeSettings) -> None:
+    settings = store_settings()
+    remote = {"type": "remote", "path": "http://localhost:6566"}
+    config = RepoConfig(**(config_dict(settings) | {"online_store": remote}), repo_path=settings.feature_repo)
+    engine = GraphrecComputeEngine(repo_config=config, offline_store=None, online_store=None)
+    with pytest.raises(UnsupportedByEngine, match="not 'remote'.*batch_engine: local"):
+        engine.materialize(registry=None, tasks=[])
+
+
+def test_views_it_cannot_write_are_refused_by_name(tmp_path: Path) -> None:
+    source = FileSource(name="tags", path=str(tmp_path), timestamp_field="event_timestamp",
+                        created_timestamp_column="created")
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+    view = FeatureView(name="user_tags", entities=[user], source=source,
+                       schema=[Field(name="user_id", dtype=Int64), Field(name="tag", dtype=String)])
+    with pytest.raises(UnsupportedByEngine, match="'user_tags'.*tag: String"):
+        view_spec_of(view)
+    counts = FeatureView(name="user_count", entities=[user], source=source,
+                         schema=[Field(name="user_id", dtype=Int64), Field(name="count", dtype=Int64)])
+    assert view_spec_of(counts).feature_names == ["count"]
