@@ -51,7 +51,7 @@ def split_ragged(matrix: np.ndarray, lengths: np.ndarray) -> list[bytes]:
     blob = matrix[np.arange(matrix.shape[1])[None, :] < lengths[:, None]].tobytes()
     ends = np.cumsum(lengths).tolist()
     starts = [0] + ends[:-1]
-    return [blob[start:end] for start, end in zip(starts, ends)]
+    return [blob[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
 def entity_keys(join_key: str, values: np.ndarray, version: int) -> list[bytes]:
@@ -108,7 +108,7 @@ def _float32_list_values(column: pa.Array) -> list[bytes]:
     for length in distinct:
         rows = np.flatnonzero(lengths == length)
         row_bytes = flat[(4 * offsets[rows])[:, None] + np.arange(4 * length)[None, :]]
-        for row, value in zip(rows.tolist(), _float32_lists_of_length(length, row_bytes)):
+        for row, value in zip(rows.tolist(), _float32_lists_of_length(length, row_bytes), strict=True):
             encoded[row] = value
     return encoded
 

@@ -11,8 +11,8 @@ and a re-run completes it (already-new entities are skipped, as Feast would).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
@@ -34,7 +34,7 @@ RECV_BYTES = 1 << 20
 def _timestamp_bytes(micros: int) -> bytes:
     stamp = Timestamp()
     seconds, micro = divmod(micros, 1_000_000)
-    stamp.FromDatetime(datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micro))
+    stamp.FromDatetime(datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micro))
     return stamp.SerializeToString()
 
 
@@ -95,7 +95,10 @@ class RedisWriter:
         self.config = config
         self.store_config = config.online_store
         if self.store_config.redis_type == RedisType.redis_cluster:
-            raise ValueError("fast materialization pipelines over one connection: Redis Cluster is not supported")
+            raise ValueError(
+                "graphrec's compute engine pipelines over one connection: Redis Cluster is not supported "
+                "(configure batch_engine: local in feature_store.yaml to use Feast's own engine)"
+            )
         self.client = redis_client(self.store_config)  # Feast's own connection-string handling
         self.connection = self.client.connection_pool.get_connection()
         self.project = config.project.encode("utf-8")
@@ -121,7 +124,8 @@ class RedisWriter:
         keys = pick(key_bulks)
         arguments = [keys, repeat(_bulk(ts_field)), [stamps[i] for i in pick(inverse.tolist())]]
         for feature in batch.spec.features:
-            arguments += [repeat(_bulk(redis_feature_field(view_name, feature.name))), _bulks(pick(batch.values[feature.name]))]
+            field = _bulk(redis_feature_field(view_name, feature.name))
+            arguments += [repeat(field), _bulks(pick(batch.values[feature.name]))]
         payload, count = _commands(b"HSET", arguments), len(keys)
         ttl = self.store_config.key_ttl_seconds
         if ttl:

@@ -53,7 +53,10 @@ class SqliteWriter:
     def __init__(self, config: RepoConfig):
         store_config = config.online_store
         if store_config.vector_enabled or store_config.enable_openai_compatible_store:
-            raise ValueError("fast materialization does not support the SQLite store's vector or value_num options")
+            raise ValueError(
+                "graphrec's compute engine does not write the SQLite store's vector or OpenAI-compatible options "
+                "(configure batch_engine: local in feature_store.yaml to use Feast's own engine)"
+            )
         self.config = config
         self.connection = sqlite3.connect(sqlite_db_path(config))
         self.connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
@@ -72,7 +75,8 @@ class SqliteWriter:
                 event_ts, created_ts)
             for f in sorted(batch.spec.features, key=lambda f: f.name)
         ]
-        params = list(chain.from_iterable(chain.from_iterable(zip(*per_feature))))  # entity-major, then feature name
+        rows = zip(*per_feature, strict=True)  # entity-major, then feature name
+        params = list(chain.from_iterable(chain.from_iterable(rows)))
         width = len(COLUMNS) * ROWS_PER_STATEMENT
         full = len(params) - len(params) % width
         with self.connection:
