@@ -4,6 +4,7 @@ real ``mlflow server``."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +13,35 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from graphrec.settings import Settings
+from graphrec.settings import REPO_ROOT, Settings
+from graphrec.testing import mlflow_server
 from registry.promotion import PromotionRefused, audit_trail, promote, rollback
+from registry.runs import lineage_fingerprint
 from registry.servability import servability_problems
 from registry.tracking import configure_mlflow
 from registry.train import train_and_log
 from registry.versions import list_versions, prune
 from serving.contract import CHAMPION, FEATURE_SERVICE_TAG
-from graphrec.testing import mlflow_server
+from training.data.load import load_dataset
 from training.models.base import MODELS, load_models
 
 GOOD = {"epochs": 12, "lr": 0.02}
 BAD = {"epochs": 1, "lr": 1e-7}
+
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run git in the repository; never raises on a git error (see the return code)."""
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def head_before_training() -> str | None:
+    """The checkout's HEAD before any version is trained, or None when the repository is not a git checkout."""
+    try:
+        head = git("rev-parse", "HEAD")
+    except OSError:  # no git executable
+        return None
+    return head.stdout.strip() if head.returncode == 0 else None
 
 
 @pytest.fixture(scope="module", params=["sqlite", "server"])
@@ -45,25 +63,36 @@ def registry_env(request, tmp_path_factory):
 def _train(settings: Settings, fields: dict, register: bool = True):
     load_models()
     configure_mlflow(settings)
-    return train_and_log(settings, "bpr_mf", MODELS["bpr_mf"].Config(**fields), register_version=register, topk_users=50)
+    config = MODELS["bpr_mf"].Config(**fields)
+    return train_and_log(settings, "bpr_mf", config, register_version=register, topk_users=50)
 
 
 @pytest.fixture(scope="module")
-def versions(registry_env):
-    """Two registered versions: a trained one (v1) and a barely trained, worse one (v2)."""
+def versions(registry_env, head_before_training: str | None):
+    """Two registered versions: a trained one (v1) and a barely trained, worse one (v2), trained after
+    ``head_before_training`` was read."""
     good = _train(registry_env, GOOD)
     bad = _train(registry_env, BAD)
     return registry_env, good, bad
 
 
-def test_run_is_traced_to_data_features_and_code(versions) -> None:
+def test_run_is_traced_to_data_features_and_code(versions, head_before_training: str | None) -> None:
     settings, good, _ = versions
     run = MlflowClient().get_run(good.run_id)
     assert run.data.params["model"] == "bpr_mf" and run.data.params["config.epochs"] == "12"
     assert {"test_auc", "test_auc/sparse", "test_recall_at_20/active", "valid_auc"} <= set(run.data.metrics)
     assert len(MlflowClient().get_metric_history(good.run_id, "valid_auc")) >= 2
     tags = run.data.tags
-    assert tags["graphrec.dataset_fingerprint"] and tags["git_commit"]
+    data_fingerprint = load_dataset(settings).fingerprint
+    assert tags["graphrec.input_files_fingerprint"] == data_fingerprint
+    assert tags["graphrec.dataset_fingerprint"] == lineage_fingerprint(data_fingerprint, settings.seed)
+    if head_before_training is None:
+        assert tags["git_commit"] == "unknown"
+    else:  # HEAD when trained: between the HEAD seen before training and now (equal to both when nobody commits)
+        assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", tags["git_commit"]), tags["git_commit"]
+        commit = tags["git_commit"].removesuffix("-dirty")
+        assert git("merge-base", "--is-ancestor", head_before_training, commit).returncode == 0
+        assert git("merge-base", "--is-ancestor", commit, "HEAD").returncode == 0
     artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=good.run_id)}
     assert {"model_card.md", "plots", "serving_features"} <= artifacts
     plots = {a.path for a in mlflow.artifacts.list_artifacts(run_id=good.run_id, artifact_path="plots")}
@@ -151,16 +180,17 @@ def test_racing_promotions_leave_one_consistent_outcome(versions, tmp_path: Path
     settings, good, bad = versions
     name = settings.registered_model_name
     env_lines = f"settings = Settings.model_validate_json({settings.model_dump_json()!r})"
-    script = """
+    script = f"""
 import sys
 from graphrec.settings import Settings
 from registry.promotion import promote
 from registry.tracking import configure_mlflow
-{env}
+{env_lines}
 configure_mlflow(settings)
 promote(settings, {name!r}, sys.argv[1], force=True, reason='race ' + sys.argv[1])
-""".format(env=env_lines, name=name)
-    racers = [subprocess.Popen([sys.executable, "-c", script, v]) for v in (str(good.version.version), str(bad.version.version))]
+"""
+    contenders = (str(good.version.version), str(bad.version.version))
+    racers = [subprocess.Popen([sys.executable, "-c", script, version]) for version in contenders]
     assert [r.wait(timeout=120) for r in racers] == [0, 0]
     trail = audit_trail(MlflowClient(), name)[-2:]
     assert {e.reason for e in trail} == {f"race {good.version.version}", f"race {bad.version.version}"}
