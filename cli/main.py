@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from cli import data, demo, features, models, train
 from cli import serve as serve_cli
 from graphrec.settings import Settings
+from graphrec.warnings import silence_benign_warnings
 
 app = typer.Typer(
     help="graphrec: graph recommendation with Feast features, MLflow registry and FastAPI serving.",
@@ -29,10 +29,11 @@ app.command(name="predict")(serve_cli.predict)
 @app.callback()
 def root(
     ctx: typer.Context,
-    dataset: Optional[str] = typer.Option(None, help="'lastfm' or a dataset folder (GRAPHREC_DATASET)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder of the real datasets (GRAPHREC_DATA_DIR)."),
-    work_dir: Optional[Path] = typer.Option(None, help="Folder for all generated state (GRAPHREC_WORK_DIR)."),
+    dataset: str | None = typer.Option(None, help="'lastfm' or a dataset folder (GRAPHREC_DATASET)."),
+    data_dir: Path | None = typer.Option(None, help="Folder of the real datasets (GRAPHREC_DATA_DIR)."),
+    work_dir: Path | None = typer.Option(None, help="Folder for all generated state (GRAPHREC_WORK_DIR)."),
 ) -> None:
     """Build the settings once; options override GRAPHREC_* environment variables."""
+    silence_benign_warnings()
     overrides = {k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "work_dir": work_dir}.items() if v}
     ctx.obj = Settings(**overrides)

@@ -12,7 +12,7 @@ from mlflow.types.schema import Array, ColSpec, DataType, Schema
 from graphrec.settings import REPO_ROOT
 from serving.pyfunc_model import ITEM_ID, ITEM_PREFIX, USER_ID, USER_PREFIX, ScorerModel
 
-MODEL_ARTIFACT_PATH = "model"
+MODEL_NAME = "model"
 
 
 def pip_requirements() -> list[str]:
@@ -46,14 +46,18 @@ def signature_of(model: ScorerModel, user_features: pd.DataFrame, item_features:
     return ModelSignature(inputs=Schema(columns), outputs=Schema([ColSpec(DataType.float, "logit")]))
 
 
-def log_scorer_model(model: ScorerModel, signature: ModelSignature) -> str:
-    """Log the pyfunc into the active run, shipping the ``serving`` package with it; returns the model URI."""
+def log_scorer_model(model: ScorerModel, user_features: pd.DataFrame, item_features: pd.DataFrame) -> str:
+    """Log the pyfunc into the active run with the signature of the exported feature tables, shipping the ``serving``
+    package with it; returns the logged model's URI (``models:/<model id>``).
+
+    No input example: MLflow 3.17 reads an example's JSON lists as float64 and refuses to narrow them to the
+    signature's float32 arrays, so a stored example would fail its own serving check (graphrec.warnings)."""
     import mlflow
 
     info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT_PATH,
+        name=MODEL_NAME,
         python_model=model,
-        signature=signature,
+        signature=signature_of(model, user_features, item_features),
         pip_requirements=pip_requirements(),
         code_paths=[str(REPO_ROOT / "serving")],
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import mlflow
 
 from graphrec.settings import Settings
-from registry.packaging import log_scorer_model, scorer_model, signature_of
+from registry.packaging import log_scorer_model, scorer_model
 from registry.plots import metrics_by_tercile_png, training_curve_png
 from registry.tracking import ensure_experiment, git_commit
 from serving.contract import MODEL_KIND_TAG
@@ -115,5 +115,5 @@ def log_training_run(settings: Settings, run: TrainedRun) -> str:
             export.item_features.to_parquet(folder / ITEM_TABLE)
             mlflow.log_artifact(str(folder / USER_TABLE), EXPORT_DIR)
             mlflow.log_artifact(str(folder / ITEM_TABLE), EXPORT_DIR)
-        log_scorer_model(model, signature_of(model, export.user_features, export.item_features))
+        log_scorer_model(model, export.user_features, export.item_features)
         return active.info.run_id

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 
 from feature_repo.model_views import load_manifest, save_manifest
@@ -24,10 +25,20 @@ def register(settings: Settings, run_id: str, name: str | None = None) -> ModelV
     configure_mlflow(settings)
     name = name or settings.registered_model_name
     client = MlflowClient()
-    kind = client.get_run(run_id).data.tags.get(MODEL_KIND_TAG, "")
-    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags={MODEL_KIND_TAG: kind})
+    run = client.get_run(run_id)
+    kind = run.data.tags.get(MODEL_KIND_TAG, "")
+    version = mlflow.register_model(logged_model_uri(run), name, tags={MODEL_KIND_TAG: kind})
     publish_version(settings, name, int(version.version), run_id)
     return client.get_model_version(name, version.version)
+
+
+def logged_model_uri(run: Run) -> str:
+    """``models:/<model id>`` of the model the run logged last (MLflow 3 keeps logged models apart from the run's
+    artifacts, so a run-relative ``runs:/<id>/model`` path no longer names it)."""
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        raise ValueError(f"run {run.info.run_id} logged no model: train with `graphrec train` first")
+    return f"models:/{max(outputs, key=lambda output: output.step).model_id}"
 
 
 def version_aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
