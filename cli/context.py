@@ -7,7 +7,6 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from graphrec.settings import Settings
 
@@ -43,13 +42,3 @@ def reported_errors() -> Iterator[None]:
     except DataNotFoundError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-
-
-def key_value_table(title: str, rows: dict[str, object]) -> Table:
-    """A two-column table for summaries."""
-    table = Table(title=title, show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for key, value in rows.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    return table

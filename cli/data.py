@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Table
 
-from cli.context import console, key_value_table, reported_errors, settings_of
+from cli.context import console, reported_errors, settings_of
+from cli.output import JsonFlag, key_value_table, print_json
+
+if TYPE_CHECKING:
+    from training.summary import DatasetSummary
 
 app = typer.Typer(help="Validate, summarise and generate datasets; build their graphs.", no_args_is_help=True)
 
@@ -22,16 +28,48 @@ def validate(ctx: typer.Context) -> None:
     console.print(f"[green]valid[/green]: {dataset.name} (fingerprint {dataset.fingerprint})")
 
 
+def summary_tables(summary: DatasetSummary) -> list[Table]:
+    """The dataset summary as the four tables ``data stats`` and the demo print."""
+    activity = summary.activity
+    return [
+        key_value_table(f"dataset {summary.dataset} ({summary.fingerprint})", dict(summary.counts)),
+        key_value_table(
+            f"split ctr 6:2:2 seed {summary.split.seed}",
+            {"train rows": summary.split.train, "valid rows": summary.split.valid, "test rows": summary.split.test},
+        ),
+        key_value_table(
+            "user activity (training positives)",
+            {
+                "median training positives per user": activity.median,
+                "99th percentile": activity.p99,
+                "max": activity.max,
+            }
+            | {
+                f"{name} tercile: users / mean positives": f"{tercile.users:,} / {tercile.mean_positives:.1f}"
+                for name, tercile in activity.terciles.items()
+            },
+        ),
+        key_value_table(
+            "collaborative knowledge graph",
+            {"nodes": summary.ckg.nodes, "edges (with inverses)": summary.ckg.edges,
+             "relations (with inverses)": summary.ckg.relations},
+        ),
+    ]
+
+
 @app.command()
-def stats(ctx: typer.Context) -> None:
-    """Print the dataset's counts, activity skew and graph sizes."""
+def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Print the dataset's counts, activity skew and graph sizes (tables, or one JSON document with --json)."""
     from training.summary import dataset_summary
 
     settings = settings_of(ctx)
     with reported_errors():
         summary = dataset_summary(settings)
-    for title, rows in summary.items():
-        console.print(key_value_table(title, rows))
+    if as_json:
+        print_json(summary)
+        return
+    for table in summary_tables(summary):
+        console.print(table)
 
 
 @app.command()

@@ -10,7 +10,8 @@ import typer
 from rich.rule import Rule
 from rich.table import Table
 
-from cli.context import console, key_value_table, reported_errors, settings_of
+from cli.context import console, reported_errors, settings_of
+from cli.output import text_column
 from graphrec.settings import Settings
 
 DEMO_SYNTH_USERS = 5_000
@@ -23,7 +24,7 @@ def _stage(title: str, action: Callable[[], object]) -> object:
     console.print(Rule(f"[bold]{title}"))
     started = time.perf_counter()
     result = action()
-    console.print(f"[dim]{title}: {time.perf_counter() - started:.1f}s[/dim]")
+    console.print(f"[dim]{title.split(maxsplit=1)[0]} done in {time.perf_counter() - started:.1f}s[/dim]")
     return result
 
 
@@ -43,10 +44,11 @@ def resolve_demo_data(settings: Settings) -> Settings:
 
 
 def _summarise(settings: Settings) -> None:
+    from cli.data import summary_tables
     from training.summary import dataset_summary
 
-    for title, rows in dataset_summary(settings).items():
-        console.print(key_value_table(title, rows))
+    for table in summary_tables(dataset_summary(settings)):
+        console.print(table)
 
 
 def _graphs(settings: Settings) -> None:
@@ -58,9 +60,9 @@ def _graphs(settings: Settings) -> None:
 
 
 def _features(settings: Settings) -> None:
-    from training.features.jobs import FeatureJobConfig, build_features
     from dataclasses import replace
 
+    from training.features.jobs import FeatureJobConfig, build_features
     from training.features.transh_job import FEATURE_JOB_TRANSH
 
     config = FeatureJobConfig(transh=replace(FEATURE_JOB_TRANSH, epochs=DEMO_TRANSH_EPOCHS))
@@ -110,13 +112,11 @@ def _train_register_promote(settings: Settings) -> str:
 
 
 def _models_table(settings: Settings) -> None:
-    from registry.versions import KEY_METRICS, list_versions
+    from cli.models import versions_table
+    from registry.versions import list_versions
 
-    table = Table("version", "aliases", "model", *KEY_METRICS, "feature service")
-    for row in list_versions(settings, settings.registered_model_name):
-        table.add_row(row.version, ",".join(row.aliases), row.model,
-                      *[f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in KEY_METRICS], row.feature_service)
-    console.print(table)
+    name = settings.registered_model_name
+    console.print(versions_table(name, list_versions(settings, name)))
 
 
 def _serve_and_predict(settings: Settings) -> None:
@@ -134,7 +134,7 @@ def _serve_and_predict(settings: Settings) -> None:
     with http_service(command, port, env=env) as (_, url):
         console.print(f"service ready at {url}")
         candidates = list(range(0, 40, 2))
-        table = Table("user", "model", "fallback", "top items (score)")
+        table = Table(*(text_column(header) for header in ("user", "model", "fallback", "top items (score)")))
         with ServingClient(url) as client:
             for user in (0, 1, 7, 10**9):
                 result = client.predict(user, candidates)
@@ -152,10 +152,9 @@ def demo(ctx: typer.Context) -> None:
     with reported_errors():
         _stage("1. load, validate and summarise the data", lambda: _summarise(settings))
         _stage("2. build the graphs (training interactions only)", lambda: _graphs(settings))
-        _stage("3. build graph features (TransH + neighbourhood aggregates) into the offline store",
-               lambda: _features(settings))
+        _stage("3. graph features (TransH + neighbourhood aggregates) -> offline store", lambda: _features(settings))
         _stage("4. feast apply + materialize into the online store", lambda: _apply_and_materialize(settings))
-        _stage(f"5. train {DEMO_MODEL} (short schedule), register, publish its features, promote to champion",
+        _stage(f"5. train {DEMO_MODEL} (short schedule), register, publish features, promote",
                lambda: _train_register_promote(settings))
         _stage("6. the registry", lambda: _models_table(settings))
-        _stage("7. serve the champion, fetch online predictions (one unknown user), stop", lambda: _serve_and_predict(settings))
+        _stage("7. serve the champion, predict online (one unknown user), stop", lambda: _serve_and_predict(settings))

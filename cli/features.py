@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.context import console, reported_errors, settings_of
+from cli.output import JsonFlag, number_column, print_json, text_column
 
 app = typer.Typer(help="Build, apply, materialize and read graph features (Feast).", no_args_is_help=True)
 
@@ -59,7 +60,8 @@ def build(
             progress.update(task, completed=epoch, info=info)
 
         report = build_features(settings, families, _parse_time(as_of), config, on_epoch=on_epoch)
-    table = Table("view", "rows", "snapshot", title=f"offline snapshots as of {report.as_of:%Y-%m-%d %H:%M} UTC")
+    table = Table(text_column("view"), number_column("rows"), text_column("snapshot"),
+                  title=f"offline snapshots as of {report.as_of:%Y-%m-%d %H:%M} UTC")
     for name, path in report.written.items():
         table.add_row(name, f"{report.rows[name]:,}", path)
     console.print(table)
@@ -113,25 +115,38 @@ def materialize(
     console.print(f"{report.rows:,} rows in {report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)")
 
 
+VECTOR_PREVIEW = 8
+
+
+def _shown(value: object) -> str:
+    """A feature value for the table: vectors longer than VECTOR_PREVIEW show their first values and their length."""
+    if isinstance(value, list) and len(value) > VECTOR_PREVIEW:
+        return "[" + ", ".join(f"{v:.4f}" for v in value[:VECTOR_PREVIEW]) + f", ... ({len(value)} values)]"
+    return str(value)
+
+
 @app.command()
 def get(
     ctx: typer.Context,
     user: Optional[int] = typer.Option(None, "--user", help="User id."),
     item: Optional[int] = typer.Option(None, "--item", help="Item id."),
+    as_json: JsonFlag = False,
 ) -> None:
-    """Print the online values of a user's and/or an item's catalogue features, read through Feast."""
+    """Print the online values of a user's and/or an item's catalogue features, read through Feast (--json: every
+    vector in full)."""
     from featurestore.store import online_features
 
     if user is None and item is None:
         raise typer.BadParameter("give --user, --item or both")
     values = online_features(settings_of(ctx), user_id=user, item_id=item)
-    table = Table("feature", "value")
+    if as_json:
+        print_json({"user_id": user, "item_id": item, "features": values})
+        return
+    abridged = any(isinstance(value, list) and len(value) > VECTOR_PREVIEW for value in values.values())
+    table = Table(text_column("feature"), text_column("value"),
+                  caption="long vectors abridged; --json prints them in full" if abridged else None)
     for name, value in values.items():
-        if isinstance(value, list) and len(value) > 8:
-            shown = "[" + ", ".join(f"{v:.4f}" for v in value[:8]) + f", ... ({len(value)} values)]"
-        else:
-            shown = str(value)
-        table.add_row(name, shown)
+        table.add_row(name, _shown(value))
     console.print(table)
 
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from cli.context import console, err_console, settings_of
+from cli.output import JsonFlag, WideFlag, number_column, print_json, print_table, text_column
+
+if TYPE_CHECKING:
+    from registry.versions import VersionDetails, VersionRow
+
+# key metrics shown at the default width; --wide adds the rest of registry.versions.KEY_METRICS
+DEFAULT_METRICS = ("test_auc", "test_auc/sparse", "test_recall_at_20", "test_recall_at_20/sparse")
 
 app = typer.Typer(help="Register, list, show, promote, roll back and prune model versions (MLflow).", no_args_is_help=True)
 
@@ -19,7 +26,7 @@ def _name(ctx: typer.Context, name: str | None) -> str:
 
 
 @app.command("register")
-def register_command(ctx: typer.Context, run_id: str, name: Optional[str] = typer.Option(None, help="Registered model name.")) -> None:
+def register_command(ctx: typer.Context, run_id: str, name: str | None = typer.Option(None, help="Registered model name.")) -> None:
     """Register a training run's model as a new version and publish its serving features to Feast."""
     from registry.versions import register
 
@@ -27,42 +34,93 @@ def register_command(ctx: typer.Context, run_id: str, name: Optional[str] = type
     console.print(f"registered [bold]{version.name}[/bold] version {version.version} (features published and materialized)")
 
 
-@app.command("list")
-def list_command(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Registered model name.")) -> None:
-    """Table of versions: aliases, model, key metrics overall and on the sparsest tercile, feature service, created."""
-    from registry.versions import KEY_METRICS, list_versions
+def _header(metric: str) -> str:
+    """``test_recall_at_20/sparse`` -> ``recall@20`` over ``sparse``: two header lines keep the column narrow."""
+    return metric.removeprefix("test_").replace("_at_", "@").replace("/", "\n")
 
-    rows = list_versions(settings_of(ctx), _name(ctx, name))
-    table = Table("version", "aliases", "model", *[m.replace("test_", "") for m in KEY_METRICS], "feature service", "created",
-                  title=_name(ctx, name))
+
+def _minute(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def versions_table(title: str, rows: list[VersionRow], wide: bool = False) -> Table:
+    """Versions, newest first: version, aliases, model and key metrics fit 80 columns; ``wide`` adds F1, the feature
+    service, the creation time and the run id."""
+    from registry.versions import KEY_METRICS
+
+    metrics = KEY_METRICS if wide else DEFAULT_METRICS
+    columns = [number_column("version"), text_column("aliases"), text_column("model")]
+    columns += [number_column(_header(metric)) for metric in metrics]
+    if wide:
+        columns += [text_column("feature service"), text_column("created (UTC)"), text_column("run")]
+    table = Table(*columns, title=title)
     for row in rows:
-        created = datetime.fromtimestamp(row.created / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
-        metrics = [f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in KEY_METRICS]
-        table.add_row(row.version, ",".join(row.aliases), row.model, *metrics, row.feature_service, created)
-    console.print(table)
+        cells = [row.version, ", ".join(row.aliases), row.model]
+        cells += [f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in metrics]
+        if wide:
+            cells += [row.feature_service, _minute(row.created), row.run_id]
+        table.add_row(*cells)
+    return table
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(None, help="Registered model name."),
+    wide: WideFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Versions with their aliases, model and key metrics overall and on the sparsest tercile (--wide: also F1,
+    feature service, created, run)."""
+    from registry.versions import list_versions
+
+    name = _name(ctx, name)
+    rows = list_versions(settings_of(ctx), name)
+    if as_json:
+        print_json({"name": name, "versions": rows})
+        return
+    print_table(console, versions_table(name, rows, wide), wide)
+
+
+def _details_tables(details: VersionDetails, wide: bool) -> list[Table]:
+    """Tags, test metrics and the audit trail (the gate's numbers only with ``wide``)."""
+    tags = Table(text_column("tag"), text_column("value"), title="tags")
+    for key, value in sorted(details.tags.items()):
+        tags.add_row(key, value)
+    metrics = Table(text_column("metric"), number_column("value"), title="run metrics")
+    for key, value in details.metrics.items():
+        metrics.add_row(key, f"{value:.4f}")
+    columns = [text_column("when (UTC)"), text_column("alias"), text_column("move"), text_column("action"),
+               text_column("who"), text_column("reason")]
+    audit = Table(*columns, *([text_column("gate")] if wide else []), title="audit trail",
+                  caption=None if wide or not details.audit_trail else "gate numbers: --wide or --json")
+    for entry in details.audit_trail:
+        when = _minute(datetime.fromisoformat(entry.when))
+        cells = [when, entry.alias, f"{entry.from_version or '-'} -> {entry.to_version}", entry.action, entry.who,
+                 entry.reason]
+        audit.add_row(*cells, *([json.dumps(entry.gate)] if wide else []))
+    return [tags, metrics, audit]
 
 
 @app.command("show")
-def show_command(ctx: typer.Context, reference: str = typer.Argument(..., help="NAME, NAME@ALIAS or NAME/VERSION.")) -> None:
-    """A version's tags, aliases, metrics and the model's audit trail of alias moves."""
+def show_command(
+    ctx: typer.Context,
+    reference: str = typer.Argument(..., help="NAME, NAME@ALIAS or NAME/VERSION."),
+    wide: WideFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """A version's tags, aliases, test metrics and the model's audit trail of alias moves."""
     from registry.versions import show
 
-    version, metrics, trail = show(settings_of(ctx), reference)
-    console.print(f"[bold]{version.name}[/bold] version {version.version}  aliases: {', '.join(version.aliases) or '-'}")
-    console.print(f"run {version.run_id}  source {version.source}")
-    tags = Table("tag", "value", title="tags")
-    for key, value in sorted(version.tags.items()):
-        tags.add_row(key, value)
-    console.print(tags)
-    table = Table("metric", "value", title="run metrics")
-    for key in sorted(k for k in metrics if k.startswith("test_")):
-        table.add_row(key, f"{metrics[key]:.4f}")
-    console.print(table)
-    audit = Table("when", "who", "alias", "from", "to", "action", "reason", "gate", title="audit trail")
-    for entry in trail:
-        audit.add_row(entry.when, entry.who, entry.alias, entry.from_version or "-", entry.to_version, entry.action,
-                      entry.reason, json.dumps(entry.gate))
-    console.print(audit)
+    details = show(settings_of(ctx), reference)
+    if as_json:
+        print_json(details)
+        return
+    aliases = ", ".join(details.aliases) or "-"
+    console.print(f"[bold]{details.name}[/bold] version {details.version}  aliases: {aliases}")
+    console.print(f"run {details.run_id}  source {details.source}  created {_minute(details.created)} UTC")
+    for table in _details_tables(details, wide):
+        print_table(console, table, wide)
 
 
 @app.command("promote")
@@ -113,7 +171,7 @@ def rollback_command(
 def prune_command(
     ctx: typer.Context,
     keep: int = typer.Option(..., "--keep", help="Keep this many newest versions (aliased versions are always kept)."),
-    name: Optional[str] = typer.Option(None, help="Registered model name."),
+    name: str | None = typer.Option(None, help="Registered model name."),
 ) -> None:
     """Delete old versions that hold no alias, with their per-version feature views and online features."""
     from registry.versions import prune

@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from cli.context import console, err_console, settings_of
+from cli.output import JsonFlag, number_column, print_json, text_column
 from serving.client import DEFAULT_URL
 
 
@@ -36,8 +37,9 @@ def predict(
     items: str = typer.Option(..., "--items", help="Comma-separated candidate item ids."),
     url: str = typer.Option(DEFAULT_URL, "--url", help="Base URL of the service."),
     variant: str | None = typer.Option(None, help="Force 'champion' or 'challenger'."),
+    as_json: JsonFlag = False,
 ) -> None:
-    """Score candidate items for a user on a running service and print them ranked."""
+    """Score candidate items for a user on a running service and print them ranked (--json: the service's answer)."""
     import httpx
 
     from serving.client import ServingClient, ServingError
@@ -52,11 +54,13 @@ def predict(
     except httpx.TransportError as error:
         err_console.print(f"[red]cannot reach {url}: {error}[/red]")
         raise typer.Exit(1) from None
+    if as_json:
+        print_json(result)
+        return
     model = result.model
-    title = f"{model.name} v{model.version} ({model.alias}) — user {user}"
-    table = Table(title=title, caption=f"fallback: {result.fallback}" if result.fallback else None)
-    for column, justify in (("rank", "right"), ("item", "right"), ("score", "right"), ("source", "left")):
-        table.add_column(column, justify=justify)
+    console.print(f"[bold]{model.name}[/bold] v{model.version} ({model.alias}) — user {user}")
+    table = Table(number_column("rank"), number_column("item"), number_column("score"), text_column("source"),
+                  caption=f"fallback: {result.fallback}" if result.fallback else None)
     for scored in result.scores:
         table.add_row(str(scored.rank), str(scored.item_id), f"{scored.score:.4f}", scored.source)
     console.print(table)

@@ -6,12 +6,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from cli.context import console, reported_errors, settings_of
+from cli.output import number_column
 
 if TYPE_CHECKING:
     from training.trainer import EpochRecord
@@ -19,10 +20,8 @@ if TYPE_CHECKING:
 
 def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
     """Metric rows (overall, then per tercile) × one column per split."""
-    table = Table(title=title)
-    table.add_column("metric", style="bold")
-    for name in columns:
-        table.add_column(name, justify="right")
+    metric = Column("metric", style="bold", overflow="fold")
+    table = Table(metric, *(number_column(name) for name in columns), title=title)
     for metric in next(iter(columns.values())):
         table.add_row(metric, *(f"{values[metric]:.4f}" for values in columns.values()))
     return table
@@ -49,9 +48,9 @@ def _set_threads(threads: int | None) -> None:
 def train(
     ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="Registered model name (e.g. kcan, kgat, bpr_mf)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of the model's config fields."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Split and training seed (default: settings seed)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of the model's config fields."),
+    seed: int | None = typer.Option(None, "--seed", help="Split and training seed (default: settings seed)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
     register: bool = typer.Option(False, "--register", help="Register the model and publish its features to Feast."),
 ) -> None:
     """Train one model (early stopping on validation), print validation and test metrics overall and by tercile,
@@ -90,10 +89,10 @@ def evaluate(
     models: str = typer.Option("all", "--models", help="'all' or a comma-separated list of model names."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (settings seed, +1, +2, ...)."),
     out: Path = typer.Option(Path("RESULTS.md"), "--out", help="Markdown report; the PNG is written next to it."),
-    config_dir: Optional[Path] = typer.Option(
+    config_dir: Path | None = typer.Option(
         None, "--config-dir", help="Folder of NAME.yaml configs; models without one use their defaults."
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
 ) -> None:
     """Fit and test every model for every seed; write RESULTS.md (mean ± std) and results_by_tercile.png."""
     from training.data.load import load_dataset

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
+from pydantic import BaseModel
 
 from feature_repo.model_views import load_manifest, save_manifest
 from graphrec.settings import Settings
@@ -49,17 +50,20 @@ def version_aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
     return by_version
 
 
-@dataclass(frozen=True)
-class VersionRow:
-    """One line of ``graphrec models list``."""
+class VersionRow(BaseModel, frozen=True):
+    """One line of ``graphrec models list``: rendered as a table row or as JSON, from the same values."""
 
     version: str
     aliases: list[str]
     model: str
     metrics: dict[str, float]
     feature_service: str
-    created: int
+    created: datetime
     run_id: str
+
+
+def _created(version: ModelVersion) -> datetime:
+    return datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC)
 
 
 def list_versions(settings: Settings, name: str) -> list[VersionRow]:
@@ -77,7 +81,7 @@ def list_versions(settings: Settings, name: str) -> list[VersionRow]:
                 model=version.tags.get(MODEL_KIND_TAG, ""),
                 metrics={k: metrics[k] for k in KEY_METRICS if k in metrics},
                 feature_service=version.tags.get(FEATURE_SERVICE_TAG, ""),
-                created=version.creation_timestamp,
+                created=_created(version),
                 run_id=version.run_id or "",
             )
         )
@@ -95,13 +99,37 @@ def resolve_version(client: MlflowClient, reference: str, default_name: str) -> 
     return client.get_model_version_by_alias(reference, "champion")
 
 
-def show(settings: Settings, reference: str) -> tuple[ModelVersion, dict[str, float], list[AuditEntry]]:
-    """A version's details, its run's metrics, and the model's audit trail."""
+class VersionDetails(BaseModel, frozen=True):
+    """What ``graphrec models show`` prints: one version, its run's test metrics, and the model's audit trail."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str
+    source: str
+    created: datetime
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    audit_trail: list[AuditEntry]
+
+
+def show(settings: Settings, reference: str) -> VersionDetails:
+    """A version's details, its run's test metrics (``test_*``), and the model's audit trail of alias moves."""
     configure_mlflow(settings)
     client = MlflowClient()
     version = resolve_version(client, reference, settings.registered_model_name)
     metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
-    return version, metrics, audit_trail(client, version.name)
+    return VersionDetails(
+        name=version.name,
+        version=str(version.version),
+        aliases=list(version.aliases),
+        run_id=version.run_id or "",
+        source=version.source or "",
+        created=_created(version),
+        tags=dict(version.tags),
+        metrics={key: value for key, value in sorted(metrics.items()) if key.startswith("test_")},
+        audit_trail=audit_trail(client, version.name),
+    )
 
 
 def prune(settings: Settings, name: str, keep: int) -> list[str]:

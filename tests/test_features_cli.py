@@ -1,19 +1,20 @@
 """The features verbs end to end through the CLI: build -> apply -> materialize -> get equals the parquet value;
-training-set joins point in time; invalid families are refused."""
+--json prints every value in full; training-set joins point in time; invalid families are refused."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from feature_repo.catalog import USER_TRANSH
 from cli.main import app
-from graphrec.settings import Settings
+from feature_repo.catalog import USER_TRANSH
 from featurestore.offline import read_latest
 from featurestore.store import online_features
+from graphrec.settings import Settings
 
 runner = CliRunner()
 
@@ -30,8 +31,15 @@ def test_build_apply_materialize_get(tmp_path: Path) -> None:
     parquet = read_latest(settings, USER_TRANSH).set_index("user_id").loc[0, "transh"]
     online = online_features(settings, user_id=0)["user_transh__transh"]
     np.testing.assert_array_equal(np.asarray(online, dtype=np.float32), parquet)
-    shown = runner.invoke(app, base + ["features", "get", "--user", "0", "--item", "1"])
-    assert shown.exit_code == 0 and "user_graph_stats__ui_degree" in shown.output and "item_transh__transh" in shown.output
+    shown = runner.invoke(app, base + ["features", "get", "--user", "0", "--item", "1"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    assert "user_graph_stats__ui_degree" in shown.stdout and "item_transh__transh" in shown.stdout
+    assert "…" not in shown.stdout and max(len(line) for line in shown.stdout.splitlines()) <= 80
+    document = json.loads(runner.invoke(app, base + ["features", "get", "--user", "0", "--item", "1", "--json"]).stdout)
+    assert document["user_id"] == 0 and document["item_id"] == 1
+    np.testing.assert_array_equal(np.asarray(document["features"]["user_transh__transh"], dtype=np.float32), parquet)
+    degree = online_features(settings, user_id=0)["user_graph_stats__ui_degree"]
+    assert document["features"]["user_graph_stats__ui_degree"] == degree and isinstance(degree, int)
     out = tmp_path / "train.parquet"
     joined = runner.invoke(app, base + ["features", "training-set", "--out", str(out)])
     assert joined.exit_code == 0, joined.output
