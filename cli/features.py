@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.context import console, reported_errors, settings_of
-from cli.output import JsonFlag, number_column, print_json, text_column
+from cli.output import JsonFlag, name_column, number_column, print_json, text_column
 
 app = typer.Typer(help="Build, apply, materialize and read graph features (Feast).", no_args_is_help=True)
 
@@ -24,22 +24,23 @@ def _parse_time(text: str | None) -> int | None:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not an ISO date/time such as 2011-05-01 or 2011-05-01T12:00") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
 
 
 @app.command()
 def build(
     ctx: typer.Context,
-    only: Optional[list[str]] = typer.Option(None, help="Feature families to build (transh, graph_stats); default all."),
-    as_of: Optional[str] = typer.Option(None, help="Build as of this time (ISO); default: the latest interaction."),
-    epochs: Optional[int] = typer.Option(None, help="TransH epochs (default from the job config)."),
+    only: list[str] | None = typer.Option(None, help="Feature families to build (transh, graph_stats); default all."),
+    as_of: str | None = typer.Option(None, help="Build as of this time (ISO); default: the latest interaction."),
+    epochs: int | None = typer.Option(None, help="TransH epochs (default from the job config)."),
 ) -> None:
     """Compute feature families and write offline parquet snapshots (older snapshots are kept)."""
+    from dataclasses import replace
+
     from feature_repo.catalog import FAMILIES
     from registry.tracking import log_feature_build
     from training.features.jobs import FeatureJobConfig, build_features
-    from dataclasses import replace
 
     settings = settings_of(ctx)
     config = FeatureJobConfig()
@@ -128,8 +129,8 @@ def _shown(value: object) -> str:
 @app.command()
 def get(
     ctx: typer.Context,
-    user: Optional[int] = typer.Option(None, "--user", help="User id."),
-    item: Optional[int] = typer.Option(None, "--item", help="Item id."),
+    user: int | None = typer.Option(None, "--user", help="User id."),
+    item: int | None = typer.Option(None, "--item", help="Item id."),
     as_json: JsonFlag = False,
 ) -> None:
     """Print the online values of a user's and/or an item's catalogue features, read through Feast (--json: every
@@ -143,7 +144,7 @@ def get(
         print_json({"user_id": user, "item_id": item, "features": values})
         return
     abridged = any(isinstance(value, list) and len(value) > VECTOR_PREVIEW for value in values.values())
-    table = Table(text_column("feature"), text_column("value"),
+    table = Table(name_column("feature"), text_column("value"),
                   caption="long vectors abridged; --json prints them in full" if abridged else None)
     for name, value in values.items():
         table.add_row(name, _shown(value))
@@ -154,7 +155,7 @@ def get(
 def training_set(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Parquet file to write."),
-    entities: Optional[Path] = typer.Option(
+    entities: Path | None = typer.Option(
         None, "--entities", help="Parquet/CSV of user_id, item_id, event_timestamp (default: the labelled interactions)."
     ),
 ) -> None:

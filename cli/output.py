@@ -22,6 +22,11 @@ def text_column(header: str) -> Column:
     return Column(header, overflow="fold")
 
 
+def name_column(header: str) -> Column:
+    """A column of identifiers kept whole on one line, so the value columns beside it fold instead."""
+    return Column(header, no_wrap=True)
+
+
 def number_column(header: str) -> Column:
     """A right-aligned column that is never wrapped or shrunk (choose the columns so that it fits); a header wider
     than the values can be split over lines with ``\\n``."""
