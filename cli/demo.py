@@ -147,7 +147,7 @@ def _serve_and_predict(settings: Settings) -> None:
 
 
 def demo(ctx: typer.Context) -> None:
-    """Data -> graphs -> features -> Feast apply + materialize -> train KCAN -> register -> promote -> serve -> predict."""
+    """Data -> graphs -> features -> Feast apply + materialize -> train KCAN -> register, promote -> serve, predict."""
     settings = resolve_demo_data(settings_of(ctx))
     with reported_errors():
         _stage("1. load, validate and summarise the data", lambda: _summarise(settings))

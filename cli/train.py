@@ -38,7 +38,7 @@ def _model_names(spec: str) -> list[str]:
 
 
 def _set_threads(threads: int | None) -> None:
-    """Set torch's and DGL's CPU thread counts when asked (small models run much faster single-threaded on a busy CPU)."""
+    """Set torch's and DGL's CPU thread counts when asked (small models run faster single-threaded on a busy CPU)."""
     if threads is not None:
         from training.trainer import set_threads
 
