@@ -152,7 +152,7 @@ class GraphrecComputeEngine(ComputeEngine):
         super().__init__(**kwargs)
         self.batch_rows = batch_rows
         self.progress: Progress | None = None
-        self.results: list[ViewResult] = []
+        self.results: list[ViewResult] | None = None  # collected only within reporting()
 
     @property
     def supports_batch(self) -> bool:
@@ -175,11 +175,12 @@ class GraphrecComputeEngine(ComputeEngine):
     def reporting(self, progress: Progress | None = None) -> Iterator[list[ViewResult]]:
         """Within the block, call ``progress`` after each batch instead of drawing tqdm bars, and collect each
         materialized view's :class:`ViewResult` into the yielded list."""
-        self.progress, self.results = progress, []
+        results: list[ViewResult] = []
+        self.progress, self.results = progress, results
         try:
-            yield self.results
+            yield results
         finally:
-            self.progress = None
+            self.progress, self.results = None, None
 
     def materialize(
         self,
@@ -200,10 +201,11 @@ class GraphrecComputeEngine(ComputeEngine):
         logger.info("materializing %d feature view(s) into the %s online store", len(tasks), kind)
         writer = WRITERS[kind](self.repo_config)
         try:
-            for task, spec in zip(tasks, specs, strict=True):
-                self.results.append(self._write_view(writer, task, spec))
+            results = [self._write_view(writer, task, spec) for task, spec in zip(tasks, specs, strict=True)]
         finally:
             writer.close()
+        if self.results is not None:
+            self.results.extend(results)
         for task in tasks:
             view, start, end = task.feature_view, task.start_time, task.end_time
             registry.apply_materialization(view, task.project, start, end, commit=False)
