@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 # key metrics shown at the default width; --wide adds the rest of registry.versions.KEY_METRICS
 DEFAULT_METRICS = ("test_auc", "test_auc/sparse", "test_recall_at_20", "test_recall_at_20/sparse")
 
-app = typer.Typer(help="Register, list, show, promote, roll back and prune model versions (MLflow).", no_args_is_help=True)
+app = typer.Typer(
+    help="Register, list, show, promote, roll back and prune model versions (MLflow).", no_args_is_help=True
+)
 
 
 def _name(ctx: typer.Context, name: str | None) -> str:
@@ -26,12 +28,16 @@ def _name(ctx: typer.Context, name: str | None) -> str:
 
 
 @app.command("register")
-def register_command(ctx: typer.Context, run_id: str, name: str | None = typer.Option(None, help="Registered model name.")) -> None:
+def register_command(
+    ctx: typer.Context, run_id: str, name: str | None = typer.Option(None, help="Registered model name.")
+) -> None:
     """Register a training run's model as a new version and publish its serving features to Feast."""
     from registry.versions import register
 
     version = register(settings_of(ctx), run_id, _name(ctx, name))
-    console.print(f"registered [bold]{version.name}[/bold] version {version.version} (features published and materialized)")
+    console.print(
+        f"registered [bold]{version.name}[/bold] version {version.version} (features published and materialized)"
+    )
 
 
 def _header(metric: str) -> str:
@@ -90,14 +96,30 @@ def _details_tables(details: VersionDetails, wide: bool) -> list[Table]:
     metrics = Table(text_column("metric"), number_column("value"), title="run metrics")
     for key, value in details.metrics.items():
         metrics.add_row(key, f"{value:.4f}")
-    columns = [text_column("when (UTC)"), text_column("alias"), text_column("move"), text_column("action"),
-               text_column("who"), text_column("reason")]
-    audit = Table(*columns, *([text_column("gate")] if wide else []), title="audit trail",
-                  caption=None if wide or not details.audit_trail else "gate numbers: --wide or --json")
+    columns = [
+        text_column("when (UTC)"),
+        text_column("alias"),
+        text_column("move"),
+        text_column("action"),
+        text_column("who"),
+        text_column("reason"),
+    ]
+    audit = Table(
+        *columns,
+        *([text_column("gate")] if wide else []),
+        title="audit trail",
+        caption=None if wide or not details.audit_trail else "gate numbers: --wide or --json",
+    )
     for entry in details.audit_trail:
         when = _minute(datetime.fromisoformat(entry.when))
-        cells = [when, entry.alias, f"{entry.from_version or '-'} -> {entry.to_version}", entry.action, entry.who,
-                 entry.reason]
+        cells = [
+            when,
+            entry.alias,
+            f"{entry.from_version or '-'} -> {entry.to_version}",
+            entry.action,
+            entry.who,
+            entry.reason,
+        ]
         audit.add_row(*cells, *([json.dumps(entry.gate)] if wide else []))
     return [tags, metrics, audit]
 
@@ -144,7 +166,12 @@ def promote_command(
     except PromotionRefused as exc:
         err_console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(f"{alias}: {entry.from_version or '-'} -> {entry.to_version} ({entry.action}; gate {json.dumps(entry.gate)})")
+    if entry is None:
+        console.print(f"{alias}: version {version} already holds it; nothing changed, nothing recorded")
+        return
+    console.print(
+        f"{alias}: {entry.from_version or '-'} -> {entry.to_version} ({entry.action}; gate {json.dumps(entry.gate)})"
+    )
 
 
 @app.command("rollback")
@@ -170,11 +197,20 @@ def rollback_command(
 @app.command("prune")
 def prune_command(
     ctx: typer.Context,
-    keep: int = typer.Option(..., "--keep", help="Keep this many newest versions (aliased versions are always kept)."),
+    keep: int = typer.Option(
+        ..., "--keep", help="Keep this many newest versions (aliased versions and rollback targets are always kept)."
+    ),
     name: str | None = typer.Option(None, help="Registered model name."),
 ) -> None:
-    """Delete old versions that hold no alias, with their per-version feature views and online features."""
+    """Delete old versions with their per-version feature views and online features; never one that an alias
+    holds or would roll back to. Says what it kept and why."""
     from registry.versions import prune
 
-    deleted = prune(settings_of(ctx), _name(ctx, name), keep)
-    console.print(f"deleted versions: {', '.join(deleted) or 'none'}")
+    try:
+        report = prune(settings_of(ctx), _name(ctx, name), keep)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"deleted versions: {', '.join(report.deleted) or 'none'}")
+    for version, why in report.kept.items():
+        console.print(f"kept version {version}: {why}")

@@ -22,8 +22,8 @@ from mlflow.exceptions import MlflowException
 
 from graphrec.settings import Settings
 from registry.evaluation import evaluate_version, frozen_eval_set
-from registry.servability import servability_problems
-from serving.contract import CHAMPION
+from registry.servability import load_problems, servability_problems
+from serving.contract import CHALLENGER, CHAMPION
 
 AUDIT_PREFIX = "graphrec.audit."
 
@@ -102,11 +102,41 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
+def alias_history(trail: list[AuditEntry], alias: str) -> list[str]:
+    """The distinct versions ``alias`` has held, oldest first, as the audit trail leaves them: a promotion pushes its
+    version (a move to the version already held changes nothing), a rollback pops back to the one before. The last
+    element is the current holder, the one before it the rollback target."""
+    held: list[str] = []
+    for entry in trail:
+        if entry.alias != alias or entry.from_version == entry.to_version:
+            continue  # another alias, or a same-version move recorded before such moves became no-ops
+        if entry.action == "rollback":
+            if len(held) >= 2 and held[-2] == entry.to_version:
+                held.pop()
+            else:  # a trail written by older code: start again from what the alias holds now
+                held = [entry.to_version]
+        elif not held or held[-1] != entry.to_version:
+            held.append(entry.to_version)
+    return held
+
+
+def protected_versions(client: MlflowClient, name: str) -> dict[str, str]:
+    """Versions that must not be deleted, each with the reason: the holders of champion and challenger, and the
+    version each would roll back to."""
+    trail = audit_trail(client, name)
+    protected: dict[str, str] = {}
+    for alias in (CHAMPION, CHALLENGER):
+        holder = alias_version(client, name, alias)
+        if holder is not None:
+            protected.setdefault(holder, f"holds @{alias}")
+        history = alias_history(trail, alias)
+        if len(history) >= 2 and history[-1] == holder:
+            protected.setdefault(history[-2], f"rollback target of @{alias}")
+    return protected
+
+
 def _gate(settings: Settings, name: str, version: str, incumbent: str | None, tolerance: float) -> dict[str, object]:
-    """Servability checks, then the candidate and the incumbent on the same frozen evaluation set."""
-    problems = servability_problems(settings, name, version)
-    if problems:
-        raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
+    """The candidate and the incumbent on the same frozen evaluation set (servability is checked before)."""
     rows, fingerprint = frozen_eval_set(settings)
     candidate = evaluate_version(settings, name, version, rows)
     gate: dict[str, object] = {
@@ -126,6 +156,14 @@ def _gate(settings: Settings, name: str, version: str, incumbent: str | None, to
     return gate
 
 
+def _servable_or_refuse(settings: Settings, name: str, version: str) -> None:
+    """Refuse a version that cannot be served: features not published, applied or materialized, a signature that
+    does not match them, or a model that does not load and score."""
+    problems = servability_problems(settings, name, version) or load_problems(settings, name, version)
+    if problems:
+        raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
+
+
 def promote(
     settings: Settings,
     name: str,
@@ -134,9 +172,11 @@ def promote(
     force: bool = False,
     reason: str = "",
     tolerance: float = 0.005,
-) -> AuditEntry:
-    """Move ``alias`` to ``version`` if the gate passes (champion only; other aliases just check servability).
-    ``force`` skips the metric gate but requires a reason; every move is recorded in the audit trail."""
+) -> AuditEntry | None:
+    """Move ``alias`` to ``version`` if the gate passes, and record the move in the audit trail. Every promotion
+    checks servability (features published and materialized, signature, the model loads and scores); the champion
+    also passes the metric gate, which ``force`` (with a reason) skips. Promoting the version the alias already
+    holds changes nothing and records nothing: returns None."""
     if force and not reason.strip():
         raise PromotionRefused("--force needs --reason: say why the gate is overridden")
     client = MlflowClient()
@@ -144,31 +184,28 @@ def promote(
     client.get_model_version(name, version)  # raises a clear MLflow error for an unknown version
     with registry_lock(settings):
         incumbent = alias_version(client, name, alias)
+        if incumbent == version:
+            return None
+        _servable_or_refuse(settings, name, version)
         if force:
-            gate: dict[str, object] = {"skipped": True}
+            gate: dict[str, object] = {"metric_gate": "skipped", "servable": True}
         elif alias == CHAMPION:
             gate = _gate(settings, name, version, incumbent, tolerance)
         else:
-            problems = servability_problems(settings, name, version)
-            if problems:
-                raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
             gate = {"servable": True}
         return _move(client, name, alias, incumbent, version, "force" if force else "promote", reason, gate)
 
 
 def rollback(settings: Settings, name: str, alias: str = CHAMPION, reason: str = "rollback") -> AuditEntry:
-    """Move ``alias`` back to the version it held before its current one, as recorded in the audit trail."""
+    """Move ``alias`` back to the distinct version it held before its current one (:func:`alias_history`);
+    repeated rollbacks walk further back. The target must still be servable."""
     client = MlflowClient()
     with registry_lock(settings):
         current = alias_version(client, name, alias)
-        moves = [  # rollbacks themselves are skipped, so repeated rollbacks walk further back
-            e
-            for e in audit_trail(client, name)
-            if e.alias == alias and e.to_version == current and e.from_version and e.action != "rollback"
-        ]
-        if current is None or not moves:
+        history = alias_history(audit_trail(client, name), alias)
+        if current is None or len(history) < 2 or history[-1] != current:
             raise PromotionRefused(f"no earlier {alias} of {name} is recorded: nothing to roll back to")
-        previous = moves[-1].from_version
-        assert previous is not None
+        previous = history[-2]
         client.get_model_version(name, previous)
-        return _move(client, name, alias, current, previous, "rollback", reason, {})
+        _servable_or_refuse(settings, name, previous)
+        return _move(client, name, alias, current, previous, "rollback", reason, {"servable": True})

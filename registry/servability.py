@@ -43,3 +43,32 @@ def servability_problems(settings: Settings, name: str, version: str) -> list[st
     if sorted(inputs) != sorted(expected):
         problems.append(f"signature columns {sorted(inputs)} do not match the feature service's {sorted(expected)}")
     return problems
+
+
+LOAD_CHECK_PAIRS = 16
+
+
+def load_problems(settings: Settings, name: str, version: str) -> list[str]:
+    """Why the version's model cannot score (empty when it can): its pyfunc must load, and score a few (user, item)
+    pairs from its own published features with finite logits. Run after :func:`servability_problems` passes."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from registry.evaluation import score_pairs, version_feature_tables
+
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+        users, items = version_feature_tables(settings, name, str(version))
+        pairs = pd.DataFrame(
+            {
+                USER_ID: np.resize(users.index.to_numpy(), LOAD_CHECK_PAIRS),
+                ITEM_ID: np.resize(items.index.to_numpy(), LOAD_CHECK_PAIRS),
+            }
+        )
+        logits = score_pairs(model, users, items, pairs)
+    except Exception as error:  # noqa: BLE001  any failure to load or score is a reason to refuse
+        return [f"its model does not load and score ({type(error).__name__}: {error})"]
+    if not np.isfinite(logits).all():
+        return ["its model scores non-finite logits"]
+    return []

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from feature_repo.model_views import load_manifest, save_manifest
 from graphrec.settings import Settings
-from registry.promotion import AuditEntry, audit_trail, registry_lock
+from registry.promotion import AuditEntry, audit_trail, protected_versions, registry_lock
 from registry.publish import publish_version
 from registry.tracking import configure_mlflow
 from serving.contract import FEATURE_SERVICE_TAG, MODEL_KIND_TAG
@@ -132,10 +132,18 @@ def show(settings: Settings, reference: str) -> VersionDetails:
     )
 
 
-def prune(settings: Settings, name: str, keep: int) -> list[str]:
-    """Delete versions beyond the newest ``keep`` that hold no alias, with their feature views and online rows."""
-    if keep < 1:
-        raise ValueError("--keep must be at least 1")
+class PruneReport(BaseModel, frozen=True):
+    """What ``graphrec models prune`` did: the versions deleted, and each version kept with the reason."""
+
+    deleted: list[str]
+    kept: dict[str, str]
+
+
+def prune(settings: Settings, name: str, keep: int) -> PruneReport:
+    """Delete versions beyond the newest ``keep``, with their feature views and online rows, never one that an alias
+    holds or that an alias would roll back to (:func:`registry.promotion.protected_versions`)."""
+    if keep < 0:
+        raise ValueError(f"--keep must be 0 or more, not {keep}")
     from featurestore.offline import view_dir
     from featurestore.store import apply
 
@@ -143,19 +151,20 @@ def prune(settings: Settings, name: str, keep: int) -> list[str]:
     client = MlflowClient()
     with registry_lock(settings):
         versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), reverse=True)
-        aliased = version_aliases(client, name)
-        doomed = [v for v in versions[keep:] if str(v.version) not in aliased]
-        if not doomed:
-            return []
-        gone = {(name, int(v.version)) for v in doomed}
-        entries = load_manifest(settings.work_dir)
-        removed = [e for e in entries if (e.model, e.version) in gone]
-        save_manifest(settings.work_dir, [e for e in entries if (e.model, e.version) not in gone])
-        apply(settings)  # Feast deletes the views (and their online tables) no longer defined
-        for entry in removed:
-            for spec in entry.view_specs():
-                shutil.rmtree(view_dir(settings, spec), ignore_errors=True)
-        for version in doomed:
-            client.delete_model_version(name, version.version)
-        return [str(v.version) for v in doomed]
-
+        kept = {str(v.version): f"one of the newest {keep}" for v in versions[:keep]}
+        kept |= {v: why for v, why in protected_versions(client, name).items() if v not in kept}
+        doomed = [v for v in versions if str(v.version) not in kept]
+        if doomed:
+            gone = {(name, int(v.version)) for v in doomed}
+            entries = load_manifest(settings.work_dir)
+            removed = [e for e in entries if (e.model, e.version) in gone]
+            save_manifest(settings.work_dir, [e for e in entries if (e.model, e.version) not in gone])
+            apply(settings)  # Feast deletes the views (and their online tables) no longer defined
+            for entry in removed:
+                for spec in entry.view_specs():
+                    shutil.rmtree(view_dir(settings, spec), ignore_errors=True)
+            for version in doomed:
+                client.delete_model_version(name, version.version)
+        return PruneReport(
+            deleted=[str(v.version) for v in doomed], kept=dict(sorted(kept.items(), key=lambda kv: -int(kv[0])))
+        )

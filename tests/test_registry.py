@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from graphrec.settings import REPO_ROOT, Settings
 from graphrec.testing import mlflow_server
-from registry.promotion import PromotionRefused, audit_trail, promote, rollback
+from registry.promotion import AuditEntry, PromotionRefused, alias_history, audit_trail, promote, rollback
 from registry.runs import lineage_fingerprint
 from registry.servability import servability_problems
 from registry.tracking import configure_mlflow
@@ -51,8 +51,12 @@ def registry_env(request, tmp_path_factory):
 
     root = tmp_path_factory.mktemp(f"registry-{request.param}")
     generate_dataset(SynthConfig(n_users=400, seed=5), root / "data")
-    overrides: dict[str, object] = {"work_dir": root / "work", "dataset": str(root / "data"), "seed": 5,
-                                    "registered_model_name": "graphrec-test"}
+    overrides: dict[str, object] = {
+        "work_dir": root / "work",
+        "dataset": str(root / "data"),
+        "seed": 5,
+        "registered_model_name": "graphrec-test",
+    }
     if request.param == "server":
         with mlflow_server(root / "server") as uri:
             yield Settings(mlflow_tracking_uri=uri, **overrides)
@@ -170,46 +174,101 @@ def test_unmaterialized_feature_service_is_refused(versions) -> None:
     settings, _, _ = versions
     outcome = _train(settings, GOOD, register=False)
     version = mlflow.register_model(f"runs:/{outcome.run_id}/model", settings.registered_model_name)
-    publish_version(settings, settings.registered_model_name, int(version.version), outcome.run_id,
-                    materialize_features=False)
+    publish_version(
+        settings, settings.registered_model_name, int(version.version), outcome.run_id, materialize_features=False
+    )
     with pytest.raises(PromotionRefused, match="is not materialized"):
         promote(settings, settings.registered_model_name, version.version)
 
 
-def test_racing_promotions_leave_one_consistent_outcome(versions, tmp_path: Path) -> None:
-    settings, good, bad = versions
-    name = settings.registered_model_name
-    env_lines = f"settings = Settings.model_validate_json({settings.model_dump_json()!r})"
-    script = f"""
+RACER = """
 import sys
 from graphrec.settings import Settings
 from registry.promotion import promote
 from registry.tracking import configure_mlflow
-{env_lines}
+settings = Settings.model_validate_json(sys.argv[1])
 configure_mlflow(settings)
-promote(settings, {name!r}, sys.argv[1], force=True, reason='race ' + sys.argv[1])
+promote(settings, sys.argv[2], sys.argv[3], force=True, reason="race " + sys.argv[3])
 """
-    contenders = (str(good.version.version), str(bad.version.version))
-    racers = [subprocess.Popen([sys.executable, "-c", script, version]) for version in contenders]
-    assert [r.wait(timeout=120) for r in racers] == [0, 0]
-    trail = audit_trail(MlflowClient(), name)[-2:]
-    assert {e.reason for e in trail} == {f"race {good.version.version}", f"race {bad.version.version}"}
-    assert trail[1].from_version == trail[0].to_version  # serialised: the second saw the first's result
-    assert str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version) == trail[1].to_version
 
 
-def test_list_shows_champion_and_prune_keeps_aliased(versions) -> None:
-    settings, good, _ = versions
+def test_racing_promotions_leave_one_consistent_trail(versions) -> None:
+    """Four processes promote two versions at once (each version twice): whatever the order, the trail is one chain
+    of real moves from the champion before to the champion after, with no same-version entry."""
+    settings, good, bad = versions
     name = settings.registered_model_name
-    promote(settings, name, good.version.version, force=True, reason="pin for prune")
+    client = MlflowClient()
+    before = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    recorded = len(audit_trail(client, name))
+    contenders = [str(good.version.version), str(bad.version.version)] * 2
+    command = [sys.executable, "-c", RACER, settings.model_dump_json(), name]
+    racers = [subprocess.Popen([*command, version]) for version in contenders]
+    assert [r.wait(timeout=180) for r in racers] == [0, 0, 0, 0]
+    moves = audit_trail(client, name)[recorded:]
+    after = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    assert moves, f"no racer moved champion away from v{before}"
+    assert all(m.from_version != m.to_version for m in moves), moves
+    assert [m.from_version for m in moves] == [before] + [m.to_version for m in moves[:-1]], moves
+    assert moves[-1].to_version == after
+
+
+def test_same_version_promote_is_a_noop_and_rollback_returns_to_the_previous_version(versions) -> None:
+    """The issue's "2 -> 2" sequence: promote v1, v2, v2 again; rollback must land on v1, not stay on v2."""
+    settings, good, bad = versions
+    name = settings.registered_model_name
+    first, second = str(good.version.version), str(bad.version.version)
+    promote(settings, name, first, force=True, reason="baseline")
+    promote(settings, name, second, force=True, reason="canary")
+    recorded = len(audit_trail(MlflowClient(), name))
+    assert promote(settings, name, second, force=True, reason="again") is None
+    assert len(audit_trail(MlflowClient(), name)) == recorded
+    back = rollback(settings, name)
+    assert (back.from_version, back.to_version) == (second, first)
+    assert str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version) == first
+
+
+def test_alias_history_skips_same_version_moves_of_an_old_trail() -> None:
+    def move(old: str | None, new: str, action: str = "promote") -> AuditEntry:
+        return AuditEntry(CHAMPION, old, new, "tester", "2026-12-01T00:00:00+00:00", action)
+
+    legacy = [move(None, "1"), move("1", "2"), move("2", "2"), move("2", "2", "rollback")]
+    assert alias_history(legacy, CHAMPION) == ["1", "2"]
+    assert alias_history([*legacy, move("2", "1", "rollback")], CHAMPION) == ["1"]
+    assert alias_history([*legacy, move("2", "3"), move("3", "2", "rollback")], CHAMPION) == ["1", "2"]
+
+
+def test_force_never_skips_servability(versions) -> None:
+    settings, _, _ = versions
+    outcome = _train(settings, BAD, register=False)
+    version = mlflow.register_model(f"runs:/{outcome.run_id}/model", settings.registered_model_name)
+    with pytest.raises(PromotionRefused, match="not servable: tags .* are missing"):
+        promote(settings, settings.registered_model_name, version.version, force=True, reason="skip the gate")
+
+
+def test_list_shows_champion_and_prune_keeps_aliases_and_rollback_targets(versions) -> None:
+    """Champion v2 with v1 as its rollback target, newer unaliased versions after them: prune --keep 1 keeps the
+    newest, the champion and the rollback target, says why, and deletes the rest with their features."""
+    settings, good, bad = versions
+    name = settings.registered_model_name
+    first, second = str(good.version.version), str(bad.version.version)
+    promote(settings, name, first, force=True, reason="pin for prune")
+    promote(settings, name, second, force=True, reason="champion for prune")
     rows = list_versions(settings, name)
-    assert next(r for r in rows if r.version == str(good.version.version)).aliases == [CHAMPION]
-    deleted = prune(settings, name, keep=1)
+    assert next(r for r in rows if r.version == second).aliases == [CHAMPION]
+    newest = max(int(r.version) for r in rows)
+    assert newest > int(second) + 1, "earlier tests registered newer, unaliased versions"
+    report = prune(settings, name, keep=1)
+    assert report.kept == {
+        str(newest): "one of the newest 1",
+        second: "holds @champion",
+        first: "rollback target of @champion",
+    }
     remaining = {r.version for r in list_versions(settings, name)}
-    assert str(good.version.version) in remaining and not set(deleted) & remaining
+    assert remaining == set(report.kept) and report.deleted and not set(report.deleted) & remaining
     from feature_repo.model_views import load_manifest
 
     assert {e.version for e in load_manifest(settings.work_dir)} <= {int(v) for v in remaining}
+    assert rollback(settings, name).to_version == first  # the target survived the prune
 
 
 def test_integer_id_arrays_are_served_exactly_or_refused() -> None:
