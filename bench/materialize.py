@@ -116,8 +116,9 @@ class Timings:
     identical: bool = True
 
 
-def one_repeat(root: Path, offline: Path, kind: OnlineStoreKind, users: list[int], run_feast: bool,
-               timings: Timings) -> None:
+def one_repeat(
+    root: Path, offline: Path, kind: OnlineStoreKind, users: list[int], run_feast: bool, timings: Timings
+) -> None:
     """Materialize the same snapshots with each engine into its own fresh store; record seconds and agreement."""
     with online_target(kind) as ours_target, online_target(kind) as feast_target:
         ours = prepared_work_dir(offline, root / "ours", ours_target)
@@ -136,8 +137,9 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def bench_size(root: Path, n_users: int, kinds: list[OnlineStoreKind], run_feast: bool, sample: int,
-               repeats: int) -> None:
+def bench_size(
+    root: Path, n_users: int, kinds: list[OnlineStoreKind], run_feast: bool, sample: int, repeats: int
+) -> None:
     """Benchmark one size on every store kind and print a line per kind; ``root`` is removed afterwards."""
     rng = np.random.default_rng(n_users)
     data = Settings(work_dir=root / "data")
@@ -177,8 +179,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # Feast's MLflow hook creates each work dir's tracking DB
     kinds = [OnlineStoreKind(k) for k in args.stores]
-    print(f"{'store':<7} {'users':>9} {'rows':>10} {'n':>3} {'feast s median (min-max)':>22} {'feast rows/s':>11} "
-          f"{'ours s median (min-max)':>22} {'ours rows/s':>11} {'speedup':>17} online values")
+    print(
+        f"{'store':<7} {'users':>9} {'rows':>10} {'n':>3} {'feast s median (min-max)':>22} {'feast rows/s':>11} "
+        f"{'ours s median (min-max)':>22} {'ours rows/s':>11} {'speedup':>17} online values"
+    )
     with tempfile.TemporaryDirectory(prefix="graphrec-bench-") as folder:
         for n_users in args.sizes:
             run_feast = args.skip_feast_above is None or n_users <= args.skip_feast_above

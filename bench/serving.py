@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ class Case:
         return float(np.percentile(self.latencies, q))
 
 
-def settings_for(work_dir: Path, store: str, redis_url: str | None):  # noqa: ANN201  graphrec Settings
+def settings_for(work_dir: Path, store: str, redis_url: str | None):  # -> graphrec Settings (imported lazily)
     """Settings of the benchmark world for one online store."""
     from graphrec.settings import OnlineStoreKind, Settings
 
@@ -56,7 +55,9 @@ def build_world(work_dir: Path, store: str, redis_url: str | None, n_items: int)
     from tests.support.serving import dot_tables, popularity_table, publish_dot_version
 
     users, items = dot_tables(USERS, n_items, DIM, seed=0)
-    publish_dot_version(settings_for(work_dir, store, redis_url), users, items, popularity_table(items["item_id"].to_numpy(), 0))
+    publish_dot_version(
+        settings_for(work_dir, store, redis_url), users, items, popularity_table(items["item_id"].to_numpy(), 0)
+    )
 
 
 def serve(work_dir: Path, store: str, redis_url: str | None, port: int, naive: bool) -> None:
@@ -101,14 +102,19 @@ def measure(url: str, candidates: int, requests: int, n_items: int, seed: int) -
 
 def table(cases: list[Case]) -> str:
     """The results table with naive/ours ratios of p50 and p99."""
-    lines = ["cands 0 = GET /healthz, the HTTP floor under the current machine load",
-             f"{'store':<7}{'path':<7}{'cands':>6}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'naive/ours p50':>16}{'p99':>7}"]
+    lines = [
+        "cands 0 = GET /healthz, the HTTP floor under the current machine load",
+        f"{'store':<7}{'path':<7}{'cands':>6}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}"
+        f"{'naive/ours p50':>16}{'p99':>7}",
+    ]
     ours = {(c.store, c.candidates): c for c in cases if c.path == "ours"}
     for case in cases:
         ratio = ""
         base = ours.get((case.store, case.candidates))
         if case.path == "naive" and base is not None:
-            ratio = f"{case.percentile(50) / base.percentile(50):>15.1f}x{case.percentile(99) / base.percentile(99):>6.1f}x"
+            ratio = (
+                f"{case.percentile(50) / base.percentile(50):>15.1f}x{case.percentile(99) / base.percentile(99):>6.1f}x"
+            )
         lines.append(
             f"{case.store:<7}{case.path:<7}{case.candidates:>6}{len(case.latencies):>6}{case.percentile(50):>9.2f}"
             f"{case.percentile(99):>9.2f}{case.latencies.mean():>9.2f}{ratio}"
@@ -149,8 +155,12 @@ def main() -> None:
     """Parse arguments; as parent run the benchmark and print the table, as child serve."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="Timed requests per case (after the warm-up).")
-    parser.add_argument("--naive-requests", type=int, default=None,
-                        help="Timed requests per naive case (default: --requests; the naive path is slow).")
+    parser.add_argument(
+        "--naive-requests",
+        type=int,
+        default=None,
+        help="Timed requests per naive case (default: --requests; the naive path is slow).",
+    )
     parser.add_argument("--items", type=int, default=5000, help="Items in the catalogue.")
     parser.add_argument("--stores", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)

@@ -51,8 +51,11 @@ def summary_tables(summary: DatasetSummary) -> list[Table]:
         ),
         key_value_table(
             "collaborative knowledge graph",
-            {"nodes": summary.ckg.nodes, "edges (with inverses)": summary.ckg.edges,
-             "relations (with inverses)": summary.ckg.relations},
+            {
+                "nodes": summary.ckg.nodes,
+                "edges (with inverses)": summary.ckg.edges,
+                "relations (with inverses)": summary.ckg.relations,
+            },
         ),
     ]
 

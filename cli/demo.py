@@ -66,15 +66,22 @@ def _features(settings: Settings) -> None:
     from training.features.transh_job import FEATURE_JOB_TRANSH
 
     config = FeatureJobConfig(transh=replace(FEATURE_JOB_TRANSH, epochs=DEMO_TRANSH_EPOCHS))
-    report = build_features(settings, config=config, on_epoch=lambda e, r: console.print(
-        f"  TransH epoch {e:3d}  loss {r['loss']:.4f}" + (f"  valid MRR {r['valid_mrr']:.3f}" if "valid_mrr" in r else "")
-    ))
+    report = build_features(
+        settings,
+        config=config,
+        on_epoch=lambda e, r: console.print(
+            f"  TransH epoch {e:3d}  loss {r['loss']:.4f}"
+            + (f"  valid MRR {r['valid_mrr']:.3f}" if "valid_mrr" in r else "")
+        ),
+    )
     for view, rows in report.rows.items():
         console.print(f"{view}: {rows:,} rows -> {report.written[view]}")
     if report.transh is not None:
         metrics = report.transh.test_metrics
-        console.print(f"TransH held-out link prediction: MRR {metrics.get('mrr', float('nan')):.4f}, "
-                      f"Hits@10 {metrics.get('hits@10', float('nan')):.4f}")
+        console.print(
+            f"TransH held-out link prediction: MRR {metrics.get('mrr', float('nan')):.4f}, "
+            f"Hits@10 {metrics.get('hits@10', float('nan')):.4f}"
+        )
 
 
 def _apply_and_materialize(settings: Settings) -> None:
@@ -85,8 +92,9 @@ def _apply_and_materialize(settings: Settings) -> None:
     definitions = apply(settings)
     console.print(f"applied {len(definitions.views)} feature views, {len(definitions.services)} feature services")
     report = materialize(feature_store(settings))
-    console.print(f"materialized {report.rows:,} rows into {report.online_store} "
-                  f"({report.rows_per_second:,.0f} rows/s)")
+    console.print(
+        f"materialized {report.rows:,} rows into {report.online_store} ({report.rows_per_second:,.0f} rows/s)"
+    )
 
 
 def _train_register_promote(settings: Settings) -> str:
@@ -98,16 +106,27 @@ def _train_register_promote(settings: Settings) -> str:
     configure_mlflow(settings)
     load_models()
     config = MODELS[DEMO_MODEL].Config(epochs=DEMO_EPOCHS)
-    outcome = train_and_log(settings, DEMO_MODEL, config, register_version=True, on_epoch=lambda r: console.print(
-        f"  epoch {r.epoch:2d}  loss {r.train_loss:.4f}  valid AUC {r.valid_auc:.4f}  {r.seconds:.1f}s"))
+    outcome = train_and_log(
+        settings,
+        DEMO_MODEL,
+        config,
+        register_version=True,
+        on_epoch=lambda r: console.print(
+            f"  epoch {r.epoch:2d}  loss {r.train_loss:.4f}  valid AUC {r.valid_auc:.4f}  {r.seconds:.1f}s"
+        ),
+    )
     assert outcome.version is not None
     test = outcome.run.test
-    console.print(f"{DEMO_MODEL}: test AUC {test['auc']:.4f} (sparse tercile {test['auc/sparse']:.4f}), "
-                  f"F1 {test['f1']:.4f}; run {outcome.run_id}")
+    console.print(
+        f"{DEMO_MODEL}: test AUC {test['auc']:.4f} (sparse tercile {test['auc/sparse']:.4f}), "
+        f"F1 {test['f1']:.4f}; run {outcome.run_id}"
+    )
     version = str(outcome.version.version)
     entry = promote(settings, settings.registered_model_name, version, force=False)
-    console.print(f"registered {settings.registered_model_name} v{version}; champion: "
-                  f"{entry.from_version or '-'} -> {entry.to_version} (gate {entry.gate})")
+    console.print(
+        f"registered {settings.registered_model_name} v{version}; champion: "
+        f"{entry.from_version or '-'} -> {entry.to_version} (gate {entry.gate})"
+    )
     return version
 
 
@@ -128,8 +147,11 @@ def _serve_and_predict(settings: Settings) -> None:
     from serving.client import ServingClient
 
     port = free_port()
-    env = os.environ | {"GRAPHREC_WORK_DIR": str(settings.work_dir), "GRAPHREC_DATASET": settings.dataset,
-                        "GRAPHREC_DATA_DIR": str(settings.data_dir)}
+    env = os.environ | {
+        "GRAPHREC_WORK_DIR": str(settings.work_dir),
+        "GRAPHREC_DATASET": settings.dataset,
+        "GRAPHREC_DATA_DIR": str(settings.data_dir),
+    }
     command = [str(Path(sys.executable).with_name("graphrec")), "serve", "--port", str(port), "--log-level", "warning"]
     with http_service(command, port, env=env) as (_, url):
         console.print(f"service ready at {url}")
@@ -143,7 +165,9 @@ def _serve_and_predict(settings: Settings) -> None:
                 table.add_row(label, f"{result.model.name} v{result.model.version}", str(result.fallback or "-"), top)
             recommended = client.recommend(0, k=5)
         console.print(table)
-        console.print("recommend(user 0, k=5): " + ", ".join(f"{s.item_id} ({s.score:.2f})" for s in recommended.scores))
+        console.print(
+            "recommend(user 0, k=5): " + ", ".join(f"{s.item_id} ({s.score:.2f})" for s in recommended.scores)
+        )
 
 
 def demo(ctx: typer.Context) -> None:
@@ -154,7 +178,9 @@ def demo(ctx: typer.Context) -> None:
         _stage("2. build the graphs (training interactions only)", lambda: _graphs(settings))
         _stage("3. graph features (TransH + neighbourhood aggregates) -> offline store", lambda: _features(settings))
         _stage("4. feast apply + materialize into the online store", lambda: _apply_and_materialize(settings))
-        _stage(f"5. train {DEMO_MODEL} (short schedule), register, publish features, promote",
-               lambda: _train_register_promote(settings))
+        _stage(
+            f"5. train {DEMO_MODEL} (short schedule), register, publish features, promote",
+            lambda: _train_register_promote(settings),
+        )
         _stage("6. the registry", lambda: _models_table(settings))
         _stage("7. serve the champion, predict online (one unknown user), stop", lambda: _serve_and_predict(settings))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -49,20 +48,36 @@ def build(
     families = tuple(only) if only else FAMILIES
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
-        raise typer.BadParameter(f"unknown feature families {unknown}; choose from {', '.join(FAMILIES)}", param_hint="--only")
-    with reported_errors(), Progress(
-        TextColumn("TransH"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as progress:
+        raise typer.BadParameter(
+            f"unknown feature families {unknown}; choose from {', '.join(FAMILIES)}", param_hint="--only"
+        )
+    with (
+        reported_errors(),
+        Progress(
+            TextColumn("TransH"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task("transh", total=config.transh.epochs, info="")
 
         def on_epoch(epoch: int, record: dict) -> None:
-            info = f"loss {record['loss']:.4f}" + (f" valid MRR {record['valid_mrr']:.3f}" if "valid_mrr" in record else "")
+            info = f"loss {record['loss']:.4f}" + (
+                f" valid MRR {record['valid_mrr']:.3f}" if "valid_mrr" in record else ""
+            )
             progress.update(task, completed=epoch, info=info)
 
         report = build_features(settings, families, _parse_time(as_of), config, on_epoch=on_epoch)
-    table = Table(text_column("view"), number_column("rows"), text_column("snapshot"),
-                  title=f"offline snapshots as of {report.as_of:%Y-%m-%d %H:%M} UTC")
+    table = Table(
+        text_column("view"),
+        number_column("rows"),
+        text_column("snapshot"),
+        title=f"offline snapshots as of {report.as_of:%Y-%m-%d %H:%M} UTC",
+    )
     for name, path in report.written.items():
         table.add_row(name, f"{report.rows[name]:,}", path)
     console.print(table)
@@ -70,7 +85,8 @@ def build(
         metrics = report.transh.test_metrics
         console.print(
             f"TransH held-out KG link prediction ({report.transh.n_test_triples} twin-free test triples, filtered, "
-            f"both sides): MRR {metrics.get('mrr', float('nan')):.4f}, Hits@10 {metrics.get('hits@10', float('nan')):.4f}"
+            f"both sides): MRR {metrics.get('mrr', float('nan')):.4f}, "
+            f"Hits@10 {metrics.get('hits@10', float('nan')):.4f}"
         )
     run_id = log_feature_build(settings, report, config)
     if run_id:
@@ -83,23 +99,26 @@ def apply(ctx: typer.Context) -> None:
     from featurestore.store import apply as apply_definitions
 
     definitions = apply_definitions(settings_of(ctx))
-    console.print(f"applied {len(definitions.views)} feature views and {len(definitions.services)} feature services: "
-                  + ", ".join(v.name for v in definitions.views))
+    console.print(
+        f"applied {len(definitions.views)} feature views and {len(definitions.services)} feature services: "
+        + ", ".join(v.name for v in definitions.views)
+    )
 
 
 @app.command()
 def materialize(
     ctx: typer.Context,
     incremental: bool = typer.Option(False, "--incremental", help="Start each view at its last materialized end."),
-    view: Optional[list[str]] = typer.Option(None, "--view", help="Only these views (default: all)."),
+    view: list[str] | None = typer.Option(None, "--view", help="Only these views (default: all)."),
 ) -> None:
     """Write the latest offline row of every entity into the online store (SQLite or Redis), with a progress bar."""
     from featurestore.config import feature_store
     from featurestore.materialize import materialize as run_materialize
 
     store = feature_store(settings_of(ctx))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
         tasks: dict[str, int] = {}
 
         def on_batch(name: str, done: int, total: int) -> None:
@@ -110,8 +129,13 @@ def materialize(
         report = run_materialize(store, incremental=incremental, views=view or None, progress=on_batch)
     table = Table("view", "rows", "from", "to", "seconds", title=f"materialized into {report.online_store}")
     for result in report.views:
-        table.add_row(result.name, f"{result.rows:,}", f"{result.start:%Y-%m-%d}", f"{result.end:%Y-%m-%d %H:%M}",
-                      f"{result.seconds:.2f}")
+        table.add_row(
+            result.name,
+            f"{result.rows:,}",
+            f"{result.start:%Y-%m-%d}",
+            f"{result.end:%Y-%m-%d %H:%M}",
+            f"{result.seconds:.2f}",
+        )
     console.print(table)
     console.print(f"{report.rows:,} rows in {report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)")
 
@@ -144,8 +168,11 @@ def get(
         print_json({"user_id": user, "item_id": item, "features": values})
         return
     abridged = any(isinstance(value, list) and len(value) > VECTOR_PREVIEW for value in values.values())
-    table = Table(name_column("feature"), text_column("value"),
-                  caption="long vectors abridged; --json prints them in full" if abridged else None)
+    table = Table(
+        name_column("feature"),
+        text_column("value"),
+        caption="long vectors abridged; --json prints them in full" if abridged else None,
+    )
     for name, value in values.items():
         table.add_row(name, _shown(value))
     console.print(table)
@@ -156,7 +183,9 @@ def training_set(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Parquet file to write."),
     entities: Path | None = typer.Option(
-        None, "--entities", help="Parquet/CSV of user_id, item_id, event_timestamp (default: the labelled interactions)."
+        None,
+        "--entities",
+        help="Parquet/CSV of user_id, item_id, event_timestamp (default: the labelled interactions).",
     ),
 ) -> None:
     """Point-in-time join (Feast get_historical_features) of label events with the graph features -> parquet."""
@@ -180,5 +209,7 @@ def training_set(
     out.parent.mkdir(parents=True, exist_ok=True)
     joined.to_parquet(out, index=False)
     missing = int(joined.filter(like="__").isna().any(axis=1).sum())
-    console.print(f"wrote {len(joined):,} rows x {joined.shape[1]} columns to {out} "
-                  f"({missing:,} rows have no feature snapshot at or before their event time)")
+    console.print(
+        f"wrote {len(joined):,} rows x {joined.shape[1]} columns to {out} "
+        f"({missing:,} rows have no feature snapshot at or before their event time)"
+    )

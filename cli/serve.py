@@ -59,8 +59,13 @@ def predict(
         return
     model = result.model
     console.print(f"[bold]{model.name}[/bold] v{model.version} ({model.alias}) — user {user}")
-    table = Table(number_column("rank"), number_column("item"), number_column("score"), text_column("source"),
-                  caption=f"fallback: {result.fallback}" if result.fallback else None)
+    table = Table(
+        number_column("rank"),
+        number_column("item"),
+        number_column("score"),
+        text_column("source"),
+        caption=f"fallback: {result.fallback}" if result.fallback else None,
+    )
     for scored in result.scores:
         table.add_row(str(scored.rank), str(scored.item_id), f"{scored.score:.4f}", scored.source)
     console.print(table)

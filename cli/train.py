@@ -50,7 +50,9 @@ def train(
     model: str = typer.Option(..., "--model", help="Registered model name (e.g. kcan, kgat, bpr_mf)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of the model's config fields."),
     seed: int | None = typer.Option(None, "--seed", help="Split and training seed (default: settings seed)."),
-    threads: int | None = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."
+    ),
     register: bool = typer.Option(False, "--register", help="Register the model and publish its features to Feast."),
 ) -> None:
     """Train one model (early stopping on validation), print validation and test metrics overall and by tercile,
@@ -64,8 +66,10 @@ def train(
     name = _model_names(model)[0]
     model_config = load_config(name, config)
     configure_mlflow(settings)
-    console.print(f"[bold]{name}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
-                  f"{model_config.model_dump()}")
+    console.print(
+        f"[bold]{name}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
+        f"{model_config.model_dump()}"
+    )
 
     def progress(record: EpochRecord) -> None:
         console.print(
@@ -80,8 +84,10 @@ def train(
     console.print(_metrics_table(f"{name} (seed {run.seed})", {"validation": run.valid, "test": run.test}))
     console.print(f"MLflow run {outcome.run_id}")
     if outcome.version is not None:
-        console.print(f"registered {outcome.version.name} version {outcome.version.version}; promote it with "
-                      f"`graphrec models promote {outcome.version.name} {outcome.version.version}`")
+        console.print(
+            f"registered {outcome.version.name} version {outcome.version.version}; promote it with "
+            f"`graphrec models promote {outcome.version.name} {outcome.version.version}`"
+        )
 
 
 def evaluate(
@@ -92,7 +98,9 @@ def evaluate(
     config_dir: Path | None = typer.Option(
         None, "--config-dir", help="Folder of NAME.yaml configs; models without one use their defaults."
     ),
-    threads: int | None = typer.Option(None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."
+    ),
 ) -> None:
     """Fit and test every model for every seed; write RESULTS.md (mean ± std) and results_by_tercile.png."""
     from training.data.load import load_dataset

@@ -47,7 +47,7 @@ class ModelViews:
         _, user_view, item_view = self.names
         family = f"{MODEL_FAMILY_PREFIX}{self.model}/v{self.version}"
 
-        def spec(name: str, entity, features: dict[str, str]) -> ViewSpec:  # noqa: ANN001
+        def spec(name: str, entity, features: dict[str, str]) -> ViewSpec:
             return ViewSpec(
                 name=name,
                 entity=entity,

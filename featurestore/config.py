@@ -59,7 +59,6 @@ def write_cli_config(settings: Settings) -> Path:
     path.write_text(
         "# Written by graphrec (featurestore/config.py) from Settings: the stock feature_repo/feature_store.yaml\n"
         f"# with this work dir. Use: FEAST_FS_YAML_FILE_PATH={path.resolve()} \\\n"
-        f"#   feast -c {settings.feature_repo.resolve()} ...\n"
-        + yaml.safe_dump(config_dict(settings), sort_keys=False)
+        f"#   feast -c {settings.feature_repo.resolve()} ...\n" + yaml.safe_dump(config_dict(settings), sort_keys=False)
     )
     return path

@@ -164,8 +164,14 @@ class GraphrecComputeEngine(ComputeEngine):
         """The engine records the intervals itself, after every view is written (module docstring)."""
         return True
 
-    def update(self, project: str, views_to_delete: Sequence[Any], views_to_keep: Sequence[Any],
-               entities_to_delete: Sequence[Any], entities_to_keep: Sequence[Any]) -> None:
+    def update(
+        self,
+        project: str,
+        views_to_delete: Sequence[Any],
+        views_to_keep: Sequence[Any],
+        entities_to_delete: Sequence[Any],
+        entities_to_keep: Sequence[Any],
+    ) -> None:
         """Nothing to prepare on ``feast apply``: the online store's own update creates its tables."""
 
     def teardown_infra(self, project: str, fvs: Sequence[Any], entities: Sequence[Any]) -> None:
@@ -239,14 +245,16 @@ class GraphrecComputeEngine(ComputeEngine):
         writer.prepare(view)
         with self._progress_of(task, latest.num_rows) as progress:
             for offset in range(0, latest.num_rows, self.batch_rows):
-                batch = encode_batch(spec, latest.slice(offset, self.batch_rows),
-                                     self.repo_config.entity_key_serialization_version)
+                batch = encode_batch(
+                    spec, latest.slice(offset, self.batch_rows), self.repo_config.entity_key_serialization_version
+                )
                 writer.write(view, batch)
                 result.rows += len(batch)
                 progress(view.name, result.rows, latest.num_rows)
         result.seconds = time.perf_counter() - started
-        logger.info("%s: %d rows from %s to %s in %.2fs", view.name, result.rows, result.start, result.end,
-                    result.seconds)
+        logger.info(
+            "%s: %d rows from %s to %s in %.2fs", view.name, result.rows, result.start, result.end, result.seconds
+        )
         return result
 
     @contextmanager

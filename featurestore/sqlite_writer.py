@@ -71,8 +71,14 @@ class SqliteWriter:
         event_ts = sqlite_timestamps(batch.event_micros)
         created_ts = sqlite_timestamps(batch.created_micros)
         per_feature = [
-            zip(batch.keys, repeat(f.name), batch.values[f.name], value_texts(f.dtype, batch.table[f.name]),
-                event_ts, created_ts)
+            zip(
+                batch.keys,
+                repeat(f.name),
+                batch.values[f.name],
+                value_texts(f.dtype, batch.table[f.name]),
+                event_ts,
+                created_ts,
+            )
             for f in sorted(batch.spec.features, key=lambda f: f.name)
         ]
         rows = zip(*per_feature, strict=True)  # entity-major, then feature name

@@ -33,7 +33,9 @@ def feature_columns(frame: pd.DataFrame, key: str) -> list[str]:
     return [c for c in frame.columns if c != key]
 
 
-def scorer_model(kind: str, state: dict[str, object], user_features: pd.DataFrame, item_features: pd.DataFrame) -> ScorerModel:
+def scorer_model(
+    kind: str, state: dict[str, object], user_features: pd.DataFrame, item_features: pd.DataFrame
+) -> ScorerModel:
     """The pyfunc wrapper of one exported model."""
     return ScorerModel(kind, state, feature_columns(user_features, USER_ID), feature_columns(item_features, ITEM_ID))
 

@@ -6,7 +6,7 @@ features are materialized into the online store, and its tags name them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -79,7 +79,7 @@ def publish_version(
     users, items = as_servable(users, "user"), as_servable(items, "item")
     entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID))
     user_spec, item_spec = entry.view_specs()
-    moment = datetime.now(timezone.utc).replace(microsecond=0)
+    moment = datetime.now(UTC).replace(microsecond=0)
     write_snapshot(settings, user_spec, _stamped(users, moment))
     write_snapshot(settings, item_spec, _stamped(items, moment))
     others = [e for e in load_manifest(settings.work_dir) if (e.model, e.version) != (entry.model, entry.version)]

@@ -52,6 +52,7 @@ def lineage_fingerprint(dataset_fingerprint: str, seed: int) -> str:
 
 def model_card(run: TrainedRun) -> str:
     """A short markdown model card: data, protocol, metrics, intended use, known gaps."""
+
     def row(metric: str) -> str:
         cells = [run.test.get(metric + suffix, float("nan")) for suffix in ("", "/sparse", "/medium", "/active")]
         return f"| {metric} | " + " | ".join(f"{v:.4f}" for v in cells) + " |"
@@ -86,7 +87,9 @@ def log_training_run(settings: Settings, run: TrainedRun) -> str:
     export = run.export
     model = scorer_model(export.scorer_kind, export.scorer_state, export.user_features, export.item_features)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{run.model_name}-seed{run.seed}") as active:
-        mlflow.log_params({"model": run.model_name, "seed": run.seed} | {f"config.{k}": v for k, v in run.config.items()})
+        mlflow.log_params(
+            {"model": run.model_name, "seed": run.seed} | {f"config.{k}": v for k, v in run.config.items()}
+        )
         for record in run.history:
             step = int(record["epoch"])
             mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "epoch"}, step=step)

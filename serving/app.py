@@ -29,8 +29,9 @@ from serving.service import Service
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, naive: bool = False, store: FeatureStore | None = None,
-               poll: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, *, naive: bool = False, store: FeatureStore | None = None, poll: bool = True
+) -> FastAPI:
     """The serving app for ``settings``: binds ``models:/<registered_model_name>@champion`` (and @challenger) at
     start-up and, with ``poll``, re-checks aliases and watermarks every ``serving_poll_interval_s``. ``store``
     overrides the Feast FeatureStore built from ``settings``; ``naive`` selects the plain baseline scoring path."""
@@ -40,10 +41,16 @@ def create_app(settings: Settings, *, naive: bool = False, store: FeatureStore |
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.serving_torch_threads)  # per-request batches are small: threads only contend
         reader = FeatureReader(store if store is not None else feature_store(settings))
-        manager = BindingManager(settings.registered_model_name, ModelSource(settings.mlflow_uri), reader,
-                                 settings.serving_challenger_share, on_swap=metrics.swapped)
-        app.state.service = Service(manager, reader, recommend_candidates=settings.serving_recommend_candidates,
-                                    naive=naive)
+        manager = BindingManager(
+            settings.registered_model_name,
+            ModelSource(settings.mlflow_uri),
+            reader,
+            settings.serving_challenger_share,
+            on_swap=metrics.swapped,
+        )
+        app.state.service = Service(
+            manager, reader, recommend_candidates=settings.serving_recommend_candidates, naive=naive
+        )
         try:
             manager.refresh()
         except Exception as error:  # noqa: BLE001  start anyway: not ready until the poller binds a model

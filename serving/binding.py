@@ -116,14 +116,14 @@ class ModelSource:
             if error.error_code in NOT_FOUND_CODES:
                 return None
             raise RegistryUnavailable(f"MLflow registry error: {error.error_code}") from error
-        except Exception as error:  # noqa: BLE001  connection errors of any backend
+        except Exception as error:  # connection errors of any backend, re-raised as RegistryUnavailable
             raise RegistryUnavailable(f"MLflow registry unreachable: {type(error).__name__}") from error
 
     def tags(self, name: str, version: str) -> dict[str, str]:
         """The version's tags."""
         try:
             return dict(self.client.get_model_version(name, version).tags)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise RegistryUnavailable(f"MLflow registry unreachable: {type(error).__name__}") from error
 
     def load(self, name: str, version: str) -> tuple[mlflow.pyfunc.PyFuncModel, ScorerModel]:
@@ -136,7 +136,7 @@ class ModelSource:
                     artifact_uri=location, dst_path=folder, tracking_uri=self.uri
                 )
                 pyfunc = mlflow.pyfunc.load_model(local)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise RegistryUnavailable(f"cannot load models:/{name}/{version}: {type(error).__name__}") from error
         finally:
             sys.path[:] = saved_path
@@ -276,7 +276,7 @@ class BindingManager:
         while not self._stop.wait(interval):
             try:
                 self.refresh()
-            except Exception:  # noqa: BLE001  the poller must survive anything; the next tick retries
+            except Exception:  # the poller must survive anything; the next tick retries
                 log.exception("binding refresh failed; still serving the previous bindings")
 
     def start(self, interval: float) -> None:

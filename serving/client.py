@@ -52,7 +52,9 @@ class ServingClient:
 
     def recommend(self, user_id: int, k: int = 10) -> ScoresResponse:
         """Top-``k`` items for ``user_id``."""
-        return ScoresResponse.model_validate(self._json(self.http.post("/v1/recommend", json={"user_id": user_id, "k": k})))
+        return ScoresResponse.model_validate(
+            self._json(self.http.post("/v1/recommend", json={"user_id": user_id, "k": k}))
+        )
 
     def model(self) -> ModelsResponse:
         """What the service serves."""

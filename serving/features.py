@@ -82,7 +82,7 @@ class FeatureReader:
         """Re-read the Feast registry (new views, new materialization intervals)."""
         try:
             self.store.refresh_registry()
-        except Exception as error:  # noqa: BLE001  any registry backend failure
+        except Exception as error:  # any registry backend failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"Feast registry unreadable: {error}") from error
 
     def view(self, name: str) -> FeatureView | None:
@@ -99,10 +99,10 @@ class FeatureReader:
             return None
         return max(end for _, end in view.materialization_intervals)
 
-    def _online(self, refs: list[str], rows: list[dict[str, int]]):  # noqa: ANN202  a protobuf response
+    def _online(self, refs: list[str], rows: list[dict[str, int]]):  # a GetOnlineFeaturesResponse protobuf
         try:
             return self.store.get_online_features(features=refs, entity_rows=rows).proto
-        except Exception as error:  # noqa: BLE001  any online store failure
+        except Exception as error:  # any online store failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
 
     def user_row(self, view: str, features: Sequence[str], user_id: int) -> dict[str, np.ndarray] | None:
@@ -167,7 +167,7 @@ class FeatureReader:
         rows = [{USER_ID: user_id, ITEM_ID: int(i)} for i in item_ids]
         try:
             frame = self.store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True).to_df()
-        except Exception as error:  # noqa: BLE001  any online store failure
+        except Exception as error:  # any online store failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
         renames = {f"{user_view}__{f}": USER_PREFIX + f for f in user_features}
         renames |= {f"{item_view}__{f}": ITEM_PREFIX + f for f in item_features}

@@ -16,19 +16,31 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
-            "graphrec_request_seconds", "Request latency, by route.", ["route"], buckets=LATENCY_BUCKETS,
+            "graphrec_request_seconds",
+            "Request latency, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.requests = Counter(
-            "graphrec_requests", "Requests by route and outcome (ok, fallback, client_error, unavailable, error).",
-            ["route", "outcome"], registry=self.registry,
+            "graphrec_requests",
+            "Requests by route and outcome (ok, fallback, client_error, unavailable, error).",
+            ["route", "outcome"],
+            registry=self.registry,
         )
-        self.fallbacks = Counter("graphrec_fallbacks", "Responses that used a fallback, by reason.", ["reason"],
-                                 registry=self.registry)
-        self.model_version = Gauge("graphrec_model_version", "Registered version served by each alias (0: none).",
-                                   ["alias"], registry=self.registry)
+        self.fallbacks = Counter(
+            "graphrec_fallbacks", "Responses that used a fallback, by reason.", ["reason"], registry=self.registry
+        )
+        self.model_version = Gauge(
+            "graphrec_model_version",
+            "Registered version served by each alias (0: none).",
+            ["alias"],
+            registry=self.registry,
+        )
         self.model_loads = Counter(
-            "graphrec_model_swaps", "Binding swaps (new version or new item features), by alias.", ["alias"],
+            "graphrec_model_swaps",
+            "Binding swaps (new version or new item features), by alias.",
+            ["alias"],
             registry=self.registry,
         )
 

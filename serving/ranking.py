@@ -22,8 +22,14 @@ class Ranked:
     items_without_features: list[int]
 
 
-def ranked(binding: Binding, item_ids: np.ndarray, scores: np.ndarray, by_model: np.ndarray, fallback: str | None,
-           missing: list[int] | None = None) -> Ranked:
+def ranked(
+    binding: Binding,
+    item_ids: np.ndarray,
+    scores: np.ndarray,
+    by_model: np.ndarray,
+    fallback: str | None,
+    missing: list[int] | None = None,
+) -> Ranked:
     """Sort by (model-scored first, descending score); fails on non-finite scores (a model bug: a 500)."""
     if not np.isfinite(scores).all():
         raise ValueError(f"{binding.name} v{binding.version} produced non-finite scores")
@@ -42,8 +48,11 @@ def encode(result: Ranked) -> bytes:
         ]
     )
     head = json.dumps(
-        {"model": _model_ref(result.binding), "fallback": result.fallback,
-         "items_without_features": result.items_without_features},
+        {
+            "model": _model_ref(result.binding),
+            "fallback": result.fallback,
+            "items_without_features": result.items_without_features,
+        },
         separators=(",", ":"),
     )
     return f'{head[:-1]},"scores":[{items}]}}'.encode()

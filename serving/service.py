@@ -42,8 +42,9 @@ class Service:
     def _naive_scores(self, binding: Binding, user_id: int, item_ids: np.ndarray) -> Scored:
         """Same contract as :meth:`_scores`, the plain way: every pair read from Feast into pandas, pyfunc.predict."""
         model = binding.model
-        frame = self.reader.naive_frame(binding.user_view, model.user_features, binding.item_view, model.item_features,
-                                        user_id, item_ids.tolist())
+        frame = self.reader.naive_frame(
+            binding.user_view, model.user_features, binding.item_view, model.item_features, user_id, item_ids.tolist()
+        )
         complete = frame.notna().all(axis=1).to_numpy()
         if not complete.any():
             return popularity_scores(binding.stats, item_ids), complete, UNKNOWN_USER
@@ -66,8 +67,9 @@ class Service:
         user_row = self.reader.user_row(binding.user_view, binding.model.user_features, body.user_id)
         if user_row is None:
             top = most_popular(binding.stats, binding.items.ids, body.k)
-            return ranked(binding, top, popularity_scores(binding.stats, top), np.zeros(len(top), dtype=bool),
-                          UNKNOWN_USER)
+            return ranked(
+                binding, top, popularity_scores(binding.stats, top), np.zeros(len(top), dtype=bool), UNKNOWN_USER
+            )
         wanted = max(self.recommend_candidates, body.k)
         candidates = binding.retrieve(user_row, wanted)
         if candidates is None:  # no shared vector: the most popular items are the candidates
@@ -95,8 +97,14 @@ class Service:
 
 def _model_info(binding: Binding) -> ModelInfo:
     return ModelInfo(
-        name=binding.name, version=binding.version, alias=binding.alias, feature_service=binding.feature_service,
-        user_view=binding.user_view, item_view=binding.item_view, loaded_at=binding.loaded_at,
-        watermark=binding.item_watermark, items_cached=len(binding.items),
+        name=binding.name,
+        version=binding.version,
+        alias=binding.alias,
+        feature_service=binding.feature_service,
+        user_view=binding.user_view,
+        item_view=binding.item_view,
+        loaded_at=binding.loaded_at,
+        watermark=binding.item_watermark,
+        items_cached=len(binding.items),
         fallback_stats_watermark=binding.stats_watermark,
     )

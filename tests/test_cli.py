@@ -85,12 +85,36 @@ def test_stats_json_is_one_document_with_the_table_values(tiny_dir: Path, tmp_pa
 NAME = "graphrec-cli"
 # version -> (model kind, test metrics); v2 is champion, v1 challenger, v3 holds no alias
 VERSIONS = {
-    "1": ("ripplenet", {"test_auc": 0.81234567, "test_f1": 0.74455, "test_auc/sparse": 0.70987654,
-                        "test_recall_at_20": 0.12345678, "test_recall_at_20/sparse": 0.09876543}),
-    "2": ("kcan", {"test_auc": 0.83219876, "test_f1": 0.76011, "test_auc/sparse": 0.75432109,
-                   "test_recall_at_20": 0.14567891, "test_recall_at_20/sparse": 0.11223344}),
-    "3": ("bpr_mf", {"test_auc": 0.78, "test_f1": 0.7, "test_auc/sparse": 0.66, "test_recall_at_20": 0.1,
-                     "test_recall_at_20/sparse": 0.05}),
+    "1": (
+        "ripplenet",
+        {
+            "test_auc": 0.81234567,
+            "test_f1": 0.74455,
+            "test_auc/sparse": 0.70987654,
+            "test_recall_at_20": 0.12345678,
+            "test_recall_at_20/sparse": 0.09876543,
+        },
+    ),
+    "2": (
+        "kcan",
+        {
+            "test_auc": 0.83219876,
+            "test_f1": 0.76011,
+            "test_auc/sparse": 0.75432109,
+            "test_recall_at_20": 0.14567891,
+            "test_recall_at_20/sparse": 0.11223344,
+        },
+    ),
+    "3": (
+        "bpr_mf",
+        {
+            "test_auc": 0.78,
+            "test_f1": 0.7,
+            "test_auc/sparse": 0.66,
+            "test_recall_at_20": 0.1,
+            "test_recall_at_20/sparse": 0.05,
+        },
+    ),
 }
 GATE = {"candidate_auc": 0.83219876, "champion_auc": None, "tolerance": 0.005}
 
@@ -109,14 +133,24 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         for key, value in metrics.items():
             client.log_metric(run, key, value)
         created = client.create_model_version(
-            NAME, f"runs:/{run}/model", run_id=run,
+            NAME,
+            f"runs:/{run}/model",
+            run_id=run,
             tags={MODEL_KIND_TAG: kind, FEATURE_SERVICE_TAG: f"graphrec_cli_v{version}"},
         )
         assert str(created.version) == version
     client.set_registered_model_alias(NAME, "challenger", "1")
     client.set_registered_model_alias(NAME, CHAMPION, "2")
-    entry = AuditEntry(alias=CHAMPION, from_version=None, to_version="2", who="tester",
-                       when="2026-01-02T03:04:05+00:00", action="promote", reason="first champion", gate=GATE)
+    entry = AuditEntry(
+        alias=CHAMPION,
+        from_version=None,
+        to_version="2",
+        who="tester",
+        when="2026-01-02T03:04:05+00:00",
+        action="promote",
+        reason="first champion",
+        gate=GATE,
+    )
     client.set_registered_model_tag(NAME, f"{AUDIT_PREFIX}00001", json.dumps(asdict(entry)))
     return ["--work-dir", str(work)]
 
@@ -169,9 +203,18 @@ def test_models_list_and_show_json(registry: list[str]) -> None:
     details = json.loads(shown.stdout)
     assert details["version"] == "2" and details["aliases"] == [CHAMPION]
     assert details["metrics"] == VERSIONS["2"][1] and details["tags"][MODEL_KIND_TAG] == "kcan"
-    assert details["audit_trail"] == [{"alias": CHAMPION, "from_version": None, "to_version": "2", "who": "tester",
-                                      "when": "2026-01-02T03:04:05+00:00", "action": "promote",
-                                      "reason": "first champion", "gate": GATE}]
+    assert details["audit_trail"] == [
+        {
+            "alias": CHAMPION,
+            "from_version": None,
+            "to_version": "2",
+            "who": "tester",
+            "when": "2026-01-02T03:04:05+00:00",
+            "action": "promote",
+            "reason": "first champion",
+            "gate": GATE,
+        }
+    ]
 
 
 def test_models_show_at_80_columns(registry: list[str]) -> None:
@@ -188,8 +231,10 @@ def test_models_show_at_80_columns(registry: list[str]) -> None:
 def test_predict_json_is_the_service_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     answer = ScoresResponse(
         model=ModelRef(name=NAME, version="2", alias=CHAMPION),
-        scores=[ScoredItem(item_id=7, score=1.25, rank=1, source="model"),
-                ScoredItem(item_id=3, score=-0.5, rank=2, source="model")],
+        scores=[
+            ScoredItem(item_id=7, score=1.25, rank=1, source="model"),
+            ScoredItem(item_id=3, score=-0.5, rank=2, source="model"),
+        ],
     )
     asked: list[tuple[int, list[int]]] = []
 
@@ -220,7 +265,8 @@ def test_only_the_known_benign_warnings_are_silenced(caplog: pytest.LogCaptureFi
         no_example = "\x1b[1;33mAn input example was not provided when logging the model. To ensure ...\x1b[0m"
         warnings.warn_explicit(no_example, UserWarning, "/venv/site-packages/mlflow/pyfunc/__init__.py", 3345)
     assert [(str(w.message), w.filename) for w in shown] == [
-        (noload, "/repo/registry/versions.py"), ("another deprecation", "/venv/site-packages/mlflow/store/x.py")
+        (noload, "/repo/registry/versions.py"),
+        ("another deprecation", "/venv/site-packages/mlflow/store/x.py"),
     ]
     pyfunc_log = logging.getLogger("mlflow.pyfunc")
     with caplog.at_level(logging.WARNING):

@@ -191,8 +191,20 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     assert "validation" in trained.output and "auc/sparse" in trained.output
     out = tmp_path / "report" / "RESULTS.md"
     evaluated = runner.invoke(
-        app, ["evaluate", "--models", "bpr_mf", "--seeds", "1", "--out", str(out), "--config-dir", str(configs),
-              "--threads", "1"]
+        app,
+        [
+            "evaluate",
+            "--models",
+            "bpr_mf",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+            "--config-dir",
+            str(configs),
+            "--threads",
+            "1",
+        ],
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert out.exists() and (out.parent / PLOT_NAME).exists()

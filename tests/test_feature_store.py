@@ -144,7 +144,10 @@ def test_stock_feast_cli_lists_views(store_settings: MakeSettings) -> None:
     env = os.environ | {"FEAST_FS_YAML_FILE_PATH": str(settings.work_dir / "feature_store.yaml")}
     listed = subprocess.run(
         [str(Path(sys.executable).parent / "feast"), "-c", str(settings.feature_repo), "feature-views", "list"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()

@@ -12,8 +12,28 @@ from training.data.dataset import DEFAULT_SNAPSHOT_TS, Dataset
 from training.data.errors import DataNotFoundError, DatasetError
 from training.data.lastfm import load_lastfm
 
-DROPPED_RAW_USERS = {112, 188, 259, 542, 615, 701, 745, 797, 1013, 1115, 1205, 1266, 1307, 1603, 1611, 1675, 1731,
-                     1758, 1893, 2085}
+DROPPED_RAW_USERS = {
+    112,
+    188,
+    259,
+    542,
+    615,
+    701,
+    745,
+    797,
+    1013,
+    1115,
+    1205,
+    1266,
+    1307,
+    1603,
+    1611,
+    1675,
+    1731,
+    1758,
+    1893,
+    2085,
+}
 
 
 @pytest.fixture(scope="module")

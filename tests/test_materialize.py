@@ -265,13 +265,22 @@ def test_other_online_stores_are_refused_by_name(store_settings: MakeSettings) -
 
 
 def test_views_it_cannot_write_are_refused_by_name(tmp_path: Path) -> None:
-    source = FileSource(name="tags", path=str(tmp_path), timestamp_field="event_timestamp",
-                        created_timestamp_column="created")
+    source = FileSource(
+        name="tags", path=str(tmp_path), timestamp_field="event_timestamp", created_timestamp_column="created"
+    )
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-    view = FeatureView(name="user_tags", entities=[user], source=source,
-                       schema=[Field(name="user_id", dtype=Int64), Field(name="tag", dtype=String)])
+    view = FeatureView(
+        name="user_tags",
+        entities=[user],
+        source=source,
+        schema=[Field(name="user_id", dtype=Int64), Field(name="tag", dtype=String)],
+    )
     with pytest.raises(UnsupportedByEngine, match="'user_tags'.*tag: String"):
         view_spec_of(view)
-    counts = FeatureView(name="user_count", entities=[user], source=source,
-                         schema=[Field(name="user_id", dtype=Int64), Field(name="count", dtype=Int64)])
+    counts = FeatureView(
+        name="user_count",
+        entities=[user],
+        source=source,
+        schema=[Field(name="user_id", dtype=Int64), Field(name="count", dtype=Int64)],
+    )
     assert view_spec_of(counts).feature_names == ["count"]

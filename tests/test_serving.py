@@ -37,7 +37,11 @@ POLL_S = 1.0
 
 def serving_settings(work_dir: Path, **overrides: object) -> Settings:
     """Settings of a test world: admin token, exhaustive recommend retrieval, fast polling."""
-    defaults = {"serving_admin_token": TOKEN, "serving_recommend_candidates": N_ITEMS, "serving_poll_interval_s": POLL_S}
+    defaults = {
+        "serving_admin_token": TOKEN,
+        "serving_recommend_candidates": N_ITEMS,
+        "serving_poll_interval_s": POLL_S,
+    }
     return Settings(work_dir=work_dir, **(defaults | overrides))
 
 
@@ -111,7 +115,9 @@ def test_unknown_user_falls_back_to_popularity(client: TestClient, world: tuple[
     assert [popularity[i] for i in ranked] == sorted(popularity[item_ids], reverse=True)
     recommended = client.post("/v1/recommend", json={"user_id": N_USERS + 1000, "k": 3}).json()
     assert recommended["fallback"] == "unknown_user"
-    assert [s["item_id"] for s in recommended["scores"]] == list(popularity.sort_values(ascending=False, kind="stable").index[:3])
+    assert [s["item_id"] for s in recommended["scores"]] == list(
+        popularity.sort_values(ascending=False, kind="stable").index[:3]
+    )
 
 
 def test_items_without_features_are_flagged_and_ranked_last(client: TestClient) -> None:
@@ -138,8 +144,21 @@ def test_items_without_features_are_flagged_and_ranked_last(client: TestClient) 
         {"user_id": 1, "item_ids": [1], "extra": 1},
         [1, 2],
     ],
-    ids=["empty", "1001", "str-user", "str-item", "float", "bool", "neg-user", "neg-item", "huge", "duplicate",
-         "missing", "extra-field", "not-object"],
+    ids=[
+        "empty",
+        "1001",
+        "str-user",
+        "str-item",
+        "float",
+        "bool",
+        "neg-user",
+        "neg-item",
+        "huge",
+        "duplicate",
+        "missing",
+        "extra-field",
+        "not-object",
+    ],
 )
 def test_malformed_predict_bodies_are_422(client: TestClient, body: object) -> None:
     response = client.post("/v1/predict", json=body)
@@ -199,8 +218,15 @@ def test_admin_disabled_without_token(world: tuple[Settings, PublishedVersion]) 
         assert test_client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 403
 
 
-ROUTES = {"/v1/predict": ["post"], "/v1/recommend": ["post"], "/v1/model": ["get"], "/healthz": ["get"],
-          "/readyz": ["get"], "/metrics": ["get"], "/admin/reload": ["post"]}
+ROUTES = {
+    "/v1/predict": ["post"],
+    "/v1/recommend": ["post"],
+    "/v1/model": ["get"],
+    "/healthz": ["get"],
+    "/readyz": ["get"],
+    "/metrics": ["get"],
+    "/admin/reload": ["post"],
+}
 
 
 def test_openapi_lists_every_route_with_its_contract(client: TestClient) -> None:
@@ -266,8 +292,9 @@ def test_naive_path_gives_the_same_answer(client: TestClient, world: tuple[Setti
     assert naive.fallback == fast.fallback == "items_without_features"
 
 
-def test_registry_unreachable_is_503_with_retry_after(world: tuple[Settings, PublishedVersion],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_unreachable_is_503_with_retry_after(
+    world: tuple[Settings, PublishedVersion], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from graphrec.testing import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -298,22 +325,38 @@ def test_lifecycle_ready_swap_challenger_and_watermark(tmp_path: Path) -> None:
         client = MlflowClient()
         client.set_registered_model_alias(settings.registered_model_name, CHAMPION, second.version)
         client.set_registered_model_alias(settings.registered_model_name, CHALLENGER, first.version)
-        waited = wait_until(lambda: predict(test_client, 1, [1, 2]).model.version == second.version,
-                            2 * POLL_S + 5, "the new champion served", interval_s=0.05)
+        waited = wait_until(
+            lambda: predict(test_client, 1, [1, 2]).model.version == second.version,
+            2 * POLL_S + 5,
+            "the new champion served",
+            interval_s=0.05,
+        )
         assert waited <= 2 * POLL_S + 1.0, f"served {waited:.2f} s after the alias moved"  # two polls + model load
-        wait_until(lambda: predict(test_client, 1, [1], **{"X-Graphrec-Variant": "challenger"}).model.version
-                   == first.version, 2 * POLL_S + 5, "the challenger served", interval_s=0.05)
+        wait_until(
+            lambda: predict(test_client, 1, [1], **{"X-Graphrec-Variant": "challenger"}).model.version == first.version,
+            2 * POLL_S + 5,
+            "the challenger served",
+            interval_s=0.05,
+        )
         result = predict(test_client, 4, [7, 8, 9])
-        np.testing.assert_allclose(sorted(s.score for s in result.scores),
-                                   sorted(expected_logits(second, 4, [7, 8, 9])), rtol=1e-5)
+        np.testing.assert_allclose(
+            sorted(s.score for s in result.scores), sorted(expected_logits(second, 4, [7, 8, 9])), rtol=1e-5
+        )
 
         moved = items2.assign(embedding=list(np.stack(items2["embedding"]) * -1.0))
         time.sleep(1.1)  # a later snapshot (second resolution) than the first publication
         publish_features(settings, settings.registered_model_name, second.version, users2, moved, None)
         flipped = PublishedVersion(second.name, second.version, second.model, users2, moved, popularity)
-        wait_until(lambda: np.allclose(sorted(s.score for s in predict(test_client, 4, [7, 8, 9]).scores),
-                                       sorted(expected_logits(flipped, 4, [7, 8, 9])), rtol=1e-5),
-                   2 * POLL_S + 5, "the re-materialized item features served", interval_s=0.05)
+        wait_until(
+            lambda: np.allclose(
+                sorted(s.score for s in predict(test_client, 4, [7, 8, 9]).scores),
+                sorted(expected_logits(flipped, 4, [7, 8, 9])),
+                rtol=1e-5,
+            ),
+            2 * POLL_S + 5,
+            "the re-materialized item features served",
+            interval_s=0.05,
+        )
 
 
 def test_online_store_down_is_503_then_recovers(tmp_path: Path) -> None:
@@ -334,8 +377,12 @@ def test_online_store_down_is_503_then_recovers(tmp_path: Path) -> None:
             assert down.status_code == 503 and down.headers["Retry-After"] == str(settings.serving_retry_after_s)
             assert "Traceback" not in down.text
             redis_server.start()
-            wait_until(lambda: test_client.post("/v1/predict", json={"user_id": 1, "item_ids": [1, 2]})
-                       .status_code == 200, 10, "predict answering after Redis came back", interval_s=0.05)
+            wait_until(
+                lambda: test_client.post("/v1/predict", json={"user_id": 1, "item_ids": [1, 2]}).status_code == 200,
+                10,
+                "predict answering after Redis came back",
+                interval_s=0.05,
+            )
             assert predict(test_client, 1, [1, 2]).fallback is None
     finally:
         redis_server.stop()

@@ -125,8 +125,12 @@ def test_kg_relations_follow_item_type(generated: tuple[Path, SynthSummary], dat
     assert len(relations_per_item) == dataset.n_items
     assert set(relations_per_item) == {(FUND_MANAGER, FUND_SECTOR, FUND_RISK), (COUPON_MERCHANT, COUPON_CATEGORY)}
     tail_type = {
-        FUND_MANAGER: "manager", FUND_SECTOR: "sector", FUND_RISK: "risk_level",
-        COUPON_MERCHANT: "merchant", COUPON_CATEGORY: "category", MERCHANT_CATEGORY: "category",
+        FUND_MANAGER: "manager",
+        FUND_SECTOR: "sector",
+        FUND_RISK: "risk_level",
+        COUPON_MERCHANT: "merchant",
+        COUPON_CATEGORY: "category",
+        MERCHANT_CATEGORY: "category",
     }
     for relation, kind in tail_type.items():
         low, high = entity_types[kind]

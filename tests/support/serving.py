@@ -91,18 +91,33 @@ def _view(
     folder.mkdir(parents=True, exist_ok=True)
     stamped = frame.assign(**{EVENT_TIMESTAMP: pd.Timestamp(moment), CREATED_TIMESTAMP: pd.Timestamp(moment)})
     stamped.to_parquet(folder / f"{moment:%Y%m%dT%H%M%S%f}.parquet", index=False)
-    types = {"embedding": Array(Float32), "bias": Float32, "relation_histogram": Array(Float32),
-             "mean_neighbor_transh": Array(Float32), "popularity": Int64, "kg_degree": Int64}
+    types = {
+        "embedding": Array(Float32),
+        "bias": Float32,
+        "relation_histogram": Array(Float32),
+        "mean_neighbor_transh": Array(Float32),
+        "popularity": Int64,
+        "kg_degree": Int64,
+    }
     source = FileSource(
-        name=name, path=str(folder.resolve()), file_format=ParquetFormat(), timestamp_field=EVENT_TIMESTAMP,
+        name=name,
+        path=str(folder.resolve()),
+        file_format=ParquetFormat(),
+        timestamp_field=EVENT_TIMESTAMP,
         created_timestamp_column=CREATED_TIMESTAMP,
     )
     schema = [Field(name=key, dtype=Int64)] + [Field(name=c, dtype=types[c]) for c in frame.columns if c != key]
     return FeatureView(name=name, entities=[entity], ttl=UNBOUNDED_TTL, schema=schema, source=source, online=True)
 
 
-def publish_features(settings: Settings, name: str, version: str, users: pd.DataFrame, items: pd.DataFrame,
-                     popularity: pd.DataFrame | None) -> None:
+def publish_features(
+    settings: Settings,
+    name: str,
+    version: str,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    popularity: pd.DataFrame | None,
+) -> None:
     """Apply and materialize the version's user/item views (and item_graph_stats when given) with Feast's API."""
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)

@@ -106,8 +106,17 @@ def test_schemathesis_finds_no_server_errors(sqlite_world: Path, tmp_path: Path)
     if binary is None:
         pytest.skip("schemathesis is not installed")
     with running_server(sqlite_world, poll_s=POLL_S) as server:
-        command = [binary, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
-                   "--max-examples", "100", "--request-timeout", "10"]
+        command = [
+            binary,
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "100",
+            "--request-timeout",
+            "10",
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-3000:]

@@ -22,15 +22,17 @@ router = APIRouter()
 
 
 @router.post("/v1/predict", response_model=ScoresResponse, responses=UNAVAILABLE)
-def predict(body: PredictRequest, request: Request, service: ServiceDep, metrics: MetricsDep,
-            variant: VariantHeader = None) -> Response:
+def predict(
+    body: PredictRequest, request: Request, service: ServiceDep, metrics: MetricsDep, variant: VariantHeader = None
+) -> Response:
     """Score and rank candidate items for a user."""
     return _scores_response(request, metrics, service.predict(body, variant))
 
 
 @router.post("/v1/recommend", response_model=ScoresResponse, responses=UNAVAILABLE)
-def recommend(body: RecommendRequest, request: Request, service: ServiceDep, metrics: MetricsDep,
-              variant: VariantHeader = None) -> Response:
+def recommend(
+    body: RecommendRequest, request: Request, service: ServiceDep, metrics: MetricsDep, variant: VariantHeader = None
+) -> Response:
     """Top-k items of the catalogue for a user."""
     return _scores_response(request, metrics, service.recommend(body, variant))
 
