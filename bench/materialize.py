@@ -144,7 +144,7 @@ def bench_size(
     rng = np.random.default_rng(n_users)
     data = Settings(work_dir=root / "data")
     for spec in BENCH_VIEWS:
-        write_snapshot(data, spec, synthetic_frame(spec, n_users, rng))
+        write_snapshot(data.offline_dir, spec, synthetic_frame(spec, n_users, rng))
     users = sorted(rng.choice(n_users, size=min(sample, n_users), replace=False).tolist())
     rows = n_users * len(BENCH_VIEWS)
     for kind in kinds:

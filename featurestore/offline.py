@@ -1,4 +1,5 @@
-"""Offline feature snapshots: parquet files under ``settings.offline_dir/<view>/``, one per build, older ones kept.
+"""Offline feature snapshots: parquet files under ``<offline_dir>/<view>/`` (``Settings.offline_dir``), one per
+build, older ones kept.
 
 A snapshot has exactly the catalogue's columns for its view: the entity join key (int64, no nulls), ``event_timestamp``
 and ``created`` (timestamp[us, UTC], no nulls), then the features in catalogue order: int64 (no nulls), float32 (nulls
@@ -27,7 +28,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ValueType, ViewSpec
-from graphrec.settings import Settings
 
 SNAPSHOT_SUFFIX = ".parquet"
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
@@ -52,14 +52,14 @@ def arrow_schema(spec: ViewSpec) -> pa.Schema:
     return pa.schema(fields + [pa.field(f.name, ARROW_TYPES[f.dtype]) for f in spec.features])
 
 
-def view_dir(settings: Settings, spec: ViewSpec) -> Path:
+def view_dir(offline_dir: Path, spec: ViewSpec) -> Path:
     """The folder holding one view's snapshots."""
-    return settings.offline_dir / spec.name
+    return offline_dir / spec.name
 
 
-def snapshot_files(settings: Settings, spec: ViewSpec) -> list[Path]:
+def snapshot_files(offline_dir: Path, spec: ViewSpec) -> list[Path]:
     """The view's snapshot files, oldest name first (temporary files of unfinished writes excluded)."""
-    return parquet_files(view_dir(settings, spec))
+    return parquet_files(view_dir(offline_dir, spec))
 
 
 def parquet_files(folder: Path) -> list[Path]:
@@ -170,10 +170,10 @@ def snapshot_name(table: pa.Table) -> str:
     return f"event-{_stamp(event)}__created-{_stamp(created)}{SNAPSHOT_SUFFIX}"
 
 
-def write_snapshot(settings: Settings, spec: ViewSpec, frame: pd.DataFrame | pa.Table) -> Path:
+def write_snapshot(offline_dir: Path, spec: ViewSpec, frame: pd.DataFrame | pa.Table) -> Path:
     """Validate ``frame`` against the view's spec and add it as a new snapshot file; return the file's path."""
     table = conform(spec, frame)
-    folder = view_dir(settings, spec)
+    folder = view_dir(offline_dir, spec)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / snapshot_name(table)
     exists = FileExistsError(f"feature view {spec.name!r}: snapshot {target} exists; snapshots are never replaced")
@@ -206,11 +206,11 @@ def _event_window(start: datetime | None, end: datetime | None) -> ds.Expression
 
 
 def read_snapshots(
-    settings: Settings, spec: ViewSpec, start: datetime | None = None, end: datetime | None = None
+    offline_dir: Path, spec: ViewSpec, start: datetime | None = None, end: datetime | None = None
 ) -> pa.Table:
     """All rows of the view's snapshots with ``start <= event_timestamp <= end`` (bounds optional), in the snapshot
     schema plus ``snapshot``: the file's index in name order (oldest first), for tie-breaking."""
-    return read_files(snapshot_files(settings, spec), arrow_schema(spec), start, end)
+    return read_files(snapshot_files(offline_dir, spec), arrow_schema(spec), start, end)
 
 
 def read_files(
@@ -247,8 +247,8 @@ def latest_per_entity(table: pa.Table, join_key: str) -> pa.Table:
     return table.take(pa.array(latest_rows(table, join_key)))
 
 
-def read_latest(settings: Settings, spec: ViewSpec, as_of: datetime | None = None) -> pd.DataFrame:
+def read_latest(offline_dir: Path, spec: ViewSpec, as_of: datetime | None = None) -> pd.DataFrame:
     """The latest row of every entity across all snapshots (event time <= ``as_of`` if given), sorted by join key,
     in the snapshot columns; arrays come back as numpy float32 arrays."""
-    latest = latest_per_entity(read_snapshots(settings, spec, end=as_of), spec.entity.join_key)
+    latest = latest_per_entity(read_snapshots(offline_dir, spec, end=as_of), spec.entity.join_key)
     return latest.drop_columns(["snapshot"]).to_pandas()

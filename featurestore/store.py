@@ -41,7 +41,7 @@ def apply(settings: Settings) -> Definitions:
     settings): create or update them, delete registered objects no longer defined, create online tables, the work
     dir and the views' offline folders, and write the CLI config. Returns the applied definitions."""
     for spec in VIEWS:
-        view_dir(settings, spec).mkdir(parents=True, exist_ok=True)
+        view_dir(settings.offline_dir, spec).mkdir(parents=True, exist_ok=True)
     store = feature_store(settings)
     definitions = build_definitions(settings.offline_dir, load_manifest(settings.work_dir))
     repo = _repo_contents(store.project, definitions)
@@ -72,7 +72,9 @@ def training_set(settings: Settings, entity_df: pd.DataFrame, service: str = GRA
     missing = [column for column in needed if column not in entity_df.columns]
     if missing:
         raise ValueError(f"entity_df lacks column(s) {missing} needed by feature service {service!r} (needs {needed})")
-    unbuilt = [spec.name for spec in VIEWS if spec.name in view_names and not snapshot_files(settings, spec)]
+    unbuilt = [
+        spec.name for spec in VIEWS if spec.name in view_names and not snapshot_files(settings.offline_dir, spec)
+    ]
     if unbuilt:
         raise ValueError(f"feature views {unbuilt} have no offline snapshots under {settings.offline_dir}: build them")
     return store.get_historical_features(entity_df=entity_df, features=feature_service, full_feature_names=True).to_df()

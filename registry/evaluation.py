@@ -56,7 +56,8 @@ def version_feature_tables(settings: Settings, name: str, version: str) -> tuple
     if entry is None:
         raise LookupError(f"{name} version {version} has no published feature views (register it first)")
     user_spec, item_spec = entry.view_specs()
-    return read_latest(settings, user_spec).set_index(USER_ID), read_latest(settings, item_spec).set_index(ITEM_ID)
+    users = read_latest(settings.offline_dir, user_spec).set_index(USER_ID)
+    return users, read_latest(settings.offline_dir, item_spec).set_index(ITEM_ID)
 
 
 def score_pairs(model: ScorerModel, users: pd.DataFrame, items: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:

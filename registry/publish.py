@@ -80,8 +80,8 @@ def publish_version(
     entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID))
     user_spec, item_spec = entry.view_specs()
     moment = datetime.now(UTC).replace(microsecond=0)
-    write_snapshot(settings, user_spec, _stamped(users, moment))
-    write_snapshot(settings, item_spec, _stamped(items, moment))
+    write_snapshot(settings.offline_dir, user_spec, _stamped(users, moment))
+    write_snapshot(settings.offline_dir, item_spec, _stamped(items, moment))
     others = [e for e in load_manifest(settings.work_dir) if (e.model, e.version) != (entry.model, entry.version)]
     save_manifest(settings.work_dir, others + [entry])
     apply(settings)

@@ -162,7 +162,7 @@ def prune(settings: Settings, name: str, keep: int) -> PruneReport:
             apply(settings)  # Feast deletes the views (and their online tables) no longer defined
             for entry in removed:
                 for spec in entry.view_specs():
-                    shutil.rmtree(view_dir(settings, spec), ignore_errors=True)
+                    shutil.rmtree(view_dir(settings.offline_dir, spec), ignore_errors=True)
             for version in doomed:
                 client.delete_model_version(name, version.version)
         return PruneReport(

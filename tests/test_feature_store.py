@@ -42,27 +42,27 @@ MakeSettings = Callable[..., Settings]  # the settings_for / store_settings fixt
 def test_snapshots_are_kept_and_latest_wins(settings_for: MakeSettings) -> None:
     settings = settings_for()
     write_two_snapshots(settings, 10)
-    files = snapshot_files(settings, USER_TRANSH)
+    files = snapshot_files(settings.offline_dir, USER_TRANSH)
     assert [f.name for f in files] == [
         "event-20110501T000000Z__created-20260101T000000Z.parquet",
         "event-20110601T123015.250000Z__created-20260102T030405Z.parquet",
     ]
-    latest = read_latest(settings, USER_TRANSH)
+    latest = read_latest(settings.offline_dir, USER_TRANSH)
     assert latest[USER.join_key].tolist() == list(range(10))
     expected = [T2 if user % 2 == 0 else T1 for user in range(10)]
     assert [t.to_pydatetime() for t in latest[EVENT_TIMESTAMP]] == expected
-    assert read_latest(settings, USER_TRANSH, as_of=T1)[EVENT_TIMESTAMP].eq(pd.Timestamp(T1)).all()
-    assert read_snapshots(settings, USER_TRANSH, start=T1 + timedelta(seconds=1)).num_rows == 5
-    assert read_snapshots(settings, USER_TRANSH).schema.field("transh").type == pa.list_(pa.float32())
+    assert read_latest(settings.offline_dir, USER_TRANSH, as_of=T1)[EVENT_TIMESTAMP].eq(pd.Timestamp(T1)).all()
+    assert read_snapshots(settings.offline_dir, USER_TRANSH, start=T1 + timedelta(seconds=1)).num_rows == 5
+    assert read_snapshots(settings.offline_dir, USER_TRANSH).schema.field("transh").type == pa.list_(pa.float32())
 
 
 def test_created_breaks_event_time_ties(settings_for: MakeSettings) -> None:
     settings = settings_for()
     rng = np.random.default_rng(1)
     later = random_frame(USER_TRANSH, np.arange(3), T1, CREATED_2, rng)
-    write_snapshot(settings, USER_TRANSH, later)
-    write_snapshot(settings, USER_TRANSH, random_frame(USER_TRANSH, np.arange(3), T1, CREATED_1, rng))
-    latest = read_latest(settings, USER_TRANSH)
+    write_snapshot(settings.offline_dir, USER_TRANSH, later)
+    write_snapshot(settings.offline_dir, USER_TRANSH, random_frame(USER_TRANSH, np.arange(3), T1, CREATED_1, rng))
+    latest = read_latest(settings.offline_dir, USER_TRANSH)
     assert np.array_equal(np.stack(latest["transh"]), np.stack(later["transh"]))
 
 
@@ -90,7 +90,7 @@ def test_bad_snapshot_is_refused_and_nothing_written(
     settings = settings_for()
     frame = change(random_frame(USER_GRAPH_STATS, np.arange(6), T1, CREATED_1, np.random.default_rng(2)))
     with pytest.raises(SnapshotError) as refused:
-        write_snapshot(settings, USER_GRAPH_STATS, frame)
+        write_snapshot(settings.offline_dir, USER_GRAPH_STATS, frame)
     assert USER_GRAPH_STATS.name in str(refused.value) and repr(column) in str(refused.value)
     folder = settings.offline_dir / USER_GRAPH_STATS.name
     assert not folder.exists() or not any(folder.iterdir())
@@ -99,10 +99,12 @@ def test_bad_snapshot_is_refused_and_nothing_written(
 def test_existing_snapshot_is_never_replaced(settings_for: MakeSettings) -> None:
     settings = settings_for()
     rng = np.random.default_rng(3)
-    path = write_snapshot(settings, ITEM_TRANSH, random_frame(ITEM_TRANSH, np.arange(4), T1, CREATED_1, rng))
+    path = write_snapshot(
+        settings.offline_dir, ITEM_TRANSH, random_frame(ITEM_TRANSH, np.arange(4), T1, CREATED_1, rng)
+    )
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match=ITEM_TRANSH.name):
-        write_snapshot(settings, ITEM_TRANSH, random_frame(ITEM_TRANSH, np.arange(4), T1, CREATED_1, rng))
+        write_snapshot(settings.offline_dir, ITEM_TRANSH, random_frame(ITEM_TRANSH, np.arange(4), T1, CREATED_1, rng))
     assert path.read_bytes() == before and len(list(path.parent.iterdir())) == 1
 
 
@@ -176,7 +178,8 @@ def test_training_set_joins_the_snapshot_in_force_and_tags_the_run(
 
     joined = joined.sort_values([USER.join_key, EVENT_TIMESTAMP]).reset_index(drop=True)
     snapshots = pd.concat(
-        pd.read_parquet(path).assign(snapshot=i) for i, path in enumerate(snapshot_files(settings, USER_TRANSH))
+        pd.read_parquet(path).assign(snapshot=i)
+        for i, path in enumerate(snapshot_files(settings.offline_dir, USER_TRANSH))
     )
     for row in joined.itertuples(index=False):
         user, moment = getattr(row, USER.join_key), getattr(row, EVENT_TIMESTAMP)

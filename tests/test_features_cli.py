@@ -28,7 +28,7 @@ def test_build_apply_materialize_get(tmp_path: Path) -> None:
         result = runner.invoke(app, base + command)
         assert result.exit_code == 0, (command, result.output, result.exception)
     settings = Settings(dataset=str(tmp_path / "data"), work_dir=tmp_path / "work")
-    parquet = read_latest(settings, USER_TRANSH).set_index("user_id").loc[0, "transh"]
+    parquet = read_latest(settings.offline_dir, USER_TRANSH).set_index("user_id").loc[0, "transh"]
     online = online_features(settings, user_id=0)["user_transh__transh"]
     np.testing.assert_array_equal(np.asarray(online, dtype=np.float32), parquet)
     shown = runner.invoke(app, base + ["features", "get", "--user", "0", "--item", "1"], env={"COLUMNS": "80"})

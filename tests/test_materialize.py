@@ -77,6 +77,16 @@ def local_engine(settings: Settings) -> FeatureStore:
     return store
 
 
+def write_to_both(
+    ours: Settings, theirs: Settings, ids: np.ndarray, event: datetime, created: datetime, rng: np.random.Generator
+) -> None:
+    """One snapshot of every view, the same random rows for ``ids``, into both work dirs."""
+    for spec in VIEWS:
+        frame = random_frame(spec, ids, event, created, rng)
+        write_snapshot(ours.offline_dir, spec, frame)
+        write_snapshot(theirs.offline_dir, spec, frame)
+
+
 def copy_offline(source: Settings, target: Settings) -> None:
     """Give ``target`` the same snapshot files as ``source``."""
     shutil.copytree(source.offline_dir, target.offline_dir, dirs_exist_ok=True)
@@ -163,10 +173,7 @@ def test_incremental_runs_match_feast(store_settings: MakeSettings, online_store
     ours, theirs = pair(store_settings, online_store)
     rng = np.random.default_rng(5)
     for event, created, ids in ((T1, CREATED_1, np.arange(N)), (T2, CREATED_2, np.arange(0, N, 3))):
-        for spec in VIEWS:
-            frame = random_frame(spec, ids, event, created, rng)
-            write_snapshot(ours, spec, frame)
-            write_snapshot(theirs, spec, frame)
+        write_to_both(ours, theirs, ids, event, created, rng)
         if event == T1:
             apply(ours)
             apply(theirs)
@@ -186,10 +193,7 @@ def test_stock_feast_cli_runs_graphrec_engine(store_settings: MakeSettings, onli
     ours, theirs = pair(store_settings, online_store)
     rng = np.random.default_rng(11)
     for event, created, ids in ((T1, CREATED_1, np.arange(N)), (T2, CREATED_2, np.arange(0, N, 2))):
-        for spec in VIEWS:
-            frame = random_frame(spec, ids, event, created, rng)
-            write_snapshot(ours, spec, frame)
-            write_snapshot(theirs, spec, frame)
+        write_to_both(ours, theirs, ids, event, created, rng)
         if event == T1:
             apply(ours)
             apply(theirs)
@@ -220,10 +224,7 @@ def test_killed_run_then_rerun_equals_clean_run(store_settings: MakeSettings, on
     interrupted, clean = pair(store_settings, online_store)
     rng = np.random.default_rng(7)
     for event, created in ((T1, CREATED_1), (T2, CREATED_2)):
-        for spec in VIEWS:
-            frame = random_frame(spec, np.arange(N), event, created, rng)
-            write_snapshot(interrupted, spec, frame)
-            write_snapshot(clean, spec, frame)
+        write_to_both(interrupted, clean, np.arange(N), event, created, rng)
         if event == T1:  # the online store first holds the older values
             for settings in (interrupted, clean):
                 apply(settings)

@@ -41,5 +41,5 @@ def write_two_snapshots(settings: Settings, n: int, seed: int = 0) -> None:
     """Every view: a snapshot of entities 0..n-1 at T1, then one of the even entities at T2."""
     rng = np.random.default_rng(seed)
     for spec in VIEWS:
-        write_snapshot(settings, spec, random_frame(spec, np.arange(n), T1, CREATED_1, rng))
-        write_snapshot(settings, spec, random_frame(spec, np.arange(0, n, 2), T2, CREATED_2, rng))
+        write_snapshot(settings.offline_dir, spec, random_frame(spec, np.arange(n), T1, CREATED_1, rng))
+        write_snapshot(settings.offline_dir, spec, random_frame(spec, np.arange(0, n, 2), T2, CREATED_2, rng))

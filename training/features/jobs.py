@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,10 +82,10 @@ def _frame(
     return frame
 
 
-def _embeddings_from_snapshots(settings: Settings, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+def _embeddings_from_snapshots(offline_dir: Path, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """User and entity TransH tables from the latest offline transh snapshots (entities beyond items are zero)."""
-    users = read_latest(settings, USER_TRANSH).sort_values(USER_TRANSH.entity.join_key)
-    items = read_latest(settings, ITEM_TRANSH).sort_values(ITEM_TRANSH.entity.join_key)
+    users = read_latest(offline_dir, USER_TRANSH).sort_values(USER_TRANSH.entity.join_key)
+    items = read_latest(offline_dir, ITEM_TRANSH).sort_values(ITEM_TRANSH.entity.join_key)
     if len(users) != dataset.n_users or len(items) != dataset.n_items:
         raise ValueError(
             "the latest transh snapshot does not match the dataset "
@@ -140,7 +141,7 @@ def build_features(
         )
         report.seconds[TRANSH_FAMILY] = time.perf_counter() - started
     else:
-        user_emb, entity_emb = _embeddings_from_snapshots(settings, dataset)
+        user_emb, entity_emb = _embeddings_from_snapshots(settings.offline_dir, dataset)
 
     if GRAPH_STATS_FAMILY in families:
         started = time.perf_counter()
@@ -162,6 +163,6 @@ def build_features(
 
     specs = {spec.name: spec for spec in (USER_TRANSH, ITEM_TRANSH, USER_GRAPH_STATS, ITEM_GRAPH_STATS)}
     for name, frame in frames.items():  # every frame is computed before the first write: a failure writes nothing
-        report.written[name] = str(write_snapshot(settings, specs[name], frame))
+        report.written[name] = str(write_snapshot(settings.offline_dir, specs[name], frame))
         report.rows[name] = len(frame)
     return report
