@@ -19,7 +19,7 @@ from feast import FeatureStore
 from featurestore.config import feature_store
 from graphrec.settings import Settings
 from serving.api.routes import admin, health, model, scores
-from serving.binding import BindingManager, ModelSource
+from serving.binding import BindingManager, ModelSource, describe_error
 from serving.errors import install_error_handlers
 from serving.features import FeatureReader
 from serving.metrics import ServingMetrics
@@ -54,7 +54,7 @@ def create_app(
         try:
             manager.refresh()
         except Exception as error:  # noqa: BLE001  start anyway: not ready until the poller binds a model
-            log.warning("no model bound at start-up (%s); /readyz stays 503 until one is", error)
+            log.warning("no model bound at start-up (%s); /readyz stays 503 until one is", describe_error(error))
         if poll:
             manager.start(settings.serving_poll_interval_s)
         try:

@@ -36,12 +36,14 @@ from serving.contract import (
 )
 from serving.features import FeatureReader, ItemTable
 from serving.pyfunc_model import ScorerModel
+from serving.redact import redact_text
 
 log = logging.getLogger(__name__)
 
 RETRIEVAL_PREFERENCE = ("embedding", "kcan_repr")  # features used for candidate retrieval, when both sides have them
 NOT_FOUND_CODES = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)}
 HASH_MULTIPLIER, HASH_SPACE = 2654435761, 2**32  # Knuth's multiplicative hash for sticky challenger assignment
+MAX_CAUSE_CHARS = 300  # the root cause quoted in a refresh-error log line is clipped to this
 
 
 class RegistryUnavailable(RuntimeError):
@@ -197,6 +199,22 @@ def refreshed_features(reader: FeatureReader, binding: Binding) -> Binding:
     return dataclasses.replace(binding, **changes) if changes else binding
 
 
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` of ``error``, credentials stripped: the text /readyz shows and the poller logs."""
+    return redact_text(f"{type(error).__name__}: {error}")
+
+
+def root_cause(error: BaseException) -> str | None:
+    """The innermost cause of ``error`` as one clipped, redacted line (None when it has no cause)."""
+    cause = error.__cause__ or error.__context__
+    if cause is None:
+        return None
+    while (cause.__cause__ or cause.__context__) is not None:
+        cause = cause.__cause__ or cause.__context__
+    line = " ".join(describe_error(cause).split())
+    return line if len(line) <= MAX_CAUSE_CHARS else f"{line[: MAX_CAUSE_CHARS - 3]}..."
+
+
 SwapListener = Callable[[str, Binding | None], None]
 
 
@@ -218,6 +236,7 @@ class BindingManager:
         self.on_swap = on_swap
         self.bindings: dict[str, Binding | None] = {CHAMPION: None, CHALLENGER: None}
         self.last_error: str | None = None
+        self._logged_error: str | None = None  # the refresh error the poller last logged (None: none since recovery)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -240,7 +259,12 @@ class BindingManager:
         return challenger if bucket < self.challenger_share else champion
 
     def _swap(self, alias: str, binding: Binding | None) -> None:
+        old = self.bindings[alias]
         self.bindings[alias] = binding
+        old_version = old.version if old is not None else None
+        new_version = binding.version if binding is not None else None
+        if old_version != new_version:
+            log.info("%s of %s: v%s -> v%s", alias, self.name, old_version or "-", new_version or "-")
         if self.on_swap is not None:
             self.on_swap(alias, binding)
 
@@ -253,7 +277,6 @@ class BindingManager:
             return
         if force or current is None or current.version != version:
             self._swap(alias, load_binding(self.source, self.reader, self.name, version, alias))
-            log.info("serving %s v%s as %s", self.name, version, alias)
             return
         fresh = refreshed_features(self.reader, current)
         if fresh is not current:
@@ -269,15 +292,32 @@ class BindingManager:
                     self._refresh_alias(alias, force)
                 self.last_error = None
             except Exception as error:
-                self.last_error = f"{type(error).__name__}: {error}"
+                self.last_error = describe_error(error)
                 raise
 
     def _poll(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 self.refresh()
-            except Exception:  # the poller must survive anything; the next tick retries
-                log.exception("binding refresh failed; still serving the previous bindings")
+            except Exception as error:  # noqa: BLE001  the poller must survive anything; the next tick retries
+                self._log_refresh_error(error)
+            else:
+                if self._logged_error is not None:
+                    log.info("binding refresh recovered after: %s", self._logged_error)
+                    self._logged_error = None
+
+    def _log_refresh_error(self, error: Exception) -> None:
+        """One line per distinct refresh error, no traceback: a registry that stays down is not logged every poll."""
+        message = describe_error(error)
+        if message == self._logged_error:
+            return
+        self._logged_error = message
+        cause = root_cause(error)
+        log.error(
+            "binding refresh failed, still serving the previous bindings: %s%s",
+            message,
+            f" (cause: {cause})" if cause else "",
+        )
 
     def start(self, interval: float) -> None:
         """Start the poller thread (a daemon: it never keeps the process alive)."""
