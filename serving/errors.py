@@ -1,15 +1,18 @@
 """Error responses of the serving API: every one an ``ErrorBody`` (``{"detail": ...}``), never a stack trace.
 
 A registry or feature-store outage, or no model bound yet, is a 503 with ``Retry-After``; anything unexpected is a
-generic 500 whose cause goes to the log only.
+generic 500 whose cause goes to the log only. A malformed request is a 422 naming each problem's location and message,
+never the raw input: FastAPI's default handler echoes it and fails to encode NaN, Infinity or a lone surrogate (a 500).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from serving.binding import NotReady, NotServable, RegistryUnavailable
@@ -28,8 +31,31 @@ def error_response(status: int, detail: str, headers: dict[str, str] | None = No
     return JSONResponse(ErrorBody(detail=detail).model_dump(), status_code=status, headers=headers)
 
 
+MAX_PROBLEMS = 10  # problems named in one 422 detail; the rest are counted
+MAX_TEXT_CHARS = 120  # a location part or a message is clipped to this (field names come from the client)
+
+
+def _safe(text: object) -> str:
+    """``text`` as clipped, encodable text: lone surrogates and other unencodable code points escaped."""
+    line = " ".join(str(text).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return line if len(line) <= MAX_TEXT_CHARS else f"{line[: MAX_TEXT_CHARS - 3]}..."
+
+
+def validation_detail(errors: Sequence[Any]) -> str:
+    """One line naming where each problem is and what is wrong (``body.user_id: Input should be ...``), no input."""
+    problems = []
+    for error in errors[:MAX_PROBLEMS]:
+        where = ".".join(_safe(part) for part in error.get("loc", ())) or "request"
+        message = _safe(error.get("msg", "invalid value"))
+        if error.get("type") == "json_invalid":
+            message = f"{message}: {_safe(error.get('ctx', {}).get('error', 'invalid JSON'))}"
+        problems.append(f"{where}: {message}")
+    more = f"; and {len(errors) - MAX_PROBLEMS} more" if len(errors) > MAX_PROBLEMS else ""
+    return f"invalid request: {'; '.join(problems) or 'malformed body'}{more}"
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
-    """503 + ``Retry-After`` for the outage exceptions, a logged generic 500 for any other exception."""
+    """422 for malformed requests, 503 + ``Retry-After`` for the outages, a logged generic 500 for anything else."""
     retry = {"Retry-After": str(retry_after_s)}
 
     async def unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -40,6 +66,14 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         log.error("unhandled error on %s", request.url.path, exc_info=error)
         return error_response(500, "internal server error")
 
+    async def invalid(request: Request, error: Exception) -> JSONResponse:
+        try:
+            detail = validation_detail(error.errors() if isinstance(error, RequestValidationError) else [])
+        except Exception:  # noqa: BLE001  an unexpected error shape still gets a 422, never a 500
+            detail = "invalid request: malformed body"
+        return error_response(422, detail)
+
+    app.add_exception_handler(RequestValidationError, invalid)
     for kind in (NotReady, StoreUnavailable, RegistryUnavailable, NotServable):
         app.add_exception_handler(kind, unavailable)
     app.add_exception_handler(Exception, internal)
