@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import typer
 from rich.table import Table
 
 from cli.context import console, err_console, settings_of
 from cli.output import JsonFlag, number_column, print_json, text_column
 from serving.client import DEFAULT_URL
+
+
+def log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus the ``serving`` loggers (swaps, refresh errors), which it leaves unhandled."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    level = "DEBUG" if log_level.lower() == "trace" else log_level.upper()
+    config["loggers"]["serving"] = {"handlers": ["default"], "level": level, "propagate": False}
+    return config
 
 
 def serve(
@@ -21,7 +34,8 @@ def serve(
 
     from serving.app import create_app
 
-    uvicorn.run(create_app(settings_of(ctx)), host=host, port=port, log_level=log_level)
+    app = create_app(settings_of(ctx))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=log_config(log_level))
 
 
 def _item_ids(items: str) -> list[int]:
