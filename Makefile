@@ -7,12 +7,15 @@ STAMP := $(VENV)/.graphrec-installed
 
 .PHONY: install demo test lint format bench evaluate system-test clean
 
+# pip's own output (and the build backend's notes on editable installs) goes to a log, shown only on failure.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned: the CPU wheel on local disk; letting pip choose would pull a multi-GB CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	@echo "installing graphrec and its pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@# torch first, pinned: the CPU wheel on local disk; letting pip choose would pull a multi-GB CUDA build.
+	@{ $(PY) -m pip install --upgrade pip \
+	  && $(PY) -m pip install torch==2.13.0 \
+	  && $(PY) -m pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 \
+	  || { tail -n 60 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
