@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from cli.context import console, reported_errors, settings_of
+from cli.context import console, settings_of
 from cli.output import JsonFlag, key_value_table, print_json
 
 if TYPE_CHECKING:
@@ -23,8 +23,7 @@ def validate(ctx: typer.Context) -> None:
     from training.data.load import load_dataset
 
     settings = settings_of(ctx)
-    with reported_errors():
-        dataset = load_dataset(settings)
+    dataset = load_dataset(settings)
     console.print(f"[green]valid[/green]: {dataset.name} (fingerprint {dataset.fingerprint})")
 
 
@@ -66,8 +65,7 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     from training.summary import dataset_summary
 
     settings = settings_of(ctx)
-    with reported_errors():
-        summary = dataset_summary(settings)
+    summary = dataset_summary(settings)
     if as_json:
         print_json(summary)
         return
@@ -81,8 +79,7 @@ def graph(ctx: typer.Context) -> None:
     from training.graphs.build import build_and_save_graphs
 
     settings = settings_of(ctx)
-    with reported_errors():
-        folder, graphs = build_and_save_graphs(settings)
+    folder, graphs = build_and_save_graphs(settings)
     for name, g in graphs.items():
         console.print(f"[bold]{name}[/bold]: {g.num_nodes():,} nodes, {g.num_edges():,} edges")
     console.print(f"saved to {folder}")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.context import console, reported_errors, settings_of
+from cli.context import console, settings_of
 from cli.output import JsonFlag, name_column, number_column, print_json, text_column
 
 app = typer.Typer(help="Build, apply, materialize and read graph features (Feast).", no_args_is_help=True)
@@ -51,18 +51,15 @@ def build(
         raise typer.BadParameter(
             f"unknown feature families {unknown}; choose from {', '.join(FAMILIES)}", param_hint="--only"
         )
-    with (
-        reported_errors(),
-        Progress(
-            TextColumn("TransH"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress,
-    ):
+    with Progress(
+        TextColumn("TransH"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("transh", total=config.transh.epochs, info="")
 
         def on_epoch(epoch: int, record: dict) -> None:
@@ -197,8 +194,7 @@ def training_set(
     if entities is None:
         from training.data.load import load_dataset
 
-        with reported_errors():
-            dataset = load_dataset(settings)
+        dataset = load_dataset(settings)
         frame = dataset.interactions.rename(columns={"user": "user_id", "item": "item_id"})
         frame["event_timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
         frame = frame[["user_id", "item_id", "event_timestamp", "label"]]

@@ -8,12 +8,14 @@ import typer
 
 from cli import data, demo, features, models, train
 from cli import serve as serve_cli
+from cli.context import DEBUG_KEY, ReportedErrorsGroup
 from graphrec.settings import Settings
 from graphrec.warnings import silence_benign_warnings
 
 app = typer.Typer(
     help="graphrec: graph recommendation with Feast features, MLflow registry and FastAPI serving.",
     no_args_is_help=True,
+    cls=ReportedErrorsGroup,
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data.app, name="data")
@@ -32,8 +34,10 @@ def root(
     dataset: str | None = typer.Option(None, help="'lastfm' or a dataset folder (GRAPHREC_DATASET)."),
     data_dir: Path | None = typer.Option(None, help="Folder of the real datasets (GRAPHREC_DATA_DIR)."),
     work_dir: Path | None = typer.Option(None, help="Folder for all generated state (GRAPHREC_WORK_DIR)."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any failure, not one line."),
 ) -> None:
     """Build the settings once; options override GRAPHREC_* environment variables."""
+    ctx.meta[DEBUG_KEY] = debug
     silence_benign_warnings()
     overrides = {k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "work_dir": work_dir}.items() if v}
     ctx.obj = Settings(**overrides)

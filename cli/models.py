@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from cli.context import console, err_console, settings_of
+from cli.context import console, settings_of
 from cli.output import JsonFlag, WideFlag, number_column, print_json, print_table, text_column
 
 if TYPE_CHECKING:
@@ -156,16 +156,12 @@ def promote_command(
     tolerance: float = typer.Option(0.005, help="Allowed AUC drop versus the current champion."),
 ) -> None:
     """Move an alias to a version, through the gate: servable features, and no worse than the champion."""
-    from registry.promotion import PromotionRefused, promote
+    from registry.promotion import promote
     from registry.tracking import configure_mlflow
 
     settings = settings_of(ctx)
     configure_mlflow(settings)
-    try:
-        entry = promote(settings, name, version, alias, force, reason, tolerance)
-    except PromotionRefused as exc:
-        err_console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from None
+    entry = promote(settings, name, version, alias, force, reason, tolerance)
     if entry is None:
         console.print(f"{alias}: version {version} already holds it; nothing changed, nothing recorded")
         return
@@ -181,16 +177,12 @@ def rollback_command(
     reason: str = typer.Option("rollback", help="Why (recorded in the audit trail)."),
 ) -> None:
     """Move champion back to the version it held before, as recorded in the audit trail."""
-    from registry.promotion import PromotionRefused, rollback
+    from registry.promotion import rollback
     from registry.tracking import configure_mlflow
 
     settings = settings_of(ctx)
     configure_mlflow(settings)
-    try:
-        entry = rollback(settings, name, reason=reason)
-    except PromotionRefused as exc:
-        err_console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from None
+    entry = rollback(settings, name, reason=reason)
     console.print(f"champion: {entry.from_version} -> {entry.to_version} (rollback)")
 
 
@@ -206,11 +198,7 @@ def prune_command(
     holds or would roll back to. Says what it kept and why."""
     from registry.versions import prune
 
-    try:
-        report = prune(settings_of(ctx), _name(ctx, name), keep)
-    except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    report = prune(settings_of(ctx), _name(ctx, name), keep)
     console.print(f"deleted versions: {', '.join(report.deleted) or 'none'}")
     for version, why in report.kept.items():
         console.print(f"kept version {version}: {why}")

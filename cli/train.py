@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Column, Table
 
-from cli.context import console, reported_errors, settings_of
+from cli.context import CliError, console, settings_of, validation_message, yaml_message
 from cli.output import number_column
 
 if TYPE_CHECKING:
+    from training.models.base import ModelConfig
     from training.trainer import EpochRecord
 
 
@@ -35,6 +36,21 @@ def _model_names(spec: str) -> list[str]:
         return resolve_names(spec)
     except KeyError as exc:
         raise typer.BadParameter(exc.args[0]) from None
+
+
+def _model_config(name: str, path: Path | None) -> ModelConfig:
+    """The model's config from a YAML file; a malformed file or a bad field is an error naming the file."""
+    import yaml
+    from pydantic import ValidationError
+
+    from training.evaluation.harness import load_config
+
+    try:
+        return load_config(name, path)
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: {yaml_message(exc)}") from exc
+    except ValidationError as exc:
+        raise CliError(f"{path}: {validation_message(exc)}") from exc
 
 
 def _set_threads(threads: int | None) -> None:
@@ -59,12 +75,11 @@ def train(
     and log the run to MLflow (config, curves, metrics, lineage, plots, model card, pyfunc)."""
     from registry.tracking import configure_mlflow
     from registry.train import train_and_log
-    from training.evaluation.harness import load_config
 
     settings = settings_of(ctx)
     _set_threads(threads)
     name = _model_names(model)[0]
-    model_config = load_config(name, config)
+    model_config = _model_config(name, config)
     configure_mlflow(settings)
     console.print(
         f"[bold]{name}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
@@ -77,8 +92,7 @@ def train(
             f"F1 {record.valid_f1:.4f}  {record.seconds:.2f} s"
         )
 
-    with reported_errors():
-        outcome = train_and_log(settings, name, model_config, seed, register_version=register, on_epoch=progress)
+    outcome = train_and_log(settings, name, model_config, seed, register_version=register, on_epoch=progress)
     run = outcome.run
     console.print(f"best epoch {run.best_epoch} of {len(run.history)}; {run.seconds_per_epoch:.2f} s/epoch (median)")
     console.print(_metrics_table(f"{name} (seed {run.seed})", {"validation": run.valid, "test": run.test}))
@@ -104,17 +118,16 @@ def evaluate(
 ) -> None:
     """Fit and test every model for every seed; write RESULTS.md (mean ± std) and results_by_tercile.png."""
     from training.data.load import load_dataset
-    from training.evaluation.harness import evaluate_models, load_config
+    from training.evaluation.harness import evaluate_models
     from training.evaluation.report import write_report
 
     settings = settings_of(ctx)
     _set_threads(threads)
     started = time.perf_counter()
-    with reported_errors():
-        dataset = load_dataset(settings)
+    dataset = load_dataset(settings)
     names = _model_names(models)
     configs = {
-        n: load_config(n, config_dir / f"{n}.yaml" if config_dir and (config_dir / f"{n}.yaml").exists() else None)
+        n: _model_config(n, config_dir / f"{n}.yaml" if config_dir and (config_dir / f"{n}.yaml").exists() else None)
         for n in names
     }
     table = evaluate_models(

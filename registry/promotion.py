@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from graphrec.settings import Settings
@@ -30,6 +31,56 @@ AUDIT_PREFIX = "graphrec.audit."
 
 class PromotionRefused(RuntimeError):
     """The gate refused a promotion; the message says why, with the numbers compared."""
+
+
+class RegistryError(ValueError):
+    """An expected registry failure caused by the request (a bad argument): the message says what and why."""
+
+
+class RegistryLookupError(RegistryError, LookupError):
+    """A registered model, version, alias or run that does not exist; the message names it."""
+
+
+def _missing(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def registered_model(client: MlflowClient, name: str) -> RegisteredModel:
+    """The registered model ``name``, or :class:`RegistryLookupError` naming it."""
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if _missing(exc):
+            raise RegistryLookupError(f"no registered model named {name!r}") from exc
+        raise
+
+
+def model_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    """Version ``version`` of ``name``, or :class:`RegistryError` saying which part of the reference is wrong."""
+    if not str(version).isdigit():
+        raise RegistryError(f"version {version!r} is not a number")
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if not _missing(exc):
+            raise
+        registered_model(client, name)  # an unknown model is named as such
+        raise RegistryLookupError(f"model {name} has no version {version}") from exc
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion:
+    """The version ``name@alias`` points at, or :class:`RegistryLookupError` naming the model or the alias."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if not _missing(exc) and exc.error_code != "INVALID_PARAMETER_VALUE":
+            raise
+        model = registered_model(client, name)
+        if alias in model.aliases:  # the alias names a version that is gone
+            raise RegistryLookupError(
+                f"alias @{alias} of model {name} points at version {model.aliases[alias]}, which does not exist"
+            ) from exc
+        raise RegistryLookupError(f"model {name} has no alias @{alias}") from exc
 
 
 @dataclass
@@ -65,7 +116,7 @@ def registry_lock(settings: Settings) -> Iterator[None]:
 
 def audit_trail(client: MlflowClient, name: str) -> list[AuditEntry]:
     """Every recorded alias move of ``name``, oldest first."""
-    tags = client.get_registered_model(name).tags
+    tags = registered_model(client, name).tags
     keys = sorted(k for k in tags if k.startswith(AUDIT_PREFIX))
     return [AuditEntry(**json.loads(tags[k])) for k in keys]
 
@@ -159,7 +210,18 @@ def _gate(settings: Settings, name: str, version: str, incumbent: str | None, to
 def _servable_or_refuse(settings: Settings, name: str, version: str) -> None:
     """Refuse a version that cannot be served: features not published, applied or materialized, a signature that
     does not match them, or a model that does not load and score."""
-    problems = servability_problems(settings, name, version) or load_problems(settings, name, version)
+    try:
+        problems = servability_problems(settings, name, version) or load_problems(settings, name, version)
+    except MlflowException as exc:
+        if not _missing(exc):
+            raise
+        raise PromotionRefused(
+            f"version {version} is not servable: its model artefacts are missing ({exc.message})"
+        ) from exc
+    except OSError as exc:
+        raise PromotionRefused(
+            f"version {version} is not servable: its model artefacts cannot be read ({exc})"
+        ) from exc
     if problems:
         raise PromotionRefused(f"version {version} is not servable: " + "; ".join(problems))
 
@@ -181,7 +243,7 @@ def promote(
         raise PromotionRefused("--force needs --reason: say why the gate is overridden")
     client = MlflowClient()
     version = str(version)
-    client.get_model_version(name, version)  # raises a clear MLflow error for an unknown version
+    model_version(client, name, version)  # an unknown model or version is named in the error
     with registry_lock(settings):
         incumbent = alias_version(client, name, alias)
         if incumbent == version:
@@ -206,6 +268,6 @@ def rollback(settings: Settings, name: str, alias: str = CHAMPION, reason: str =
         if current is None or len(history) < 2 or history[-1] != current:
             raise PromotionRefused(f"no earlier {alias} of {name} is recorded: nothing to roll back to")
         previous = history[-2]
-        client.get_model_version(name, previous)
+        model_version(client, name, previous)
         _servable_or_refuse(settings, name, previous)
         return _move(client, name, alias, current, previous, "rollback", reason, {"servable": True})

@@ -9,11 +9,22 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from feature_repo.model_views import load_manifest, save_manifest
 from graphrec.settings import Settings
-from registry.promotion import AuditEntry, audit_trail, protected_versions, registry_lock
+from registry.promotion import (
+    AuditEntry,
+    RegistryError,
+    RegistryLookupError,
+    audit_trail,
+    model_version,
+    protected_versions,
+    registered_model,
+    registry_lock,
+    version_by_alias,
+)
 from registry.publish import publish_version
 from registry.tracking import configure_mlflow
 from serving.contract import FEATURE_SERVICE_TAG, MODEL_KIND_TAG
@@ -26,11 +37,21 @@ def register(settings: Settings, run_id: str, name: str | None = None) -> ModelV
     configure_mlflow(settings)
     name = name or settings.registered_model_name
     client = MlflowClient()
-    run = client.get_run(run_id)
+    run = _run(client, run_id)
     kind = run.data.tags.get(MODEL_KIND_TAG, "")
     version = mlflow.register_model(logged_model_uri(run), name, tags={MODEL_KIND_TAG: kind})
     publish_version(settings, name, int(version.version), run_id)
     return client.get_model_version(name, version.version)
+
+
+def _run(client: MlflowClient, run_id: str) -> Run:
+    """The tracking run ``run_id``, or :class:`RegistryLookupError` naming it."""
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise RegistryLookupError(f"no run with id {run_id!r}: `graphrec train` prints the id of its run") from exc
 
 
 def logged_model_uri(run: Run) -> str:
@@ -38,14 +59,14 @@ def logged_model_uri(run: Run) -> str:
     artifacts, so a run-relative ``runs:/<id>/model`` path no longer names it)."""
     outputs = run.outputs.model_outputs if run.outputs else []
     if not outputs:
-        raise ValueError(f"run {run.info.run_id} logged no model: train with `graphrec train` first")
+        raise RegistryError(f"run {run.info.run_id} logged no model: train with `graphrec train` first")
     return f"models:/{max(outputs, key=lambda output: output.step).model_id}"
 
 
 def version_aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
     """Version -> its aliases (search results carry no aliases, the registered model does)."""
     by_version: dict[str, list[str]] = {}
-    for alias, version in client.get_registered_model(name).aliases.items():
+    for alias, version in registered_model(client, name).aliases.items():
         by_version.setdefault(str(version), []).append(alias)
     return by_version
 
@@ -92,11 +113,11 @@ def resolve_version(client: MlflowClient, reference: str, default_name: str) -> 
     """``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` (a bare name means its champion)."""
     if "@" in reference:
         name, alias = reference.split("@", 1)
-        return client.get_model_version_by_alias(name or default_name, alias)
+        return version_by_alias(client, name or default_name, alias)
     if "/" in reference:
         name, version = reference.split("/", 1)
-        return client.get_model_version(name or default_name, version)
-    return client.get_model_version_by_alias(reference, "champion")
+        return model_version(client, name or default_name, version)
+    return version_by_alias(client, reference, "champion")
 
 
 class VersionDetails(BaseModel, frozen=True):
@@ -143,12 +164,13 @@ def prune(settings: Settings, name: str, keep: int) -> PruneReport:
     """Delete versions beyond the newest ``keep``, with their feature views and online rows, never one that an alias
     holds or that an alias would roll back to (:func:`registry.promotion.protected_versions`)."""
     if keep < 0:
-        raise ValueError(f"--keep must be 0 or more, not {keep}")
+        raise RegistryError(f"--keep must be 0 or more, not {keep}")
     from featurestore.offline import view_dir
     from featurestore.store import apply
 
     configure_mlflow(settings)
     client = MlflowClient()
+    registered_model(client, name)  # an unknown name is an error, not "nothing to prune"
     with registry_lock(settings):
         versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), reverse=True)
         kept = {str(v.version): f"one of the newest {keep}" for v in versions[:keep]}
