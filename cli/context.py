@@ -39,9 +39,10 @@ def settings_of(ctx: typer.Context) -> Settings:
     return settings
 
 
-def debugging() -> bool:
-    """Whether ``graphrec --debug`` asked for tracebacks instead of one-line messages."""
-    ctx = click.get_current_context(silent=True)
+def debugging(ctx: click.Context | None = None) -> bool:
+    """Whether ``graphrec --debug`` asked for tracebacks instead of one-line messages (``ctx``: any context of the
+    command, by default the current one)."""
+    ctx = ctx or click.get_current_context(silent=True)
     return bool(ctx and ctx.find_root().meta.get(DEBUG_KEY))
 
 
@@ -98,16 +99,17 @@ def expected_message(exc: BaseException) -> tuple[str, str] | None:
 
 
 @contextmanager
-def reported_errors() -> Iterator[None]:
+def reported_errors(ctx: click.Context | None = None) -> Iterator[None]:
     """Turn expected failures into one readable line on stderr (``error: …``, ``refused: …`` for a gate refusal, or
     one line per bad record for invalid data) and exit code 1, instead of a traceback. Unexpected exceptions (bugs)
-    pass through with their traceback; with ``graphrec --debug`` every exception does."""
+    pass through with their traceback; with ``graphrec --debug`` (read from ``ctx``, by default the current context)
+    every exception does."""
     from training.data.errors import DataNotFoundError, DatasetError
 
     try:
         yield
     except DatasetError as exc:
-        if debugging():
+        if debugging(ctx):
             raise
         # one plain line per problem, "file:line column 'name': message", so editors and grep can jump to it
         err_console.print(f"[red]{len(exc.problems)} problem(s) in the input data:[/red]")
@@ -118,12 +120,12 @@ def reported_errors() -> Iterator[None]:
         err_console.print("[red]Input is invalid; nothing was written.[/red]")
         raise typer.Exit(1) from None
     except DataNotFoundError as exc:
-        if debugging():
+        if debugging(ctx):
             raise
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Exception as exc:
-        found = None if debugging() else expected_message(exc)
+        found = None if debugging(ctx) else expected_message(exc)
         if found is None:
             raise
         prefix, message = found
@@ -137,5 +139,5 @@ class ReportedErrorsGroup(typer.core.TyperGroup):
 
     def invoke(self, ctx: click.Context) -> object:
         """Invoke the root callback and the subcommand, reporting expected failures as one line."""
-        with reported_errors():
+        with reported_errors(ctx):
             return super().invoke(ctx)
