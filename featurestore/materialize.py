@@ -4,7 +4,7 @@
 graphrec's (featurestore/engine.py): the same engine, and so the same bytes, registry intervals and kill-and-rerun
 behaviour, as stock ``feast materialize`` in ``feature_repo/``. This module adds what graphrec's CLI wants on top:
 a view never materialized starts at the epoch (also in an incremental run, where stock Feast would start a view with
-ttl 0 one year back), a progress callback, and a report of what each view wrote.
+ttl 0 one year back), a progress callback instead of Feast's tqdm bars, and a report of what each view wrote.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ def _views_to_materialize(store: FeatureStore, names: Sequence[str] | None) -> l
     return [registered[name] for name in names]
 
 
+def _quiet(_view: str, _done: int, _total: int) -> None:
+    """The progress callback of a run without a display: the report says what was written."""
+
+
 def _engine(store: FeatureStore) -> GraphrecComputeEngine:
     engine = batch_engine_of(store)
     if not isinstance(engine, GraphrecComputeEngine):
@@ -81,7 +85,7 @@ def materialize(
     end = end or datetime.now(UTC)
     fresh = [fv.name for fv in chosen if not incremental or fv.most_recent_end_time is None]
     resumed = [fv.name for fv in chosen if fv.name not in fresh]
-    with engine.reporting(progress) as results:
+    with engine.reporting(progress or _quiet) as results:  # graphrec reports through its own display, not tqdm
         if fresh:  # an empty list would mean every view to Feast
             store.materialize(start or EPOCH, end, feature_views=fresh)
         if resumed:
