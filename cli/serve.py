@@ -63,10 +63,10 @@ def predict(
         with ServingClient(url, variant=variant) as client:
             result = client.predict(user, _item_ids(items))
     except ServingError as error:
-        err_console.print(f"[red]{error}[/red]")
+        err_console.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
     except httpx.TransportError as error:
-        err_console.print(f"[red]cannot reach {url}: {error}[/red]")
+        err_console.print(f"[red]error:[/red] cannot reach {url}: {error}", highlight=False)
         raise typer.Exit(1) from None
     if as_json:
         print_json(result)

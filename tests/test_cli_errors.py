@@ -150,7 +150,7 @@ def test_missing_data_folder(tmp_path: Path) -> None:
 def test_predict_without_a_service(tmp_path: Path) -> None:
     result = runner.invoke(app, ["predict", "--user", "1", "--items", "1,2", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
-    assert "cannot reach http://127.0.0.1:9" in result.stderr
+    assert result.stderr.startswith("error: cannot reach http://127.0.0.1:9")
     assert "Traceback" not in result.stdout + result.stderr
 
 
