@@ -144,15 +144,22 @@ class StubReader:
         """Nothing to re-read."""
 
 
+@pytest.fixture
+def unreachable_uri(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> str:
+    """A tracking URI with credentials where nothing listens (MLflow told not to retry), with INFO logs captured."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    caplog.set_level(logging.INFO)
+    return f"http://graphrec:{SECRET}@127.0.0.1:{free_port()}"
+
+
 def test_unreachable_registry_logs_once_without_credentials(
     world: tuple[Settings, PublishedVersion, PublishedVersion],
+    unreachable_uri: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    uri = f"http://graphrec:{SECRET}@127.0.0.1:{free_port()}"
-    caplog.set_level(logging.INFO)
+    uri = unreachable_uri
     manager = BindingManager(world[0].registered_model_name, ModelSource(uri), StubReader())  # type: ignore[arg-type]
     polls = 0
     refresh = manager.refresh
@@ -178,13 +185,10 @@ def test_unreachable_registry_logs_once_without_credentials(
 
 def test_app_on_unreachable_registry_hides_credentials(
     world: tuple[Settings, PublishedVersion, PublishedVersion],
-    monkeypatch: pytest.MonkeyPatch,
+    unreachable_uri: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    caplog.set_level(logging.INFO)
-    uri = f"http://graphrec:{SECRET}@127.0.0.1:{free_port()}"
+    uri = unreachable_uri
     settings = world[0].model_copy(update={"mlflow_tracking_uri": uri, "serving_poll_interval_s": 0.05})
     with TestClient(create_app(settings)) as test_client:
         time.sleep(0.5)  # several polls
