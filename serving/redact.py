@@ -13,11 +13,7 @@ MASK = "***"
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/'\"<>]+)@")
 
 
-def redact_uri(uri: str) -> str:
-    """The URI with any ``user:password@`` (or bare ``token@``) replaced by ``***@``; other URIs unchanged."""
-    return redact_text(uri)
-
-
 def redact_text(text: str) -> str:
-    """``text`` with the userinfo of every URI in it masked (error messages quote URIs anywhere in their text)."""
+    """``text`` with the userinfo (``user:password@`` or a bare ``token@``) of every URI in it masked: a URI alone,
+    or an error message that quotes URIs anywhere in its text."""
     return _USERINFO.sub(lambda match: f"{match['scheme']}{MASK}@", text)

@@ -21,7 +21,7 @@ from serving.app import create_app
 from serving.binding import BindingManager, ModelSource
 from serving.contract import CHAMPION
 from serving.pyfunc_model import ITEM_ID
-from serving.redact import redact_text, redact_uri
+from serving.redact import redact_text
 from tests.support.serving import PublishedVersion, dot_tables, popularity_table, publish_dot_version
 
 N_USERS, N_ITEMS, DIM = 20, 30, 4
@@ -129,7 +129,7 @@ def test_head_readyz_is_503_while_not_ready(
     ],
 )
 def test_redact_uri(uri: str, redacted: str) -> None:
-    assert redact_uri(uri) == redacted
+    assert redact_text(uri) == redacted
 
 
 def test_redact_text_masks_every_uri_in_a_message() -> None:
