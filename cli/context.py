@@ -83,6 +83,8 @@ def expected_message(exc: BaseException) -> tuple[str, str] | None:
         return "error", yaml_message(exc)
     if (pydantic := _loaded("pydantic")) is not None and isinstance(exc, pydantic.ValidationError):
         return "error", validation_message(exc)
+    if (client := _loaded("serving.client")) is not None and isinstance(exc, client.ServingError):
+        return "error", f"the service answered {exc}"
     if (httpx := _loaded("httpx")) is not None and isinstance(exc, httpx.TransportError):
         try:
             where = str(exc.request.url)

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cli.context import console, err_console, settings_of
+from cli.context import console, settings_of
 from cli.output import JsonFlag, number_column, print_json, text_column
 from serving.client import DEFAULT_URL
 
@@ -54,20 +54,11 @@ def predict(
     as_json: JsonFlag = False,
 ) -> None:
     """Score candidate items for a user on a running service and print them ranked (--json: the service's answer)."""
-    import httpx
-
-    from serving.client import ServingClient, ServingError
+    from serving.client import ServingClient
 
     settings_of(ctx)
-    try:
-        with ServingClient(url, variant=variant) as client:
-            result = client.predict(user, _item_ids(items))
-    except ServingError as error:
-        err_console.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
-    except httpx.TransportError as error:
-        err_console.print(f"[red]error:[/red] cannot reach {url}: {error}", highlight=False)
-        raise typer.Exit(1) from None
+    with ServingClient(url, variant=variant) as client:  # an error answer or no service: one line (cli/context.py)
+        result = client.predict(user, _item_ids(items))
     if as_json:
         print_json(result)
         return

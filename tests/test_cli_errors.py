@@ -178,3 +178,13 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     debug = graphrec("--debug", *args)
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr and "RegistryError" in debug.stderr and "is not a number" in debug.stderr
+
+
+def test_an_error_answer_of_the_service_is_one_line() -> None:
+    from cli.context import expected_message
+    from serving.client import ServingError
+
+    assert expected_message(ServingError(503, "temporarily unavailable: NotReady")) == (
+        "error",
+        "the service answered HTTP 503: temporarily unavailable: NotReady",
+    )
