@@ -172,16 +172,15 @@ def test_same_values_bytes_and_intervals_as_feast(store_settings: MakeSettings, 
 def test_incremental_runs_match_feast(store_settings: MakeSettings, online_store: dict) -> None:
     ours, theirs = pair(store_settings, online_store)
     rng = np.random.default_rng(5)
-    for event, created, ids in ((T1, CREATED_1, np.arange(N)), (T2, CREATED_2, np.arange(0, N, 3))):
-        write_to_both(ours, theirs, ids, event, created, rng)
-        if event == T1:
-            apply(ours)
-            apply(theirs)
-            # never materialized: graphrec starts at the epoch (stock Feast would start a ttl-0 view a year back,
-            # after these 2011 rows, and write nothing)
-            materialize(feature_store(ours), incremental=True, end=BETWEEN)
-            local_engine(theirs).materialize(EPOCH, BETWEEN)
-            assert_same_online_state(ours, theirs, N)
+    write_to_both(ours, theirs, np.arange(N), T1, CREATED_1, rng)
+    apply(ours)
+    apply(theirs)
+    # never materialized: graphrec starts at the epoch (stock Feast would start a ttl-0 view a year back, after these
+    # 2011 rows, and write nothing)
+    materialize(feature_store(ours), incremental=True, end=BETWEEN)
+    local_engine(theirs).materialize(EPOCH, BETWEEN)
+    assert_same_online_state(ours, theirs, N)
+    write_to_both(ours, theirs, np.arange(0, N, 3), T2, CREATED_2, rng)
     materialize(feature_store(ours), incremental=True, end=END)
     local_engine(theirs).materialize_incremental(END)
 
@@ -192,13 +191,12 @@ def test_incremental_runs_match_feast(store_settings: MakeSettings, online_store
 def test_stock_feast_cli_runs_graphrec_engine(store_settings: MakeSettings, online_store: dict) -> None:
     ours, theirs = pair(store_settings, online_store)
     rng = np.random.default_rng(11)
-    for event, created, ids in ((T1, CREATED_1, np.arange(N)), (T2, CREATED_2, np.arange(0, N, 2))):
-        write_to_both(ours, theirs, ids, event, created, rng)
-        if event == T1:
-            apply(ours)
-            apply(theirs)
-            first = stock_feast(ours, "materialize", EPOCH.isoformat(), BETWEEN.isoformat())
-            local_engine(theirs).materialize(EPOCH, BETWEEN)
+    write_to_both(ours, theirs, np.arange(N), T1, CREATED_1, rng)
+    apply(ours)
+    apply(theirs)
+    first = stock_feast(ours, "materialize", EPOCH.isoformat(), BETWEEN.isoformat())
+    local_engine(theirs).materialize(EPOCH, BETWEEN)
+    write_to_both(ours, theirs, np.arange(0, N, 2), T2, CREATED_2, rng)
     second = stock_feast(ours, "materialize-incremental", END.isoformat())
     local_engine(theirs).materialize_incremental(END)
 
@@ -223,12 +221,11 @@ def test_window_end_keeps_later_snapshots_out(store_settings: MakeSettings) -> N
 def test_killed_run_then_rerun_equals_clean_run(store_settings: MakeSettings, online_store: dict) -> None:
     interrupted, clean = pair(store_settings, online_store)
     rng = np.random.default_rng(7)
-    for event, created in ((T1, CREATED_1), (T2, CREATED_2)):
-        write_to_both(interrupted, clean, np.arange(N), event, created, rng)
-        if event == T1:  # the online store first holds the older values
-            for settings in (interrupted, clean):
-                apply(settings)
-                materialize(feature_store(settings), end=BETWEEN)
+    write_to_both(interrupted, clean, np.arange(N), T1, CREATED_1, rng)
+    for settings in (interrupted, clean):  # the online store first holds the older values
+        apply(settings)
+        materialize(feature_store(settings), end=BETWEEN)
+    write_to_both(interrupted, clean, np.arange(N), T2, CREATED_2, rng)
     before = online_dump(interrupted)
 
     env = os.environ | {
