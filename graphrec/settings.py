@@ -92,7 +92,12 @@ class Settings(BaseSettings):
         """The tracking URI actually used: the configured one, else SQLite under work_dir."""
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
-        return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+        return f"sqlite:///{self.mlflow_db_path.resolve()}"
+
+    @property
+    def mlflow_db_path(self) -> Path:
+        """The SQLite database of the default MLflow store."""
+        return self.work_dir / "mlflow.db"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
