@@ -1,7 +1,7 @@
 """Moving a work dir: the one rule by which every store rewrites the absolute paths it holds under the old location.
 
 MLflow and Feast store absolute paths (artefact locations, offline sources), so a copied or moved work dir would read
-and write the original's files until they are rewritten (``graphrec work relocate``; docs/ARCHITECTURE.md §7). A path
+and write the original's files until they are rewritten (``graphrec work relocate``, docs/ARCHITECTURE.md §7). A path
 is rewritten only where the old location is a whole path prefix (``/a/work/x``, ``file:///a/work``), never part of
 a longer name (``/a/work2``), in plain and in URI-quoted form.
 """
