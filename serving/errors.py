@@ -3,6 +3,7 @@
 A registry or feature-store outage, or no model bound yet, is a 503 with ``Retry-After``; anything unexpected is a
 generic 500 whose cause goes to the log only. A malformed request is a 422 naming each problem's location and message,
 never the raw input: FastAPI's default handler echoes it and fails to encode NaN, Infinity or a lone surrogate (a 500).
+A body that is not UTF-8 is a 422 saying so (FastAPI's own answer is a bare 400 "error parsing the body").
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from serving.binding import NotReady, NotServable, RegistryUnavailable
 from serving.features import StoreUnavailable
@@ -73,7 +76,14 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
             detail = "invalid request: malformed body"
         return error_response(422, detail)
 
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        cause = error.__cause__  # FastAPI raises its 400 "error parsing the body" from the decoding error
+        if isinstance(cause, UnicodeDecodeError):
+            return error_response(422, f"invalid request: body: not valid UTF-8 (byte {cause.start})")
+        return await http_exception_handler(request, error)
+
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
     for kind in (NotReady, StoreUnavailable, RegistryUnavailable, NotServable):
         app.add_exception_handler(kind, unavailable)
     app.add_exception_handler(Exception, internal)

@@ -231,3 +231,19 @@ def test_serve_log_config_emits_serving_info(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert "champion of m: v1 -> v2" in done.stderr and "hidden at info" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"user_id": "\xff", "item_ids": [1]}', b'{"user_id": 1, "item_ids": [1], "n": "\xc3\x28"}', b"{}\x80"],
+    ids=["invalid-byte-in-string", "broken-two-byte-sequence", "trailing-byte"],
+)
+def test_body_that_is_not_utf8_is_422_naming_the_encoding(client: TestClient, body: bytes) -> None:
+    status, text = post_raw(client, body)
+    assert status == 422, text
+    assert text.startswith('{"detail":"invalid request: body: not valid UTF-8 (byte '), text
+
+
+def test_other_http_errors_keep_their_status(client: TestClient) -> None:
+    assert client.get("/nosuch").status_code == 404
+    assert client.get("/v1/predict").status_code == 405
