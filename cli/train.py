@@ -28,14 +28,27 @@ def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
     return table
 
 
-def _model_names(spec: str) -> list[str]:
-    """Registered model names from 'all' or 'a,b'; an unknown name is a usage error, not a traceback."""
-    from training.evaluation.harness import resolve_names
+def _unknown_models(names: list[str]) -> None:
+    """A usage error of the option being parsed (``Invalid value for '--model'``) naming the registered models,
+    when any of ``names`` is not one."""
+    from training.models.base import load_models
 
-    try:
-        return resolve_names(spec)
-    except KeyError as exc:
-        raise typer.BadParameter(exc.args[0]) from None
+    registered = sorted(load_models())
+    if unknown := [name for name in names if name not in registered]:
+        raise typer.BadParameter(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(registered)}")
+
+
+def _one_model(name: str) -> str:
+    """``--model`` callback: one registered model name."""
+    _unknown_models([name])
+    return name
+
+
+def _model_list(spec: str) -> str:
+    """``--models`` callback: 'all' or a comma-separated list of registered model names."""
+    if spec.strip() != "all":
+        _unknown_models([name.strip() for name in spec.split(",") if name.strip()])
+    return spec
 
 
 def _model_config(name: str, path: Path | None) -> ModelConfig:
@@ -63,7 +76,9 @@ def _set_threads(threads: int | None) -> None:
 
 def train(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", help="Registered model name (e.g. kcan, kgat, bpr_mf)."),
+    model: str = typer.Option(
+        ..., "--model", callback=_one_model, help="Registered model name (e.g. kcan, kgat, bpr_mf)."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML file of the model's config fields."),
     seed: int | None = typer.Option(None, "--seed", help="Split and training seed (default: settings seed)."),
     threads: int | None = typer.Option(
@@ -78,11 +93,10 @@ def train(
 
     settings = settings_of(ctx)
     _set_threads(threads)
-    name = _model_names(model)[0]
-    model_config = _model_config(name, config)
+    model_config = _model_config(model, config)
     configure_mlflow(settings)
     console.print(
-        f"[bold]{name}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
+        f"[bold]{model}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
         f"{model_config.model_dump()}"
     )
 
@@ -92,10 +106,10 @@ def train(
             f"F1 {record.valid_f1:.4f}  {record.seconds:.2f} s"
         )
 
-    outcome = train_and_log(settings, name, model_config, seed, register_version=register, on_epoch=progress)
+    outcome = train_and_log(settings, model, model_config, seed, register_version=register, on_epoch=progress)
     run = outcome.run
     console.print(f"best epoch {run.best_epoch} of {len(run.history)}; {run.seconds_per_epoch:.2f} s/epoch (median)")
-    console.print(_metrics_table(f"{name} (seed {run.seed})", {"validation": run.valid, "test": run.test}))
+    console.print(_metrics_table(f"{model} (seed {run.seed})", {"validation": run.valid, "test": run.test}))
     console.print(f"MLflow run {outcome.run_id}")
     if outcome.version is not None:
         console.print(
@@ -106,7 +120,9 @@ def train(
 
 def evaluate(
     ctx: typer.Context,
-    models: str = typer.Option("all", "--models", help="'all' or a comma-separated list of model names."),
+    models: str = typer.Option(
+        "all", "--models", callback=_model_list, help="'all' or a comma-separated list of model names."
+    ),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (settings seed, +1, +2, ...)."),
     out: Path = typer.Option(Path("RESULTS.md"), "--out", help="Markdown report; the PNG is written next to it."),
     config_dir: Path | None = typer.Option(
@@ -118,14 +134,14 @@ def evaluate(
 ) -> None:
     """Fit and test every model for every seed; write RESULTS.md (mean ± std) and results_by_tercile.png."""
     from training.data.load import load_dataset
-    from training.evaluation.harness import evaluate_models
+    from training.evaluation.harness import evaluate_models, resolve_names
     from training.evaluation.report import write_report
 
     settings = settings_of(ctx)
     _set_threads(threads)
     started = time.perf_counter()
     dataset = load_dataset(settings)
-    names = _model_names(models)
+    names = resolve_names(models)
     configs = {
         n: _model_config(n, config_dir / f"{n}.yaml" if config_dir and (config_dir / f"{n}.yaml").exists() else None)
         for n in names

@@ -188,3 +188,16 @@ def test_an_error_answer_of_the_service_is_one_line() -> None:
         "error",
         "the service answered HTTP 503: temporarily unavailable: NotReady",
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["train", "--model", "nosuch"], "--model"), (["evaluate", "--models", "bpr_mf,nosuch"], "--models")],
+)
+def test_unknown_model_is_a_usage_error_naming_the_choices(tmp_path: Path, args: list[str], option: str) -> None:
+    result = runner.invoke(app, ["--work-dir", str(tmp_path), *args])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert f"Invalid value for '{option}': unknown model(s) nosuch; choose from " in message, message
+    assert "bpr_mf" in message.split("choose from ")[1] and "kcan" in message.split("choose from ")[1]
+    assert "Traceback" not in result.stdout + result.stderr
