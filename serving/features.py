@@ -7,11 +7,16 @@
   (the latest interval end in the Feast registry); the binding poller reloads it when the watermark moves.
 * The naive path (benchmark baseline): ``get_online_features`` for the user and every candidate, as a pandas frame.
 
-Every failure of the feature store surfaces as :class:`StoreUnavailable`, which the app turns into a 503.
+Every failure of the feature store surfaces as :class:`StoreUnavailable`, which the app turns into a 503. With a
+SQLite online store every read first checks the file (serving/files.py): a deleted file is a StoreUnavailable, never
+recreated empty by a read, and a replaced one is read through a new FeatureStore, so a file put back is served without
+a restart. :meth:`FeatureReader.check_online` is the readiness probe's one cheap online read.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,10 +25,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 from feast import FeatureStore, FeatureView, FileSource
+from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-from featurestore.internals import fail_fast_redis
+from featurestore.internals import fail_fast_redis, sqlite_db_path
+from serving.files import file_identity
 from serving.pyfunc_model import ITEM_ID, ITEM_PREFIX, USER_ID, USER_PREFIX
+
+log = logging.getLogger(__name__)
 
 LOAD_CHUNK = 1000  # entity rows per get_online_features call when loading the item table
 
@@ -75,20 +84,45 @@ class FeatureReader:
     """Reads served features from one Feast FeatureStore."""
 
     def __init__(self, store: FeatureStore):
-        self.store = store
+        self.config = store.config
+        online = store.config.online_store
+        self.online_path = sqlite_db_path(store.config) if isinstance(online, SqliteOnlineStoreConfig) else None
+        self._store: FeatureStore | None = store
+        self._identity = file_identity(self.online_path) if self.online_path is not None else None
+        self._lock = threading.Lock()
         fail_fast_redis(store)
+
+    @property
+    def store(self) -> FeatureStore:
+        """The FeatureStore to read through. With a SQLite online store its file is checked first: a missing file is
+        a StoreUnavailable (the store holding the deleted file is dropped, and nothing opens the path, which would
+        create it empty), a replaced file gets a new FeatureStore that opens it anew."""
+        identity = file_identity(self.online_path) if self.online_path is not None else None
+        store = self._store
+        if store is not None and (self.online_path is None or identity is not None and identity == self._identity):
+            return store
+        with self._lock:
+            if identity is None:
+                self._store, self._identity = None, None
+                raise StoreUnavailable(f"online store file {self.online_path} does not exist")
+            if self._store is None or identity != self._identity:
+                log.info("online store file %s was replaced or restored: reopening it", self.online_path)
+                self._store, self._identity = FeatureStore(config=self.config), identity
+            return self._store
 
     def refresh(self) -> None:
         """Re-read the Feast registry (new views, new materialization intervals)."""
+        store = self.store
         try:
-            self.store.refresh_registry()
+            store.refresh_registry()
         except Exception as error:  # any registry backend failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"Feast registry unreadable: {error}") from error
 
     def view(self, name: str) -> FeatureView | None:
         """A feature view from the cached registry, or None when it is not applied."""
+        store = self.store
         try:
-            return self.store.get_feature_view(name, allow_registry_cache=True)
+            return store.get_feature_view(name, allow_registry_cache=True)
         except Exception:  # noqa: BLE001  Feast raises several not-found types
             return None
 
@@ -100,10 +134,16 @@ class FeatureReader:
         return max(end for _, end in view.materialization_intervals)
 
     def _online(self, refs: list[str], rows: list[dict[str, int]]):  # a GetOnlineFeaturesResponse protobuf
+        store = self.store
         try:
-            return self.store.get_online_features(features=refs, entity_rows=rows).proto
+            return store.get_online_features(features=refs, entity_rows=rows).proto
         except Exception as error:  # any online store failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
+
+    def check_online(self, user_view: str, feature: str) -> None:
+        """One online read of one user's ``feature`` (whether or not the user has a row): raises StoreUnavailable
+        when the online store is missing, corrupt or unreachable. The readiness probe: cheap, never per item."""
+        self._online([f"{user_view}:{feature}"], [{USER_ID: 0}])
 
     def user_row(self, view: str, features: Sequence[str], user_id: int) -> dict[str, np.ndarray] | None:
         """The user's features, each a (1, ...) array; None when the user has no (or incomplete) features."""
@@ -165,8 +205,9 @@ class FeatureReader:
         """The pyfunc's input frame read the plain way: one Feast read of every (user, item) pair, via pandas."""
         refs = [f"{user_view}:{f}" for f in user_features] + [f"{item_view}:{f}" for f in item_features]
         rows = [{USER_ID: user_id, ITEM_ID: int(i)} for i in item_ids]
+        store = self.store
         try:
-            frame = self.store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True).to_df()
+            frame = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True).to_df()
         except Exception as error:  # any online store failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
         renames = {f"{user_view}__{f}": USER_PREFIX + f for f in user_features}
