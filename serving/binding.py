@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 
 import mlflow.artifacts
 import mlflow.pyfunc
@@ -24,6 +26,8 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from serving.contract import (
     CHALLENGER,
@@ -35,10 +39,13 @@ from serving.contract import (
     USER_VIEW_TAG,
 )
 from serving.features import FeatureReader, ItemTable
+from serving.files import FileIdentity, file_identity
+from serving.mlflow_internals import release_sql_connections
 from serving.pyfunc_model import ScorerModel
 from serving.redact import redact_text
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRIEVAL_PREFERENCE = ("embedding", "kcan_repr")  # features used for candidate retrieval, when both sides have them
 NOT_FOUND_CODES = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)}
@@ -56,6 +63,21 @@ class NotReady(RuntimeError):
 
 class NotServable(RuntimeError):
     """A registered version breaks the serving contract."""
+
+
+class DanglingAlias(RuntimeError):
+    """An alias names a version that does not exist (deleted, or a registry edited by hand)."""
+
+
+def sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other URI, or an in-memory database)."""
+    try:
+        url = make_url(tracking_uri)
+    except ArgumentError:  # not a database URI: http(s), databricks, file stores
+        return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
 
 
 @dataclass(frozen=True)
@@ -108,12 +130,48 @@ class ModelSource:
 
     def __init__(self, tracking_uri: str):
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.database = sqlite_database(tracking_uri)
+        self._client: MlflowClient | None = None
+        self._identity: FileIdentity | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        """The registry's client, created on first use. With a SQLite registry its file is checked first: a missing
+        file is a RegistryUnavailable (never opened, which would create it empty), a replaced one has the pooled
+        connections of MLflow's cached stores closed so that the next query reads the new file."""
+        if self.database is None:
+            if self._client is None:
+                self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            return self._client
+        identity = file_identity(self.database)
+        if identity is None:
+            raise RegistryUnavailable(f"MLflow registry database {self.database} does not exist")
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        elif identity != self._identity:
+            log.info("MLflow registry database %s was replaced: reconnecting", self.database)
+            release_sql_connections(self._client)
+        self._identity = identity
+        return self._client
 
     def alias_version(self, name: str, alias: str) -> str | None:
-        """The version holding ``alias`` (None when the model or the alias does not exist)."""
+        """The version holding ``alias`` (None when the model or the alias does not exist); :class:`DanglingAlias`
+        when the alias names a version that does not exist."""
+        client = self.client
+        model = self._read(lambda: client.get_registered_model(name))
+        version = None if model is None else model.aliases.get(alias)
+        if version is None:
+            return None
+        if self._read(lambda: client.get_model_version(name, str(version))) is None:
+            raise DanglingAlias(f"alias {alias} of {name} points at version {version}, which does not exist")
+        return str(version)
+
+    @staticmethod
+    def _read(call: Callable[[], T]) -> T | None:
+        """``call()`` against the registry: None when the registry answers "not found", RegistryUnavailable when
+        the registry fails."""
         try:
-            return str(self.client.get_model_version_by_alias(name, alias).version)
+            return call()
         except MlflowException as error:
             if error.error_code in NOT_FOUND_CODES:
                 return None
@@ -123,8 +181,9 @@ class ModelSource:
 
     def tags(self, name: str, version: str) -> dict[str, str]:
         """The version's tags."""
+        client = self.client
         try:
-            return dict(self.client.get_model_version(name, version).tags)
+            return dict(client.get_model_version(name, version).tags)
         except Exception as error:
             raise RegistryUnavailable(f"MLflow registry unreachable: {type(error).__name__}") from error
 
