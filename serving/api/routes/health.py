@@ -1,4 +1,5 @@
-"""``GET /healthz`` (liveness), ``GET /readyz`` (a champion is bound) and ``GET /metrics`` (Prometheus).
+"""``GET /healthz`` (liveness), ``GET /readyz`` (a champion is bound and the online store answers) and ``GET /metrics``
+(Prometheus).
 
 ``HEAD`` answers the two probes with the same status and headers and no body (load balancers probe with HEAD); it is
 left out of the OpenAPI schema, which documents the GET contract.
@@ -10,8 +11,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from serving.api.deps import MetricsDep, ServiceDep, SettingsDep
+from serving.binding import describe_error, root_cause
+from serving.contract import CHAMPION
+from serving.features import StoreUnavailable
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import Status
+from serving.service import Service
 
 router = APIRouter()
 
@@ -28,20 +33,36 @@ def healthz_head() -> Response:
     return Response(status_code=200)
 
 
+def readiness(service: Service) -> tuple[bool, str | None]:
+    """Whether the service can answer, and the detail /readyz shows: why not, or the last refresh error while the
+    previous binding keeps serving. Ready needs a bound champion and one online read of its user view that succeeds
+    (a deleted, corrupt or unreachable online store makes every request fail: it must take the replica out)."""
+    manager = service.manager
+    champion = manager.bindings[CHAMPION]
+    if champion is None:
+        return False, manager.last_error or "no model is loaded yet"
+    try:
+        service.reader.check_online(champion.user_view, champion.model.user_features[0])
+    except StoreUnavailable as error:
+        cause = root_cause(error)
+        return False, describe_error(error) + (f" (cause: {cause})" if cause else "")
+    return True, manager.last_error
+
+
 @router.get("/readyz", response_model=Status, responses={503: {"model": Status}})
 def readyz(service: ServiceDep, settings: SettingsDep) -> Response:
-    """200 once a champion and its features are loaded, else 503."""
-    manager = service.manager
-    if manager.ready:
-        return JSONResponse(Status(status="ready").model_dump())
-    detail = Status(status="not ready", detail=manager.last_error).model_dump()
-    return JSONResponse(detail, status_code=503, headers={"Retry-After": str(settings.serving_retry_after_s)})
+    """200 while a champion is bound and the online store answers, else 503 with the reason."""
+    ready, detail = readiness(service)
+    if ready:
+        return JSONResponse(Status(status="ready", detail=detail).model_dump())
+    body = Status(status="not ready", detail=detail).model_dump()
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(settings.serving_retry_after_s)})
 
 
 @router.head("/readyz", include_in_schema=False)
 def readyz_head(service: ServiceDep, settings: SettingsDep) -> Response:
     """``HEAD /readyz``: the status and headers of ``GET /readyz``, no body."""
-    if service.manager.ready:
+    if readiness(service)[0]:
         return Response(status_code=200)
     return Response(status_code=503, headers={"Retry-After": str(settings.serving_retry_after_s)})
 
