@@ -19,6 +19,7 @@ from tests.support.datasets import synthetic_dataset, tiny_dataset
 from training.data.dataset import write_dataset
 
 if TYPE_CHECKING:
+    from tests.support.serving import PublishedVersion
     from training.models.base import TrainingData
 
 REAL_DATA = Settings().data_dir
@@ -101,3 +102,17 @@ def online_store(request: pytest.FixtureRequest) -> dict[str, object]:
     if request.param is OnlineStoreKind.sqlite:
         return {"online_store": OnlineStoreKind.sqlite}
     return {"online_store": OnlineStoreKind.redis, "redis_url": request.getfixturevalue("redis_url")}
+
+
+@pytest.fixture(scope="module")
+def serving_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, PublishedVersion, PublishedVersion]:
+    """Settings on a work dir of the module's own (its own MLflow database and online store) with two published dot
+    versions (20 users, 30 items): the first holds @champion, the second no alias."""
+    from serving.pyfunc_model import ITEM_ID  # these import MLflow and Feast: only for the tests that ask
+    from tests.support.serving import dot_tables, popularity_table, publish_dot_version
+
+    settings = Settings(work_dir=tmp_path_factory.mktemp("serving-world") / "work")
+    users, items = dot_tables(20, 30, 4, seed=0)
+    first = publish_dot_version(settings, users, items, popularity_table(items[ITEM_ID].to_numpy(), seed=0))
+    second = publish_dot_version(settings, *dot_tables(20, 30, 4, seed=1), alias=None)
+    return settings, first, second
