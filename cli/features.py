@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.context import console, settings_of
+from cli.context import CliError, console, settings_of
 from cli.output import JsonFlag, name_column, number_column, print_json, text_column
+
+if TYPE_CHECKING:
+    from graphrec.settings import Settings
 
 app = typer.Typer(help="Build, apply, materialize and read graph features (Feast).", no_args_is_help=True)
 
@@ -160,7 +164,13 @@ def get(
 
     if user is None and item is None:
         raise typer.BadParameter("give --user, --item or both")
-    values = online_features(settings_of(ctx), user_id=user, item_id=item)
+    settings = settings_of(ctx)
+    if unmaterialized := _unmaterialized(settings, user is not None, item is not None):
+        raise CliError(
+            f"feature view(s) {', '.join(unmaterialized)} are not materialized: nothing to read online yet; run "
+            "`graphrec features materialize`"
+        )
+    values = online_features(settings, user_id=user, item_id=item)
     if as_json:
         print_json({"user_id": user, "item_id": item, "features": values})
         return
@@ -173,6 +183,18 @@ def get(
     for name, value in values.items():
         table.add_row(name, _shown(value))
     console.print(table)
+
+
+def _unmaterialized(settings: Settings, users: bool, items: bool) -> list[str]:
+    """The catalogue views of the asked sides that were never materialized (their online values would all be
+    None); a view not applied at all raises Feast's not-found error, reported with the commands to run."""
+    from feature_repo.catalog import ITEM, USER, VIEWS
+    from featurestore.config import feature_store
+
+    store = feature_store(settings)
+    sides = {entity.name for entity, wanted in ((USER, users), (ITEM, items)) if wanted}
+    asked = [spec.name for spec in VIEWS if spec.entity.name in sides]
+    return [name for name in asked if not store.get_feature_view(name).materialization_intervals]
 
 
 @app.command("training-set")

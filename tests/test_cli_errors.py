@@ -201,3 +201,14 @@ def test_unknown_model_is_a_usage_error_naming_the_choices(tmp_path: Path, args:
     assert f"Invalid value for '{option}': unknown model(s) nosuch; choose from " in message, message
     assert "bpr_mf" in message.split("choose from ")[1] and "kcan" in message.split("choose from ")[1]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_features_get_before_materialize(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    applied = runner.invoke(app, ["--work-dir", str(work), "features", "apply"])
+    assert applied.exit_code == 0, applied.output
+    line = (
+        "error: feature view(s) item_transh, item_graph_stats are not materialized: nothing to read online yet; "
+        "run `graphrec features materialize`"
+    )
+    failed(["features", "get", "--item", "1"], line, work)
