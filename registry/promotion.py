@@ -9,9 +9,9 @@ promotions from one host (or put the lock on shared storage).
 from __future__ import annotations
 
 import fcntl
-import getpass
 import json
 import os
+import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -98,8 +98,12 @@ class AuditEntry:
 
 
 def current_user() -> str:
-    """Who is acting: GRAPHREC_USER if set, else the login name."""
-    return os.environ.get("GRAPHREC_USER") or getpass.getuser()
+    """Who is acting, for the audit trail: the name of the process's user as the OS knows it, always, and the name
+    claimed in GRAPHREC_USER when set and different (``alice (claims bob)``). The claim is advisory, anyone can set
+    it; so can LOGNAME or USER, which ``getpass.getuser`` would read first, hence the user database lookup."""
+    login = pwd.getpwuid(os.geteuid()).pw_name
+    claimed = os.environ.get("GRAPHREC_USER", "").strip()
+    return f"{login} (claims {claimed})" if claimed and claimed != login else login
 
 
 @contextmanager

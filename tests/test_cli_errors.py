@@ -212,3 +212,20 @@ def test_features_get_before_materialize(tmp_path: Path) -> None:
         "run `graphrec features materialize`"
     )
     failed(["features", "get", "--item", "1"], line, work)
+
+
+def test_audit_who_is_the_os_user_with_the_claimed_name_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import pwd
+
+    from registry.promotion import current_user
+
+    login = pwd.getpwuid(os.geteuid()).pw_name
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass.getuser() would believe
+        monkeypatch.setenv(variable, "mallory")
+    monkeypatch.setenv("GRAPHREC_USER", "mallory")
+    assert current_user() == f"{login} (claims mallory)"
+    monkeypatch.setenv("GRAPHREC_USER", login)
+    assert current_user() == login
+    monkeypatch.delenv("GRAPHREC_USER")
+    assert current_user() == login
