@@ -3,7 +3,6 @@ graphrec user can neither act on nor fix. Every other warning stays visible."""
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
 from collections.abc import Callable
@@ -40,24 +39,6 @@ BENIGN_WARNINGS = (
 )
 
 
-class _LogRecordDropped(logging.Filter):
-    """Drops a logger's records whose message starts with ``prefix``."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep every record but the one described."""
-        return not record.getMessage().startswith(self.prefix)
-
-
-# MLflow logs this advice for every pyfunc logged as a Python object: loading such a model unpickles code. graphrec
-# logs its own ScorerModel and loads only versions of its own registry; following the advice (a model logged from a
-# code file) would change the registry contract, not the safety of a run. One instance, so it is installed once.
-PICKLE_ADVICE = _LogRecordDropped("Passing a Python object as `python_model`")
-
-
 class _ShowUnlessBenign:
     """A ``warnings.showwarning`` that drops the warnings of BENIGN_WARNINGS and shows every other one as before.
 
@@ -85,4 +66,3 @@ def silence_benign_warnings() -> None:
     serving process), once or more per process."""
     if not isinstance(warnings.showwarning, _ShowUnlessBenign):
         warnings.showwarning = _ShowUnlessBenign(warnings.showwarning)
-    logging.getLogger("mlflow.pyfunc").addFilter(PICKLE_ADVICE)

@@ -2,7 +2,8 @@
 
 The set is stored once under ``<work_dir>/eval/`` (the test rows of the platform's seeded CTR split) with its
 fingerprint, so every candidate and champion are compared on exactly the same rows, whatever happens to the data
-later. Each version is scored through its pyfunc, from the offline snapshot of its own per-version feature views.
+later. Each version is scored by its verified model (serving.model_integrity), from the offline snapshot of its own
+per-version feature views.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import json
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from feature_repo.model_views import load_manifest
 from graphrec.settings import Settings
+from serving.model_integrity import load_verified_model
 from serving.pyfunc_model import ITEM_ID, USER_ID, ScorerModel, column_values
 
 EVAL_DIR = "eval"
@@ -68,8 +71,8 @@ def score_pairs(model: ScorerModel, users: pd.DataFrame, items: pd.DataFrame, ro
 
 
 def evaluate_version(settings: Settings, name: str, version: str, rows: pd.DataFrame) -> float:
-    """AUC of a registered version on ``rows``, scored through its pyfunc from its own published features."""
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    """AUC of a registered version on ``rows``, scored by its verified model from its own published features."""
+    model = load_verified_model(MlflowClient(), mlflow.get_tracking_uri(), name, version)
     users, items = version_feature_tables(settings, name, version)
     known = rows[rows[USER_ID].isin(users.index) & rows[ITEM_ID].isin(items.index)]
     if len(known) < len(rows):

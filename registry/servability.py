@@ -49,16 +49,18 @@ LOAD_CHECK_PAIRS = 16
 
 
 def load_problems(settings: Settings, name: str, version: str) -> list[str]:
-    """Why the version's model cannot score (empty when it can): its pyfunc must load, and score a few (user, item)
-    pairs from its own published features with finite logits. Run after :func:`servability_problems` passes."""
+    """Why the version's model cannot score (empty when it can): its artefacts must match their registered SHA-256
+    and load as plain data, and it must score a few (user, item) pairs from its own published features with finite
+    logits. Run after :func:`servability_problems` passes."""
     import mlflow
     import numpy as np
     import pandas as pd
 
     from registry.evaluation import score_pairs, version_feature_tables
+    from serving.model_integrity import load_verified_model
 
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+        model = load_verified_model(MlflowClient(), mlflow.get_tracking_uri(), name, str(version))
         users, items = version_feature_tables(settings, name, str(version))
         pairs = pd.DataFrame(
             {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 
-import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
@@ -14,6 +13,7 @@ from pydantic import BaseModel
 
 from feature_repo.model_views import load_manifest, save_manifest
 from graphrec.settings import Settings
+from registry.packaging import register_model_version
 from registry.promotion import (
     AuditEntry,
     RegistryError,
@@ -39,7 +39,7 @@ def register(settings: Settings, run_id: str, name: str | None = None) -> ModelV
     client = MlflowClient()
     run = _run(client, run_id)
     kind = run.data.tags.get(MODEL_KIND_TAG, "")
-    version = mlflow.register_model(logged_model_uri(run), name, tags={MODEL_KIND_TAG: kind})
+    version = register_model_version(logged_model_uri(run), name, {MODEL_KIND_TAG: kind})
     publish_version(settings, name, int(version.version), run_id)
     return client.get_model_version(name, version.version)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-import mlflow.artifacts
-import mlflow.pyfunc
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -41,8 +37,10 @@ from serving.contract import (
 from serving.features import FeatureReader, ItemTable
 from serving.files import FileIdentity, file_identity
 from serving.mlflow_internals import release_sql_connections
+from serving.model_integrity import UnverifiedModel, load_verified_model
 from serving.pyfunc_model import ScorerModel
 from serving.redact import redact_text
+from serving.scorer_files import ScorerFileError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,7 +89,6 @@ class Binding:
     user_view: str
     item_view: str
     model: ScorerModel = field(repr=False)
-    pyfunc: mlflow.pyfunc.PyFuncModel = field(repr=False)
     items: ItemTable = field(repr=False)
     item_watermark: datetime | None
     stats: ItemTable | None = field(repr=False)
@@ -126,7 +123,7 @@ class Binding:
 
 
 class ModelSource:
-    """Reads aliases and loads pyfuncs from the MLflow registry of one URI."""
+    """Reads aliases and loads verified models from the MLflow registry of one URI."""
 
     def __init__(self, tracking_uri: str):
         self.uri = tracking_uri
@@ -187,24 +184,15 @@ class ModelSource:
         except Exception as error:
             raise RegistryUnavailable(f"MLflow registry unreachable: {type(error).__name__}") from error
 
-    def load(self, name: str, version: str) -> tuple[mlflow.pyfunc.PyFuncModel, ScorerModel]:
-        """The version's pyfunc and its ScorerModel; the logged code path is not left on ``sys.path``."""
-        saved_path = list(sys.path)
+    def load(self, name: str, version: str) -> ScorerModel:
+        """The version's ScorerModel, built only after its artefacts match their registered SHA-256
+        (serving.model_integrity); no file of the model store is executed or unpickled."""
         try:
-            with tempfile.TemporaryDirectory(prefix="graphrec-model-") as folder:
-                location = self.client.get_model_version_download_uri(name, version)  # models:/ would use globals
-                local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=location, dst_path=folder, tracking_uri=self.uri
-                )
-                pyfunc = mlflow.pyfunc.load_model(local)
+            return load_verified_model(self.client, self.uri, name, version)
+        except (UnverifiedModel, ScorerFileError) as error:
+            raise NotServable(str(error)) from error
         except Exception as error:
             raise RegistryUnavailable(f"cannot load models:/{name}/{version}: {type(error).__name__}") from error
-        finally:
-            sys.path[:] = saved_path
-        model = pyfunc.unwrap_python_model()
-        if not isinstance(model, ScorerModel):
-            raise NotServable(f"models:/{name}/{version} is a {type(model).__name__}, not a ScorerModel")
-        return pyfunc, model
 
 
 def _stats(reader: FeatureReader) -> tuple[ItemTable | None, datetime | None]:
@@ -224,7 +212,7 @@ def load_binding(source: ModelSource, reader: FeatureReader, name: str, version:
     watermark = reader.watermark(tags[ITEM_VIEW_TAG])
     if watermark is None or reader.watermark(tags[USER_VIEW_TAG]) is None:
         raise NotServable(f"version {version}: views {tags[USER_VIEW_TAG]}, {tags[ITEM_VIEW_TAG]} are not materialized")
-    pyfunc, model = source.load(name, version)
+    model = source.load(name, version)
     stats, stats_watermark = _stats(reader)
     return Binding(
         name=name,
@@ -234,7 +222,6 @@ def load_binding(source: ModelSource, reader: FeatureReader, name: str, version:
         user_view=tags[USER_VIEW_TAG],
         item_view=tags[ITEM_VIEW_TAG],
         model=model,
-        pyfunc=pyfunc,
         items=reader.item_table(tags[ITEM_VIEW_TAG], model.item_features),
         item_watermark=watermark,
         stats=stats,

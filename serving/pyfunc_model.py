@@ -4,18 +4,27 @@ Input: a DataFrame with ``user_id``, ``item_id`` and one column per feature of t
 ``user_<feature>`` / ``item_<feature>`` (array features as lists/arrays of float32). Output: one logit per row.
 Depends only on numpy, pandas, torch and ``serving.scoring`` — never on ``training`` or DGL — so a model loads in
 the serving process and in any bare environment with the logged pip requirements.
+
+Nothing is pickled: the model is logged *from code* (``serving/mlflow_model_code.py`` builds an empty
+:class:`ScorerModel`) and its state is the ``scorer`` artefact (``serving.scorer_files``: JSON + npz), read in
+:meth:`ScorerModel.load_context`. graphrec itself never goes through ``mlflow.pyfunc.load_model``: it verifies the
+artefacts' SHA-256 and reads the scorer folder directly (``serving.model_integrity``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from serving.scorer_files import ScorerSpec, load_scorer
 from serving.scoring import Scorer, build_scorer
 
 USER_ID, ITEM_ID = "user_id", "item_id"
 USER_PREFIX, ITEM_PREFIX = "user_", "item_"
+SCORER_ARTIFACT = "scorer"  # the pyfunc artefact holding scorer.json + scorer.npz
 
 
 def column_values(values: object) -> np.ndarray:
@@ -27,14 +36,37 @@ def column_values(values: object) -> np.ndarray:
 
 
 class ScorerModel(mlflow.pyfunc.PythonModel):
-    """Holds a scorer's kind and state and the feature columns it reads from each side."""
+    """A scorer's spec (kind, state, the feature columns it reads from each side) and the scorer built from it.
 
-    def __init__(self, kind: str, state: dict[str, object], user_features: list[str], item_features: list[str]):
-        self.kind = kind
-        self.state = state
-        self.user_features = list(user_features)
-        self.item_features = list(item_features)
+    Built empty by the logged model code and filled by :meth:`load_context`, or directly from a spec or a folder."""
+
+    def __init__(self, spec: ScorerSpec | None = None):
+        self._spec = spec
         self._scorer: Scorer | None = None
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> ScorerModel:
+        """The model whose scorer is saved in ``folder`` (``serving.scorer_files``), scorer built."""
+        model = cls(load_scorer(folder))
+        model.scorer()
+        return model
+
+    @property
+    def spec(self) -> ScorerSpec:
+        """The scorer's spec; an empty model (before ``load_context``) has none."""
+        if self._spec is None:
+            raise RuntimeError("this ScorerModel holds no scorer yet: MLflow fills it in load_context")
+        return self._spec
+
+    @property
+    def user_features(self) -> list[str]:
+        """Feature columns read from the user side."""
+        return list(self.spec.user_features)
+
+    @property
+    def item_features(self) -> list[str]:
+        """Feature columns read from the item side."""
+        return list(self.spec.item_features)
 
     @property
     def input_columns(self) -> list[str]:
@@ -46,13 +78,15 @@ class ScorerModel(mlflow.pyfunc.PythonModel):
         )
 
     def scorer(self) -> Scorer:
-        """The scorer, built once from the exported state."""
+        """The scorer, built once from the spec."""
         if self._scorer is None:
-            self._scorer = build_scorer(self.kind, self.state)
+            self._scorer = build_scorer(self.spec.kind, self.spec.state)
         return self._scorer
 
     def load_context(self, context: object) -> None:
-        """Build the scorer when MLflow loads the model."""
+        """Read the ``scorer`` artefact and build the scorer when MLflow loads the model."""
+        self._spec = load_scorer(Path(context.artifacts[SCORER_ARTIFACT]))  # type: ignore[attr-defined]
+        self._scorer = None
         self.scorer()
 
     def score_arrays(self, user_rows: dict[str, np.ndarray], item_rows: dict[str, np.ndarray]) -> np.ndarray:

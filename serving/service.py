@@ -2,7 +2,7 @@
 
 The hot path: the user row from Feast (one entity row), item rows gathered by index from the binding's cached numpy
 table, ``ScorerModel.score_arrays``; no pandas. ``naive=True`` swaps in the plain path (every pair read from Feast into
-a pandas frame, ``pyfunc.predict``) behind the same HTTP stack, as the benchmark baseline.
+a pandas frame, the pyfunc model's ``predict``) behind the same HTTP stack, as the benchmark baseline.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Service:
         return scores, found, ITEMS_WITHOUT_FEATURES
 
     def _naive_scores(self, binding: Binding, user_id: int, item_ids: np.ndarray) -> Scored:
-        """Same contract as :meth:`_scores`, the plain way: every pair read from Feast into pandas, pyfunc.predict."""
+        """Same contract as :meth:`_scores`, the plain way: every pair read from Feast into pandas, then predict."""
         model = binding.model
         frame = self.reader.naive_frame(
             binding.user_view, model.user_features, binding.item_view, model.item_features, user_id, item_ids.tolist()
@@ -49,7 +49,7 @@ class Service:
         if not complete.any():
             return popularity_scores(binding.stats, item_ids), complete, UNKNOWN_USER
         scores = popularity_scores(binding.stats, item_ids)
-        scores[complete] = np.asarray(binding.pyfunc.predict(frame[complete]), dtype=np.float32)
+        scores[complete] = np.asarray(model.predict(None, frame[complete]), dtype=np.float32)
         return scores, complete, None if complete.all() else ITEMS_WITHOUT_FEATURES
 
     def predict(self, body: PredictRequest, variant: str | None) -> Ranked:

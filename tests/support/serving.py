@@ -25,7 +25,7 @@ from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ITEM, ITEM_
 from feature_repo.model_views import version_view_names
 from featurestore.config import feature_store
 from graphrec.settings import Settings
-from registry.packaging import log_scorer_model, scorer_model
+from registry.packaging import log_scorer_model, register_model_version, scorer_model
 from registry.tracking import ensure_experiment
 from serving.contract import CHAMPION, FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, MODEL_KIND_TAG, USER_VIEW_TAG
 from serving.pyfunc_model import ITEM_ID, USER_ID, ScorerModel
@@ -149,7 +149,7 @@ def publish_dot_version(
     experiment_id = ensure_experiment(settings, EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id):
         uri = log_scorer_model(model, users, item_table)
-    version = str(mlflow.register_model(uri, name).version)
+    version = str(register_model_version(uri, name, {}).version)
     publish_features(settings, name, version, users, item_table, popularity)
     client = MlflowClient()
     service, user_view, item_view = version_view_names(name, version)
