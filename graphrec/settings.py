@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     serving_torch_threads: int = Field(
         default=1, gt=0, description="torch intra-op threads in the serving process (more only adds contention)."
     )
+    serving_api_docs: bool = Field(
+        default=True, description="Serve /docs, /redoc and /openapi.json; false hides the API description."
+    )
     serving_recommend_candidates: int = Field(
         default=300, gt=0, description="Candidates /v1/recommend retrieves by dot product before re-ranking."
     )

@@ -1,9 +1,10 @@
 """The serving app factory (docs/ARCHITECTURE.md §6): lifespan, error handlers, routers and middleware.
 
 Routes: ``POST /v1/predict``, ``POST /v1/recommend``, ``GET /v1/model``, ``GET /healthz``, ``GET /readyz``,
-``GET /metrics``, ``POST /admin/reload`` (Bearer token). Errors: 422 malformed body, 413 body over
-``serving_max_body_bytes``, 401/403 admin auth, 503 + ``Retry-After`` while no model is bound or the feature store /
-registry is unreachable, a generic 500 (logged, no trace in the body) for anything else.
+``GET /metrics``, ``POST /admin/reload`` (Bearer token), and unless ``serving_api_docs`` is false ``/docs``, ``/redoc``
+and ``/openapi.json``. Errors: 422 malformed body, 413 body over ``serving_max_body_bytes``, 401/403 admin auth, 503 +
+``Retry-After`` while no model is bound or the feature store / registry is unreachable, a generic 500 (logged, no
+trace in the body) for anything else.
 """
 
 from __future__ import annotations
@@ -62,7 +63,15 @@ def create_app(
         finally:
             manager.stop()
 
-    app = FastAPI(title="graphrec serving", version="1", lifespan=lifespan)
+    docs = settings.serving_api_docs  # off: no interactive docs and no schema on the public port (docs/SECURITY.md)
+    app = FastAPI(
+        title="graphrec serving",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.settings, app.state.metrics = settings, metrics
     install_error_handlers(app, settings.serving_retry_after_s)
     for group in (scores, model, health, admin):
