@@ -79,6 +79,8 @@ def expected_message(exc: BaseException) -> tuple[str, str] | None:
             return "refused", str(exc)
         if isinstance(exc, promotion.RegistryError):
             return "error", str(exc)
+    if (integrity := _loaded("serving.model_integrity")) is not None and isinstance(exc, integrity.UnverifiedModel):
+        return "refused", str(exc)
     if (yaml := _loaded("yaml")) is not None and isinstance(exc, yaml.YAMLError):
         return "error", yaml_message(exc)
     if (pydantic := _loaded("pydantic")) is not None and isinstance(exc, pydantic.ValidationError):

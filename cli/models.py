@@ -1,4 +1,4 @@
-"""``graphrec models``: register, list, show, promote (gated), roll back and prune model versions."""
+"""``graphrec models``: register, list, show, verify, promote (gated), roll back and prune model versions."""
 
 from __future__ import annotations
 
@@ -143,6 +143,26 @@ def show_command(
     console.print(f"run {details.run_id}  source {details.source}  created {_minute(details.created)} UTC")
     for table in _details_tables(details, wide):
         print_table(console, table, wide)
+
+
+@app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    reference: str = typer.Argument(..., help="NAME, NAME@ALIAS or NAME/VERSION."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Check every file of a version against the SHA-256 recorded at its registration (run it before
+    `mlflow models serve`, which executes the model's code); refused when any file differs."""
+    from registry.versions import verify
+
+    report = verify(settings_of(ctx), reference)
+    if as_json:
+        print_json(report)
+        return
+    console.print(
+        f"models:/{report.name}/{report.version}: {report.files} files match their registered SHA-256; "
+        f"its {report.scorer} scorer loads as plain data"
+    )
 
 
 @app.command("promote")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
@@ -28,6 +29,7 @@ from registry.promotion import (
 from registry.publish import publish_version
 from registry.tracking import configure_mlflow
 from serving.contract import FEATURE_SERVICE_TAG, MODEL_KIND_TAG
+from serving.model_integrity import expected_digests, load_verified_model
 
 KEY_METRICS = ("test_auc", "test_f1", "test_auc/sparse", "test_recall_at_20", "test_recall_at_20/sparse")
 
@@ -118,6 +120,29 @@ def resolve_version(client: MlflowClient, reference: str, default_name: str) -> 
         name, version = reference.split("/", 1)
         return model_version(client, name or default_name, version)
     return version_by_alias(client, reference, "champion")
+
+
+class VerifyReport(BaseModel, frozen=True):
+    """What ``graphrec models verify`` found: every file of the version matches its registered SHA-256, and its
+    scorer loads as plain data."""
+
+    name: str
+    version: str
+    files: int
+    scorer: str
+
+
+def verify(settings: Settings, reference: str) -> VerifyReport:
+    """Check a version's artefacts against the digests recorded at its registration and load its scorer as data;
+    :class:`serving.model_integrity.UnverifiedModel` when they differ (run this before ``mlflow models serve``,
+    which executes the model's code)."""
+    configure_mlflow(settings)
+    client = MlflowClient()
+    found = resolve_version(client, reference, settings.registered_model_name)
+    name, version = found.name, str(found.version)
+    model = load_verified_model(client, mlflow.get_tracking_uri(), name, version)
+    files = len(expected_digests(dict(found.tags), f"models:/{name}/{version}"))
+    return VerifyReport(name=name, version=version, files=files, scorer=model.spec.kind)
 
 
 class VersionDetails(BaseModel, frozen=True):

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from cli.main import app
 from graphrec.settings import Settings
 from registry.promotion import PromotionRefused, promote
 from serving.app import create_app
@@ -214,3 +216,27 @@ def test_download_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
         (folder / "model").mkdir(parents=True)
     remove_abandoned_downloads(tmp_path)
     assert (abandoned.exists(), in_use.exists(), unrelated.exists()) == (False, True, True)
+
+
+def test_models_verify_passes_a_sound_version_and_refuses_a_tampered_one(
+    world: tuple[Settings, PublishedVersion], tmp_path: Path
+) -> None:
+    settings, champion = world
+    name = settings.registered_model_name
+    base = ["--work-dir", str(settings.work_dir), "models", "verify"]
+    sound = CliRunner().invoke(app, [*base, f"{name}/{champion.version}", "--json"])
+    assert sound.exit_code == 0, sound.output
+    report = json.loads(sound.stdout)
+    assert report["version"] == champion.version and report["scorer"] == "dot" and report["files"] > 10
+    tampered = publish_dot_version(settings, *dot_tables(N_USERS, N_ITEMS, DIM, seed=3), alias=None).version
+    named = plant(version_folder(name, tampered), "code", tmp_path / "payload-ran")
+    refused = CliRunner().invoke(app, [*base, f"{name}/{tampered}"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.stderr.startswith("refused: ") and named in refused.stderr
+
+
+def test_api_docs_can_be_turned_off(world: tuple[Settings, PublishedVersion]) -> None:
+    hidden = world[0].model_copy(update={"serving_api_docs": False})
+    with TestClient(create_app(hidden, poll=False)) as test_client:
+        assert [test_client.get(path).status_code for path in ("/openapi.json", "/docs", "/redoc")] == [404] * 3
+        assert test_client.post("/v1/predict", json={"user_id": 1, "item_ids": [1]}).status_code == 200
