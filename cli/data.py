@@ -90,6 +90,13 @@ def synth(
     users: int = typer.Option(..., "--users", min=10, help="Number of users (10^3 to 10^7)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
     out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically when generation succeeds)."),
+    kg_driven_share: float = typer.Option(
+        0.0,
+        "--kg-driven-share",
+        min=0.0,
+        max=1.0,
+        help="Chance a click follows a KG path (item -> manager/merchant -> item) from an item the user holds.",
+    ),
 ) -> None:
     """Generate a seeded synthetic dataset (power-law activity, fund/coupon KG, homophilous friends, two domains)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -97,7 +104,7 @@ def synth(
     from training.synth.generator import SynthConfig, generate_dataset
 
     try:
-        config = SynthConfig(n_users=users, seed=seed)
+        config = SynthConfig(n_users=users, seed=seed, kg_driven_share=kg_driven_share)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with Progress(TextColumn("users"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:

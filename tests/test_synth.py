@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 import training.synth.generator as generator
+from cli.main import app
 from training.data.dataset import Dataset, load_dataset_dir
 from training.data.schema import DATASET_TABLES, META_FILE, SOCIAL
+from training.data.splits import Split, ctr_split
 from training.synth.catalog import (
     COUPON_CATEGORY,
     COUPON_MERCHANT,
@@ -24,6 +27,7 @@ from training.synth.catalog import (
 )
 from training.synth.generator import SynthConfig, SynthSummary, generate_dataset
 from training.synth.interactions import WINDOW_END, WINDOW_SECONDS
+from training.synth.truth import kg_path_hit_rate
 from training.synth.vocab import topic_words
 
 N_USERS = 3_000
@@ -223,3 +227,76 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(OSError, match="disk full"):
         generate_dataset(SynthConfig(n_users=500), existing)
     assert [p.name for p in parent.iterdir()] == ["data"] and (existing / "keep.txt").read_text() == "old"
+
+
+# --- KG-driven clicks (issue 11, item 4): a synthetic set whose knowledge-graph truth is known ---
+
+# dataset fingerprint of SynthConfig(n_users=3_000, seed=0), computed before kg_driven_share existed
+FINGERPRINT_BEFORE_KG_PATHS = "90bf0d1efd28675f"
+KG_WORLD = {"n_users": 2_000, "n_items": 1_000, "seed": 0}  # items enough that a manager is a small part of a sector
+
+
+@pytest.fixture(scope="module")
+def kg_worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[float, Path]:
+    folders = {}
+    for share in (0.0, 0.8):
+        folders[share] = tmp_path_factory.mktemp("kg") / "data"
+        generate_dataset(SynthConfig(**KG_WORLD, kg_driven_share=share), folders[share])
+    return folders
+
+
+def test_share_zero_reproduces_the_dataset_from_before_kg_paths(dataset: Dataset) -> None:
+    assert dataset.fingerprint == FINGERPRINT_BEFORE_KG_PATHS
+    assert "kg_driven_share" not in SynthConfig(n_users=N_USERS).provenance()
+
+
+def test_kg_driven_share_puts_held_out_positives_on_kg_paths(kg_worlds: dict[float, Path]) -> None:
+    rates = {}
+    for share, folder in kg_worlds.items():
+        world = load_dataset_dir(folder)
+        rates[share] = kg_path_hit_rate(world, ctr_split(world.interactions, seed=2021))
+    assert rates[0.8] > 0.7 and rates[0.8] > 2 * rates[0.0], rates
+
+
+def test_kg_driven_world_keeps_the_format_and_is_chunk_invariant(kg_worlds: dict[float, Path], tmp_path: Path) -> None:
+    world = load_dataset_dir(kg_worlds[0.8])
+    labels = world.interactions.groupby(["user", "label"]).size().unstack(fill_value=0)
+    assert (labels[0] == labels[1]).all()
+    assert json.loads((kg_worlds[0.8] / META_FILE).read_text())["generator"]["kg_driven_share"] == 0.8
+    again = tmp_path / "again"
+    generate_dataset(SynthConfig(**KG_WORLD, kg_driven_share=0.8, chunk_users=300), again)
+    assert all((kg_worlds[0.8] / name).read_bytes() == (again / name).read_bytes() for name in FILES)
+    with pytest.raises(ValueError, match="kg_driven_share must lie in"):
+        SynthConfig(n_users=100, kg_driven_share=1.5)
+
+
+def test_kg_path_hit_rate_counts_shared_entities_of_users_with_training_positives() -> None:
+    kg = pd.DataFrame({"head": [0, 1, 2, 3, 0], "relation": [0, 0, 0, 0, 1], "tail": [4, 4, 5, 5, 6]})
+    rows = lambda pairs: pd.DataFrame(  # noqa: E731
+        {"user": [u for u, _ in pairs], "item": [i for _, i in pairs], "label": [1] * len(pairs)}
+    )
+    world = Dataset(
+        name="toy",
+        n_users=2,
+        n_items=4,
+        n_entities=7,
+        n_relations=2,
+        interactions=rows([(0, 0), (0, 1), (0, 2), (1, 3)]),
+        kg=kg,
+        social=pd.DataFrame({"user": [], "friend": []}),
+        relation_names=["fund.manager", "fund.sector"],
+    )
+    split = Split(train=rows([(0, 0)]), valid=rows([(0, 1)]), test=rows([(0, 2), (1, 3)]))
+    assert kg_path_hit_rate(world, split, relations=["fund.manager"]) == 0.5  # user 1 has no training positive
+    assert kg_path_hit_rate(world, split, relations=["fund.sector"]) == 0.0
+    with pytest.raises(ValueError, match="not in dataset toy"):
+        kg_path_hit_rate(world, split)
+
+
+def test_cli_generates_a_kg_driven_set(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    args = ["data", "synth", "--users", "300", "--out", str(out), "--kg-driven-share", "0.7"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / META_FILE).read_text())["generator"]["kg_driven_share"] == 0.7
+    assert CliRunner().invoke(app, [*args[:-1], "1.5"]).exit_code != 0

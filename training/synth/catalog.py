@@ -24,6 +24,7 @@ RELATION_NAMES = (
     "merchant.category",
 )
 FUND_MANAGER, FUND_SECTOR, FUND_RISK, COUPON_MERCHANT, COUPON_CATEGORY, MERCHANT_CATEGORY = range(len(RELATION_NAMES))
+PATH_RELATIONS = (FUND_MANAGER, COUPON_MERCHANT)  # KG-driven clicks follow item -> manager / merchant -> item
 RISK_OFFSETS = np.array([0.25, 0.5, 0.25])  # a fund's risk level is its sector's typical level -1, +0 or +1
 
 
@@ -35,6 +36,7 @@ class Catalog:
     topic: np.ndarray  # sector for funds, n_sectors + category for coupons
     risk: np.ndarray  # index into RISK_LEVELS for funds, -1 for coupons
     popularity: np.ndarray  # Zipf weight by a random rank
+    path_entity: np.ndarray  # entity id of a fund's manager or a coupon's merchant (the hub of a KG-driven click)
     kg: pd.DataFrame
     entity_types: dict[str, tuple[int, int]]  # type -> [first, last + 1) entity id
 
@@ -116,6 +118,8 @@ def build_catalog(config: SynthConfig) -> Catalog:
 
     types = _entity_types(config)
     first = {name: start for name, (start, _) in types.items()}
+    path_entity = np.empty(n_items, dtype=np.int64)
+    path_entity[funds], path_entity[coupons] = first["manager"] + fund_manager, first["merchant"] + coupon_merchant
     merchants = np.arange(config.n_merchants, dtype=np.int64)
     kg = pd.concat(
         [
@@ -129,4 +133,4 @@ def build_catalog(config: SynthConfig) -> Catalog:
         ignore_index=True,
     )
     kg = kg.sort_values(["head", "relation"], kind="stable", ignore_index=True)
-    return Catalog(domain, topic, risk, rank**-config.item_zipf, kg, types)
+    return Catalog(domain, topic, risk, rank**-config.item_zipf, path_entity, kg, types)

@@ -40,6 +40,7 @@ class SynthConfig:
     friend_alpha: float = 1.8  # tail index of friendships started per user
     tagger_share: float = 0.1  # users who write tags
     tag_rate: float = 0.3  # chance a tagger tags one of their positives
+    kg_driven_share: float = 0.0  # chance a click (after a user's first) follows a KG path from an item they hold
 
     def __post_init__(self) -> None:
         if self.n_items == 0:
@@ -66,6 +67,7 @@ class SynthConfig:
             "friend_homophily",
             "tagger_share",
             "tag_rate",
+            "kg_driven_share",
         )
         problems += [f"{name} must lie in [0, 1]" for name in shares if not 0 <= getattr(self, name) <= 1]
         if self.both_domains_share + self.fund_only_share > 1:
@@ -116,5 +118,10 @@ class SynthConfig:
         return min(self.clicks_cap, self.n_items // 4)
 
     def provenance(self) -> dict[str, object]:
-        """The settings that determine the output (everything but ``chunk_users``), for dataset.json."""
-        return {key: value for key, value in asdict(self).items() if key != "chunk_users"}
+        """The settings that determine the output, for dataset.json.
+
+        ``chunk_users`` does not; ``kg_driven_share`` is left out at 0, so datasets generated before the knob existed
+        keep their bytes and fingerprint.
+        """
+        unused = {"chunk_users"} | ({"kg_driven_share"} if self.kg_driven_share == 0 else set())
+        return {key: value for key, value in asdict(self).items() if key not in unused}

@@ -52,6 +52,10 @@ class Stream(IntEnum):
     TAG_DELAY = auto()
     FRIEND_SAME = auto()
     FRIEND_PICK = auto()
+    # Appended, never inserted: a stream's number is its value, so inserting one would change every later stream.
+    PATH_CLICK = auto()
+    PATH_PARENT = auto()
+    PATH_ITEM = auto()
 
 
 def _mix(words: np.ndarray) -> np.ndarray:

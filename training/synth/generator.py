@@ -21,6 +21,7 @@ from training.data.schema import INTERACTIONS, KG, SOCIAL, TAGS
 from training.synth.catalog import RELATION_NAMES, Catalog, build_catalog
 from training.synth.config import SynthConfig
 from training.synth.interactions import click_positives, labelled_rows, sample_negatives
+from training.synth.paths import build_path_groups
 from training.synth.pools import build_pools
 from training.synth.social import count_started, friendship_keys, friendship_rows, index_segments
 from training.synth.tags import tag_rows
@@ -96,7 +97,7 @@ def generate_dataset(config: SynthConfig, out: Path, progress: Progress | None =
 def _write_tables(config: SynthConfig, catalog: Catalog, folder: Path, progress: Progress | None) -> _Counts:
     """Write kg.tsv, then interactions.tsv and tags.tsv chunk by chunk, then social.tsv; return the row counts."""
     write_table(catalog.kg, folder / KG.file, KG)
-    pools = build_pools(config, catalog)
+    pools, paths = build_pools(config, catalog), build_path_groups(catalog)
     segments = index_segments(config)
     friendships = np.empty(count_started(config), dtype=np.int64)
     filled = 0
@@ -104,7 +105,7 @@ def _write_tables(config: SynthConfig, catalog: Catalog, folder: Path, progress:
     for start in range(0, config.n_users, config.chunk_users):
         ids = np.arange(start, min(start + config.chunk_users, config.n_users), dtype=np.int64)
         users = describe_users(config, ids)
-        positives = click_positives(config, pools, users)
+        positives = click_positives(config, pools, paths, users)
         labelled = labelled_rows(config, catalog, positives, sample_negatives(config, positives.keys))
         tags = tag_rows(config, catalog, users, positives.keys)
         write_table(labelled, folder / INTERACTIONS.file, INTERACTIONS, append=start > 0)

@@ -15,6 +15,7 @@ import pandas as pd
 from training.synth.catalog import Catalog
 from training.synth.config import SynthConfig
 from training.synth.counter_rng import Stream, below, uniform, within
+from training.synth.paths import PathGroups, follow_paths
 from training.synth.pools import Pools
 from training.synth.users import BOTH_DOMAINS, FUNDS_ONLY, Users
 
@@ -30,8 +31,9 @@ class Positives:
     clicks: np.ndarray
 
 
-def click_positives(config: SynthConfig, pools: Pools, users: Users) -> Positives:
-    """Draw every click of ``users``: the domain by the user's mode, then the taste pool or the domain by popularity."""
+def click_positives(config: SynthConfig, pools: Pools, paths: PathGroups, users: Users) -> Positives:
+    """Draw every click of ``users``: the domain by the user's mode, then the taste pool or the domain by popularity;
+    then, with ``kg_driven_share`` above 0, let that share of clicks follow KG paths (:mod:`training.synth.paths`)."""
     seed = config.seed
     owner = np.repeat(np.arange(len(users.ids)), users.clicks)
     user = users.ids[owner]
@@ -47,6 +49,8 @@ def click_positives(config: SynthConfig, pools: Pools, users: Users) -> Positive
         np.where(by_taste, pools.coupon_taste(users.category[owner]), pools.all_coupons),
     )
     items = pools.sample(pool, uniform(seed, Stream.CLICK_ITEM, user, index))
+    if config.kg_driven_share > 0:
+        items = follow_paths(config, paths, user, index, items)
     keys, clicks = np.unique(user * config.n_items + items, return_counts=True)
     return Positives(keys, clicks)
 
