@@ -55,6 +55,7 @@ class TrainResult:
     config: ModelConfig
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
+    diagnostics: dict[str, float] = field(default_factory=dict)  # model.diagnostics of the restored model
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -63,8 +64,8 @@ class TrainResult:
 
     @property
     def best_valid_auc(self) -> float:
-        """Validation AUC of the restored epoch."""
-        return next(r.valid_auc for r in self.history if r.epoch == self.best_epoch)
+        """Validation AUC of the restored epoch (NaN when no epoch ran: a model without parameters)."""
+        return next((r.valid_auc for r in self.history if r.epoch == self.best_epoch), float("nan"))
 
 
 def rows_as_tensors(rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -115,6 +116,14 @@ def _snapshot(model: Recommender) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _finish(result: TrainResult, data: TrainingData) -> TrainResult:
+    """Put the trained model in eval mode and record its diagnostics, once per fit (issue 11)."""
+    result.model.eval()
+    with torch.no_grad():
+        result.diagnostics = result.model.diagnostics(data)
+    return result
+
+
 def fit(
     model_name: str,
     data: TrainingData,
@@ -134,6 +143,8 @@ def fit(
     config = resolve_config(model_name, config)
     seed_everything(seed)
     model = MODELS[model_name](config, data)
+    if not any(p.requires_grad for p in model.parameters()):  # nothing to learn (popularity): zero epochs
+        return _finish(TrainResult(model=model, config=config), data)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     users, items, labels = rows_as_tensors(data.split.train)
     valid_users, valid_items, valid_labels = rows_as_tensors(data.split.valid)
@@ -168,5 +179,4 @@ def fit(
             if stale >= config.patience:
                 break
     model.load_state_dict(best_state)
-    model.eval()
-    return result
+    return _finish(result, data)

@@ -101,6 +101,14 @@ class Recommender(torch.nn.Module, ABC):
     def export_serving(self) -> ServingExport:
         """The serving form: feature tables + scorer (see :class:`ServingExport`)."""
 
+    def diagnostics(self, data: TrainingData) -> dict[str, float]:
+        """Flat ``group/name`` numbers that show whether the trained model's parts do work, computed once after
+        training; default: how personal its rankings are (``personal/*``, see training.evaluation.diagnostics).
+        Models with attention or distillation add their own keys to these."""
+        from training.evaluation.diagnostics import model_personalisation  # evaluation imports this module
+
+        return model_personalisation(self, data)
+
 
 MODELS: dict[str, type[Recommender]] = {}
 
