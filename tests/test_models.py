@@ -8,8 +8,8 @@ import torch
 
 from serving.scoring import build_scorer
 from tests.support.scoring import served_rows
-from training.models.base import MODELS, Batch, TrainingData, load_models
-from training.trainer import resolve_config, rows_as_tensors, seed_everything
+from training.models.base import MODELS, Batch, Recommender, TrainingData, load_models
+from training.trainer import fit, resolve_config, rows_as_tensors, seed_everything
 
 load_models()
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -21,10 +21,35 @@ def small_config(name: str):
     return type(config).model_validate(config.model_dump() | {"dim": 8, "batch_size": 64, "lr": 0.01})
 
 
+def trainable(name: str, data: TrainingData) -> bool:
+    """Whether the model has parameters to learn (popularity has none and is only served)."""
+    return any(p.requires_grad for p in MODELS[name](small_config(name), data).parameters())
+
+
+def assert_scorer_equals_model(model: Recommender, data: TrainingData) -> None:
+    """The serving scorer built from the model's export gives its predict_logits on random pairs (atol 1e-5)."""
+    model.eval()
+    pair_users = np.repeat(np.arange(data.dataset.n_users), 3)
+    pair_items = np.random.default_rng(1).integers(0, data.dataset.n_items, len(pair_users))
+    with torch.no_grad():
+        expected = model.predict_logits(torch.from_numpy(pair_users), torch.from_numpy(pair_items)).numpy()
+    export = model.export_serving()
+    scorer = build_scorer(export.scorer_kind, export.scorer_state)
+    got = scorer.score(
+        served_rows(export.user_features, "user_id", pair_users),
+        served_rows(export.item_features, "item_id", pair_items),
+    )
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_trains_and_serves(name: str, training_data: TrainingData) -> None:
     seed_everything(0)
     model = MODELS[name](small_config(name), training_data)
+    if not trainable(name, training_data):
+        assert_scorer_equals_model(model, training_data)
+        return
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     users, items, labels = rows_as_tensors(training_data.split.train)
     batch = Batch(users, items, labels)
@@ -41,17 +66,25 @@ def test_model_trains_and_serves(name: str, training_data: TrainingData) -> None
         losses.append(float(loss.detach()))
     seed_everything(0)
     assert min(losses[1:]) < losses[0], f"{name}: losses did not decrease: {losses}"
+    assert_scorer_equals_model(model, training_data)
 
-    model.eval()
-    pair_users = np.repeat(np.arange(training_data.dataset.n_users), 3)
-    pair_items = np.random.default_rng(1).integers(0, training_data.dataset.n_items, len(pair_users))
-    with torch.no_grad():
-        expected = model.predict_logits(torch.from_numpy(pair_users), torch.from_numpy(pair_items)).numpy()
-    export = model.export_serving()
-    scorer = build_scorer(export.scorer_kind, export.scorer_state)
-    got = scorer.score(
-        served_rows(export.user_features, "user_id", pair_users),
-        served_rows(export.item_features, "item_id", pair_items),
-    )
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+def test_only_the_parameterless_popularity_model_skips_training(training_data: TrainingData) -> None:
+    assert [name for name in sorted(MODELS) if not trainable(name, training_data)] == ["popularity"]
+
+
+def test_popularity_is_monotone_in_training_counts_and_trains_zero_epochs(training_data: TrainingData) -> None:
+    counts = np.bincount(training_data.train_positives["item"], minlength=training_data.dataset.n_items)
+    result = fit("popularity", training_data)
+    items = torch.arange(training_data.dataset.n_items)
+    logits = result.model.predict_logits(torch.zeros_like(items), items).numpy()
+    order = np.argsort(counts, kind="stable")
+    assert len(np.unique(counts)) > 2, "the fixture must have items of several popularities"
+    assert np.all(np.diff(logits[order]) >= 0)
+    assert np.all((np.diff(logits[order]) > 0) == (np.diff(counts[order]) > 0))
+    other_user = result.model.predict_logits(torch.full_like(items, 3), items).numpy()
+    np.testing.assert_array_equal(logits, other_user)
+    assert result.history == [] and result.best_epoch == 0
+    assert set(result.diagnostics) == {"personal/item_share", "personal/top20_jaccard", "personal/coverage"}
+    # the same item scores for everyone; not exactly 1 because each user's excluded positives shift the user mean
+    assert result.diagnostics["personal/item_share"] > 0.95
