@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Column, Table
 
-from cli.context import CliError, console, settings_of, validation_message, yaml_message
-from cli.output import number_column
+from cli.context import CliError, console, err_console, settings_of, validation_message, yaml_message
+from cli.output import JsonFlag, number_column, print_json
 
 if TYPE_CHECKING:
     from training.models.base import ModelConfig
@@ -25,6 +25,14 @@ def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
     table = Table(metric, *(number_column(name) for name in columns), title=title)
     for metric in next(iter(columns.values())):
         table.add_row(metric, *(f"{values[metric]:.4f}" for values in columns.values()))
+    return table
+
+
+def _diagnostics_table(title: str, diagnostics: dict[str, float]) -> Table:
+    """One row per diagnostic (``group/name`` keys, as logged to MLflow with the ``diag_`` prefix)."""
+    table = Table(Column("diagnostic", style="bold", overflow="fold"), number_column("value"), title=title)
+    for key, value in diagnostics.items():
+        table.add_row(key, f"{value:.4f}")
     return table
 
 
@@ -85,9 +93,11 @@ def train(
         None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."
     ),
     register: bool = typer.Option(False, "--register", help="Register the model and publish its features to Feast."),
+    as_json: JsonFlag = False,
 ) -> None:
-    """Train one model (early stopping on validation), print validation and test metrics overall and by tercile,
-    and log the run to MLflow (config, curves, metrics, lineage, plots, model card, pyfunc)."""
+    """Train one model (early stopping on validation), print validation and test metrics overall and by tercile and
+    the model's diagnostics (how personal its rankings are, whether its attention selects), and log the run to MLflow
+    (config, curves, metrics, diagnostics as diag_*, lineage, plots, model card, pyfunc)."""
     from registry.tracking import configure_mlflow
     from registry.train import train_and_log
 
@@ -95,21 +105,46 @@ def train(
     _set_threads(threads)
     model_config = _model_config(model, config)
     configure_mlflow(settings)
-    console.print(
+    notes = err_console if as_json else console
+    notes.print(
         f"[bold]{model}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
         f"{model_config.model_dump()}"
     )
 
     def progress(record: EpochRecord) -> None:
-        console.print(
+        notes.print(
             f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  valid AUC {record.valid_auc:.4f}  "
             f"F1 {record.valid_f1:.4f}  {record.seconds:.2f} s"
         )
 
     outcome = train_and_log(settings, model, model_config, seed, register_version=register, on_epoch=progress)
     run = outcome.run
-    console.print(f"best epoch {run.best_epoch} of {len(run.history)}; {run.seconds_per_epoch:.2f} s/epoch (median)")
+    if as_json:
+        print_json(
+            {
+                "model": model,
+                "seed": run.seed,
+                "config": run.config,
+                "best_epoch": run.best_epoch,
+                "epochs_run": len(run.history),
+                "seconds_per_epoch": run.seconds_per_epoch,
+                "valid": run.valid,
+                "test": run.test,
+                "diagnostics": run.diagnostics,
+                "run_id": outcome.run_id,
+                "version": None if outcome.version is None else outcome.version.version,
+            }
+        )
+        return
+    if run.history:
+        console.print(
+            f"best epoch {run.best_epoch} of {len(run.history)}; {run.seconds_per_epoch:.2f} s/epoch (median)"
+        )
+    else:
+        console.print("no epochs: the model has no parameters to train")
     console.print(_metrics_table(f"{model} (seed {run.seed})", {"validation": run.valid, "test": run.test}))
+    if run.diagnostics:
+        console.print(_diagnostics_table(f"{model} diagnostics", run.diagnostics))
     console.print(f"MLflow run {outcome.run_id}")
     if outcome.version is not None:
         console.print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -38,6 +38,7 @@ class TrainedRun:
     dataset_name: str
     dataset_fingerprint: str
     export: ServingExport
+    diagnostics: dict[str, float] = field(default_factory=dict)  # Recommender.diagnostics, keys like personal/coverage
 
 
 def metric_key(name: str) -> str:
@@ -57,6 +58,8 @@ def model_card(run: TrainedRun) -> str:
         cells = [run.test.get(metric + suffix, float("nan")) for suffix in ("", "/sparse", "/medium", "/active")]
         return f"| {metric} | " + " | ".join(f"{v:.4f}" for v in cells) + " |"
 
+    diagnostics = [f"- diagnostic `{key}`: {value:.4f}" for key, value in run.diagnostics.items()]
+    diagnostics += [""] if diagnostics else []
     return "\n".join(
         [
             f"# Model card: {run.model_name}",
@@ -73,6 +76,7 @@ def model_card(run: TrainedRun) -> str:
             row("recall@20"),
             row("ndcg@20"),
             "",
+            *diagnostics,
             "- **Intended use**: re-ranking candidates for users of the same catalogue, many of them low-activity.",
             "- **Serving**: a pyfunc scoring from the version's own Feast feature views (ids + features only).",
             "- **Known gaps**: features are a snapshot of the training graph; users and items unseen at training get"
@@ -96,6 +100,7 @@ def log_training_run(settings: Settings, run: TrainedRun) -> str:
         mlflow.log_metrics({f"valid_{metric_key(k)}": v for k, v in run.valid.items()})
         mlflow.log_metrics({f"test_{metric_key(k)}": v for k, v in run.test.items()})
         mlflow.log_metrics({"seconds_per_epoch": run.seconds_per_epoch, "best_epoch": run.best_epoch})
+        mlflow.log_metrics({f"diag_{metric_key(k)}": v for k, v in run.diagnostics.items()})
         mlflow.set_tags(
             {
                 MODEL_KIND_TAG: run.model_name,

@@ -52,6 +52,7 @@ def train_and_log(
         dataset_name=dataset.name,
         dataset_fingerprint=dataset.fingerprint,
         export=result.model.export_serving(),
+        diagnostics=result.diagnostics,
     )
     run_id = log_training_run(settings, run)
     version = None

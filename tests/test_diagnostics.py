@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import typer
+from typer.testing import CliRunner
 
+from cli import train as train_cli
+from graphrec.settings import Settings
+from tests.support.datasets import synthetic_dataset
+from training.data.dataset import write_dataset
 from training.evaluation.diagnostics import (
     attention_entropy,
     attention_summary,
@@ -129,3 +137,26 @@ def test_default_diagnostics_hook_reports_personalisation(training_data: Trainin
     assert diagnostics == result.diagnostics
     assert set(diagnostics) == {"personal/item_share", "personal/top20_jaccard", "personal/coverage"}
     assert all(0.0 <= value <= 1.0 for value in diagnostics.values())
+
+
+def test_cli_train_json_includes_diagnostics_and_mlflow_logs_them(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    write_dataset(synthetic_dataset(), tmp_path / "synthetic")
+    settings = Settings(dataset=str(tmp_path / "synthetic"), work_dir=tmp_path / "work")
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = settings
+
+    app.command("train")(train_cli.train)
+    trained = CliRunner().invoke(app, ["train", "--model", "popularity", "--seed", "1", "--json"])
+    assert trained.exit_code == 0, trained.output
+    document = json.loads(trained.stdout)
+    assert document["model"] == "popularity" and document["epochs_run"] == 0
+    assert set(document["diagnostics"]) == {"personal/item_share", "personal/top20_jaccard", "personal/coverage"}
+    metrics = MlflowClient(settings.mlflow_uri).get_run(document["run_id"]).data.metrics
+    for key, value in document["diagnostics"].items():
+        assert metrics[f"diag_{key}"] == pytest.approx(value)
+    assert not math.isnan(metrics["test_auc"])
