@@ -29,6 +29,8 @@ from training.evaluation.diagnostics import (
     top_k_edges,
     top_k_items,
 )
+from training.evaluation.harness import evaluate_models, resolve_names
+from training.evaluation.report import results_markdown
 from training.models.base import TrainingData
 from training.trainer import fit
 
@@ -160,3 +162,13 @@ def test_cli_train_json_includes_diagnostics_and_mlflow_logs_them(tmp_path: Path
     for key, value in document["diagnostics"].items():
         assert metrics[f"diag_{key}"] == pytest.approx(value)
     assert not math.isnan(metrics["test_auc"])
+
+
+def test_evaluate_all_includes_popularity_reported_as_the_floor() -> None:
+    assert "popularity" in resolve_names("all")
+    table = evaluate_models(["popularity"], [0, 1], synthetic_dataset(), n_users=10)
+    assert list(table["epochs_run"]) == [0, 0] and table["auc"].notna().all()
+    text = results_markdown(table, "graphrec evaluate --models popularity --seeds 2", 1.0)
+    row = next(line for line in text.splitlines() if line.startswith("| popularity |"))
+    assert row.count("±") == 6 and "n/a" in row  # every metric and valid AUC measured; no seconds per epoch
+    assert "the floor every model should clear" in text
