@@ -1,6 +1,7 @@
 """Error responses of the serving API: every one an ``ErrorBody`` (``{"detail": ...}``), never a stack trace.
 
-A registry or feature-store outage, or no model bound yet, is a 503 with ``Retry-After``; anything unexpected is a
+A registry or feature-store outage, or no model bound yet, is a 503 with ``Retry-After`` (its cause logged once per
+distinct cause and then at most every 30 s with a count, see :class:`OutageLog`); anything unexpected is a
 generic 500 whose cause goes to the log only. A malformed request is a 422 naming each problem's location and message,
 never the raw input: FastAPI's default handler echoes it and fails to encode NaN, Infinity or a lone surrogate (a 500).
 A body that is not UTF-8 is a 422 saying so (FastAPI's own answer is a bare 400 "error parsing the body").
@@ -9,7 +10,8 @@ A body that is not UTF-8 is a 422 saying so (FastAPI's own answer is a bare 400 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from serving.binding import NotReady, NotServable, RegistryUnavailable
 from serving.features import StoreUnavailable
+from serving.redact import redact_text
 from serving.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -57,12 +60,36 @@ def validation_detail(errors: Sequence[Any]) -> str:
     return f"invalid request: {'; '.join(problems) or 'malformed body'}{more}"
 
 
+class OutageLog:
+    """Logs a 503's cause once per distinct message, then at most once per ``interval_s`` with the count of the
+    503s not logged in between: an outage under load is a few lines, not one per request."""
+
+    def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.interval_s, self.clock = interval_s, clock
+        self.last_message: str | None = None
+        self.last_logged_at = 0.0
+        self.suppressed = 0
+
+    def record(self, path: str, error: Exception) -> None:
+        """Log this 503 unless the same cause was logged less than ``interval_s`` ago (then count it)."""
+        message = redact_text(str(error))
+        now = self.clock()
+        if message == self.last_message and now - self.last_logged_at < self.interval_s:
+            self.suppressed += 1
+            return
+        repeats = f" ({self.suppressed} more 503s since the last line)" if self.suppressed else ""
+        log.warning("503 on %s: %s%s", path, message, repeats)
+        self.last_message, self.last_logged_at, self.suppressed = message, now, 0
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     """422 for malformed requests, 503 + ``Retry-After`` for the outages, a logged generic 500 for anything else."""
     retry = {"Retry-After": str(retry_after_s)}
 
+    outages = OutageLog()
+
     async def unavailable(request: Request, error: Exception) -> JSONResponse:
-        log.warning("503 on %s: %s", request.url.path, error)
+        outages.record(request.url.path, error)
         return error_response(503, f"temporarily unavailable: {type(error).__name__}", retry)
 
     async def internal(request: Request, error: Exception) -> JSONResponse:

@@ -20,6 +20,8 @@ from graphrec.testing import free_port, wait_until
 from serving.app import create_app
 from serving.binding import BindingManager, ModelSource
 from serving.contract import CHAMPION
+from serving.errors import OutageLog
+from serving.features import StoreUnavailable
 from serving.pyfunc_model import ITEM_ID
 from serving.redact import redact_text
 from tests.support.serving import PublishedVersion, dot_tables, popularity_table, publish_dot_version
@@ -247,3 +249,17 @@ def test_body_that_is_not_utf8_is_422_naming_the_encoding(client: TestClient, bo
 def test_other_http_errors_keep_their_status(client: TestClient) -> None:
     assert client.get("/nosuch").status_code == 404
     assert client.get("/v1/predict").status_code == 405
+
+
+def test_an_outage_under_load_is_a_few_log_lines_not_one_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    outages = OutageLog(interval_s=30.0, clock=lambda: now[0])
+    down = StoreUnavailable(f"redis://user:{SECRET}@127.0.0.1:1 refused")
+    with caplog.at_level(logging.WARNING, logger="serving.errors"):
+        for moment in (0.0, 1.0, 2.0, 31.0, 32.0):
+            now[0] = moment
+            outages.record("/v1/predict", down)
+        outages.record("/v1/recommend", StoreUnavailable("another cause"))
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 3 and SECRET not in "".join(lines)
+    assert lines[1].endswith("(2 more 503s since the last line)") and "another cause" in lines[2]
