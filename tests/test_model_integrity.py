@@ -34,20 +34,10 @@ from serving.model_integrity import (
 from serving.pyfunc_model import ITEM_ID
 from serving.scorer_files import ARRAYS_FILE, SPEC_FILE, ScorerFileError, ScorerSpec, load_scorer, save_scorer
 from tests.support.serving import PublishedVersion, dot_tables, popularity_table, publish_dot_version
+from tests.support.tampering import TAMPERINGS, FileWritingPayload, plant, version_folder
 
 N_USERS, N_ITEMS, DIM = 12, 20, 4
 TOKEN = "integrity-token"
-
-
-class FileWritingPayload:
-    """Pickles to a call of ``open(marker, "w")``: unpickling it creates ``marker``, which is how a test sees that
-    planted code ran."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return open, (str(self.marker), "w")
 
 
 def nested_spec() -> ScorerSpec:
@@ -138,12 +128,6 @@ def client(world: tuple[Settings, PublishedVersion]) -> Iterator[TestClient]:
         yield test_client
 
 
-def version_folder(name: str, version: str) -> Path:
-    """The version's model folder in the local artefact store (what an attacker with write access edits)."""
-    uri = MlflowClient().get_model_version_download_uri(name, version)
-    return Path(uri.removeprefix("file://"))
-
-
 def test_a_logged_model_is_code_and_data_with_every_file_digested(world: tuple[Settings, PublishedVersion]) -> None:
     settings, champion = world
     folder = version_folder(settings.registered_model_name, champion.version)
@@ -156,21 +140,7 @@ def test_a_logged_model_is_code_and_data_with_every_file_digested(world: tuple[S
     assert json.loads(tags[DIGEST_TAG]) == files
 
 
-def plant(folder: Path, how: str, marker: Path) -> str:
-    """Tamper with a model folder the way ``how`` says; returns the file name the refusal must name."""
-    if how == "pickle":
-        (folder / "python_model.pkl").write_bytes(pickle.dumps(FileWritingPayload(marker)))
-        return "python_model.pkl was added"
-    if how == "weights":
-        arrays = folder / SCORER_FOLDER / ARRAYS_FILE
-        np.savez(arrays, allow_pickle=False, **{"state.planted": np.ones(3, np.float32)})
-        return f"{SCORER_FOLDER.as_posix()}/{ARRAYS_FILE} changed"
-    code = folder / "mlflow_model_code.py"
-    code.write_text(f"open({str(marker)!r}, 'w')\n" + code.read_text())
-    return "mlflow_model_code.py changed"
-
-
-@pytest.mark.parametrize("how", ["pickle", "weights", "code"])
+@pytest.mark.parametrize("how", TAMPERINGS)
 def test_a_tampered_version_is_refused_by_service_and_gate_and_runs_nothing(
     world: tuple[Settings, PublishedVersion], client: TestClient, tmp_path: Path, how: str
 ) -> None:
