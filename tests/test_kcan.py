@@ -12,6 +12,7 @@ from torch.nn.functional import cosine_similarity, normalize
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from serving.scoring import build_scorer
+from serving.scoring.kcan import Star, conditional_attention
 from tests.support.datasets import synthetic_dataset
 from tests.support.scoring import served_rows
 from training.kge.interactions import project
@@ -47,10 +48,20 @@ def positive_pairs(data: TrainingData) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(positives["user"].to_numpy()), torch.from_numpy(positives["item"].to_numpy())
 
 
-ABLATIONS = [{}, {"knowledge_attention": False}, {"conditional_attention": False}, {"distillation": False}]
+SELECTING = {
+    "loss": "bpr",
+    "alpha_per_layer": True,
+    "learn_temperature": True,
+    "attention": "gatv2",
+    "personal_embeddings": True,
+    "item_bias": True,
+}
+ABLATIONS = [{}, {"knowledge_attention": False}, {"conditional_attention": False}, {"distillation": False}, SELECTING]
 
 
-@pytest.mark.parametrize("overrides", ABLATIONS, ids=["full", "no_knowledge", "no_conditional", "no_distillation"])
+@pytest.mark.parametrize(
+    "overrides", ABLATIONS, ids=["full", "no_knowledge", "no_conditional", "no_distillation", "selecting"]
+)
 def test_scorer_on_exported_features_equals_predict_logits(data: TrainingData, overrides: dict) -> None:
     model = make(data, **overrides)
     export = model.export_serving()
@@ -84,9 +95,8 @@ def test_target_edge_is_never_a_distilled_neighbour_of_its_pair(data: TrainingDa
     model = make(data, top_k=50)  # stars hold every neighbour, so the u–v edge is in them before masking
     users, items = positive_pairs(data)
     with torch.no_grad():
-        z, alpha, neighbourhoods = model.propagate()
-    user = model.star(z, alpha, neighbourhoods, model.user_nodes(users))
-    item = model.star(z, alpha, neighbourhoods, items)
+        propagation = model.propagate()
+    user, item = model.user_star(propagation, users), model.item_star(propagation, items)
     assert (user.nbr_id == items.unsqueeze(1)).any(dim=1).all()  # the edge exists in the graph ...
     assert (item.nbr_id == user.node_id.unsqueeze(1)).any(dim=1).all()
     user_kept, item_kept = user.kept(item.node_id), item.kept(user.node_id)
@@ -121,7 +131,7 @@ def test_training_hides_the_batch_edges_from_propagation(data: TrainingData) -> 
     assert len(triples) == 10  # interact and interacted_by of each pair
     assert {int(h) for h in triples[:, 0]} | {int(t) for t in triples[:, 2]} == user_nodes | set(items[:5].tolist())
     with torch.no_grad():
-        _, alpha, _ = model.propagate(dropped)
+        alpha = model.propagate(dropped).alpha
     assert torch.all(alpha[dropped] == 0)
 
 
@@ -134,7 +144,7 @@ def in_edge_sums(model: KCAN, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.
 def test_attention_sums_to_one_over_in_edges(data: TrainingData) -> None:
     model = make(data)
     with torch.no_grad():
-        _, alpha, _ = model.propagate()
+        alpha = model.propagate().alpha
     sums, degree = in_edge_sums(model, alpha)
     assert torch.all(alpha > 0)
     torch.testing.assert_close(sums[degree > 0], torch.ones(int((degree > 0).sum())))
@@ -154,7 +164,7 @@ def test_relation_cosine_matches_the_direct_formula(data: TrainingData) -> None:
 def test_knowledge_attention_off_is_uniform(data: TrainingData) -> None:
     model = make(data, knowledge_attention=False)
     with torch.no_grad():
-        _, alpha, _ = model.propagate()
+        alpha = model.propagate().alpha
     _, dst = model.graph.edges()
     degree = torch.bincount(dst, minlength=model.graph.num_nodes())
     torch.testing.assert_close(alpha, 1.0 / degree[dst].float())
@@ -192,7 +202,7 @@ def test_ablation_switches_change_the_computation(data: TrainingData, switch: st
 def test_distillation_off_keeps_every_neighbour(data: TrainingData) -> None:
     model = make(data, distillation=False)
     with torch.no_grad():
-        _, _, neighbourhoods = model.propagate()
+        neighbourhoods = model.propagate().neighbourhoods
     _, dst = model.graph.edges()
     degree = torch.bincount(dst, minlength=model.graph.num_nodes())
     assert neighbourhoods.node.shape[1] == model.config.max_neighbours
@@ -242,3 +252,64 @@ def test_a_training_step_never_builds_a_dense_node_by_node_tensor(data: Training
         model.training_loss(Batch(users, items, labels)).backward()
     assert len(recorder.shapes) > 100
     assert not [shape for shape in recorder.shapes if sum(size == n_nodes for size in shape) >= 2]
+
+
+def random_star(generator: torch.Generator, batch: int, k: int, d: int) -> Star:
+    """A star batch with every neighbour real."""
+    return Star(
+        node_id=torch.arange(batch),
+        centre=torch.randn(batch, d, generator=generator),
+        nbr_id=torch.arange(batch * k).reshape(batch, k) + batch,
+        nbr_repr=torch.randn(batch, k, d, generator=generator),
+        nbr_alpha=torch.full((batch, k), 1.0 / k),
+    )
+
+
+def test_only_gatv2_attention_ranks_neighbours_differently_per_target() -> None:
+    generator = torch.Generator().manual_seed(0)
+    d, k, targets = 8, 6, 32
+    star = random_star(generator, 1, k, d)
+    star = Star(
+        star.node_id.repeat(targets),
+        star.centre.repeat(targets, 1),
+        star.nbr_id.repeat(targets, 1),
+        star.nbr_repr.repeat(targets, 1, 1),
+        star.nbr_alpha.repeat(targets, 1),
+    )
+    h_user, h_item = torch.randn(targets, d, generator=generator), torch.randn(targets, d, generator=generator)
+    kept = torch.ones(targets, k, dtype=torch.bool)
+    static = conditional_attention(star, h_user, h_item, torch.randn(4 * d, generator=generator), kept)
+    transform = torch.randn(d, 4 * d, generator=generator)
+    dynamic = conditional_attention(star, h_user, h_item, torch.randn(d, generator=generator), kept, transform)
+    assert len({tuple(row) for row in static.argsort(dim=1).tolist()}) == 1  # one ranking for every target
+    assert len({tuple(row) for row in dynamic.argsort(dim=1).tolist()}) > 1
+    torch.testing.assert_close(dynamic.sum(dim=1), torch.ones(targets))
+
+
+def test_alpha_is_shared_or_recomputed_per_layer(data: TrainingData) -> None:
+    shared, per_layer = make(data), make(data, alpha_per_layer=True)
+    with torch.no_grad():
+        shared_alphas, per_layer_alphas = shared.propagate().alphas, per_layer.propagate().alphas
+    assert len(shared_alphas) == len(per_layer_alphas) == shared.config.n_layers
+    assert shared_alphas[0] is shared_alphas[1]
+    assert not torch.allclose(per_layer_alphas[0], per_layer_alphas[1])
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_temperature_learns_only_when_asked(data: TrainingData, learn: bool) -> None:
+    model = make(data, learn_temperature=learn).train()
+    users, items, labels = rows_as_tensors(data.split.train)
+    model.training_loss(Batch(users, items, labels)).backward()
+    assert (model.log_temperature.grad is not None) == learn
+
+
+def test_kcan_diagnostics_cover_every_stage(data: TrainingData) -> None:
+    found = make(data, alpha_per_layer=True, attention="gatv2").diagnostics(data)
+    for layer in (1, 2):
+        assert 0.0 <= found[f"attention/layer{layer}/entropy_mean"] <= 1.0
+        assert found[f"attention/layer{layer}/max_ratio_median"] >= 1.0
+    assert 0.0 <= found["distill/share_cut"] <= 1.0 and 0.0 < found["distill/mass_kept"] <= 1.0
+    assert 0.0 < found["conditioning/sensitivity"] < 1.0
+    assert {"personal/item_share", "personal/top20_jaccard", "personal/coverage"} <= set(found)
+    static = make(data, conditional_attention=False).diagnostics(data)
+    assert static["conditioning/sensitivity"] == pytest.approx(0.0, abs=1e-12)

@@ -34,6 +34,7 @@ class Star:
     nbr_id: Tensor  # (B, k) int64, -1 = padding
     nbr_repr: Tensor  # (B, k, d)
     nbr_alpha: Tensor  # (B, k), 0 for padding
+    bias: Tensor | None = None  # (B,) the centre's own logit offset (items' popularity), None: none
 
     def kept(self, target: Tensor) -> Tensor:
         """(B, k) bool: real neighbours other than ``target`` (B,), the other end of the scored pair."""
@@ -42,13 +43,15 @@ class Star:
 
 @dataclass(frozen=True)
 class HeadWeights:
-    """Parameters of steps 4-5: attention vector a (4d), refinement W_c (d, d), towers (Linear layers), bias."""
+    """Parameters of steps 4-5: attention vector a (4d, or d' with a transform), refinement W_c (d, d), towers (Linear
+    layers), bias; ``attention_transform`` W (d', 4d) makes the attention GATv2-style (None: the paper's form)."""
 
     attention: Tensor
     refine: Tensor
     user_tower: list[tuple[Tensor, Tensor]]
     item_tower: list[tuple[Tensor, Tensor]]
     bias: Tensor
+    attention_transform: Tensor | None = None
 
 
 def masked_normalise(weights: Tensor, mask: Tensor) -> Tensor:
@@ -57,12 +60,26 @@ def masked_normalise(weights: Tensor, mask: Tensor) -> Tensor:
     return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def conditional_attention(star: Star, h_user: Tensor, h_item: Tensor, attention: Tensor, kept: Tensor) -> Tensor:
-    """β_ij = softmax_j LeakyReLU(aᵀ[h_u‖h_v‖x_i‖x_j]) over the kept neighbours j of each centre i; (B, k)."""
+def conditional_attention(
+    star: Star, h_user: Tensor, h_item: Tensor, attention: Tensor, kept: Tensor, transform: Tensor | None = None
+) -> Tensor:
+    """β_ij = softmax_j e_ij over the kept neighbours j of each centre i; (B, k).
+
+    Without ``transform``, the paper's e_ij = LeakyReLU(aᵀ[h_u‖h_v‖x_i‖x_j]): the pair enters as a constant inside a
+    monotone function, so every target ranks the neighbours alike ("static" attention). With ``transform`` W,
+    e_ij = aᵀ LeakyReLU(W[h_u‖h_v‖x_i‖x_j]) (GATv2, Brody et al. 2022): the ranking of neighbours depends on the pair.
+    W is applied blockwise, so the pair's part is computed once per row and only W_n x_j per neighbour.
+    """
     d = h_user.shape[-1]
-    a_user, a_item, a_centre, a_nbr = attention.split(d)
-    constant = h_user @ a_user + h_item @ a_item + star.centre @ a_centre
-    logits = F.leaky_relu(constant.unsqueeze(1) + star.nbr_repr @ a_nbr, NEGATIVE_SLOPE)
+    if transform is None:
+        a_user, a_item, a_centre, a_nbr = attention.split(d)
+        constant = h_user @ a_user + h_item @ a_item + star.centre @ a_centre
+        logits = F.leaky_relu(constant.unsqueeze(1) + star.nbr_repr @ a_nbr, NEGATIVE_SLOPE)
+    else:
+        w_user, w_item, w_centre, w_nbr = transform.split(d, dim=1)
+        constant = h_user @ w_user.T + h_item @ w_item.T + star.centre @ w_centre.T  # (B, d')
+        hidden = F.leaky_relu(constant.unsqueeze(1) + star.nbr_repr @ w_nbr.T, NEGATIVE_SLOPE)  # (B, k, d')
+        logits = hidden @ attention
     beta = torch.softmax(logits.masked_fill(~kept, -torch.inf), dim=-1)
     return torch.nan_to_num(beta, nan=0.0)  # a star left empty (e.g. its only edge was the target) gets no weight
 
@@ -98,14 +115,28 @@ def kcan_logits(
     training: bool = False,
 ) -> Tensor:
     """Steps 4-5 for aligned (user, item) stars: ⟨user tower([r_u‖x_u]), item tower([r_v‖x_v])⟩ + b; shape (B,)."""
+    refined = refined_pair(user, item, weights, gamma, conditional)
+    user_out = tower(torch.cat((refined[0], user.centre), dim=-1), weights.user_tower, dropout, training)
+    item_out = tower(torch.cat((refined[1], item.centre), dim=-1), weights.item_tower, dropout, training)
+    logits = (user_out * item_out).sum(dim=-1) + weights.bias
+    return logits if item.bias is None else logits + item.bias
+
+
+def refined_pair(
+    user: Star, item: Star, weights: HeadWeights, gamma: float, conditional: bool
+) -> tuple[Tensor, Tensor]:
+    """Target-specific representations (r_u, r_v) of aligned stars: each star with the other end masked out, its
+    neighbours weighted by the conditional attention (when on) mixed with α."""
     refined = []
     for star, other in ((user, item), (item, user)):
         kept = star.kept(other.node_id)
-        beta = conditional_attention(star, user.centre, item.centre, weights.attention, kept) if conditional else None
+        beta = (
+            conditional_attention(star, user.centre, item.centre, weights.attention, kept, weights.attention_transform)
+            if conditional
+            else None
+        )
         refined.append(refine(star, kept, beta, gamma, weights.refine))
-    user_out = tower(torch.cat((refined[0], user.centre), dim=-1), weights.user_tower, dropout, training)
-    item_out = tower(torch.cat((refined[1], item.centre), dim=-1), weights.item_tower, dropout, training)
-    return (user_out * item_out).sum(dim=-1) + weights.bias
+    return refined[0], refined[1]
 
 
 def _float(values: object) -> Tensor:
@@ -117,7 +148,8 @@ def _long(values: object) -> Tensor:
 
 
 def star_from_rows(rows: dict[str, np.ndarray]) -> Star:
-    """A :class:`Star` batch from served feature rows (array features as 2-D arrays, one row per pair)."""
+    """A :class:`Star` batch from served feature rows (array features as 2-D arrays, one row per pair); the optional
+    ``kcan_bias`` feature is the centre's logit offset."""
     centre = _float(rows["kcan_repr"])
     nbr_id = _long(rows["kcan_nbr_id"])
     return Star(
@@ -126,6 +158,7 @@ def star_from_rows(rows: dict[str, np.ndarray]) -> Star:
         nbr_id=nbr_id,
         nbr_repr=_float(rows["kcan_nbr_repr"]).reshape(nbr_id.shape[0], nbr_id.shape[1], centre.shape[1]),
         nbr_alpha=_float(rows["kcan_nbr_alpha"]),
+        bias=_float(rows["kcan_bias"]) if "kcan_bias" in rows else None,
     )
 
 
@@ -142,6 +175,7 @@ class KCANScorer:
         bias: float,
         gamma: float,
         conditional: bool,
+        attention_transform: np.ndarray | None = None,
     ):
         self.weights = HeadWeights(
             attention=_float(attention),
@@ -149,6 +183,7 @@ class KCANScorer:
             user_tower=[(_float(w), _float(b)) for w, b in user_tower],
             item_tower=[(_float(w), _float(b)) for w, b in item_tower],
             bias=_float(bias),
+            attention_transform=None if attention_transform is None else _float(attention_transform),
         )
         self.gamma, self.conditional = gamma, conditional
 

@@ -16,21 +16,37 @@ the distilled star is aggregated with α alone (no target-conditioned β); ``dis
 With ``hide_target_edges`` (training only), a batch's own u–v edges also carry no message in that step's propagation,
 so a training positive is scored as a validation pair is — without its edge — instead of the towers learning to
 detect an edge that held-out pairs never have. Prediction and serving use the full training graph.
+
+Switches that let each stage matter (issue 11; every one off reproduces the first implementation):
+``loss="bpr"`` trains on positives against uniformly sampled items, as the baselines do (shared
+:func:`training.models.bpr_mf.recommendation_loss`); ``alpha_per_layer`` recomputes α from each layer's input instead of
+sharing the first layer's, and ``learn_temperature`` makes τ a parameter; ``attention="gatv2"`` makes the conditional
+attention depend on the pair (:func:`serving.scoring.kcan.conditional_attention`); ``personal_embeddings`` adds a free
+embedding per node after propagation (CKE's η_i + v_i: an MF-strength personal channel); ``item_bias`` gives popularity
+a per-item logit offset instead of the towers.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from serving.scoring.kcan import HeadWeights, Star, kcan_logits
+from serving.scoring.kcan import HeadWeights, Star, kcan_logits, refined_pair
 from training.kge.sampling import BernoulliSampler
 from training.kge.transh import TransH
 from training.models.base import Batch, ModelConfig, Recommender, ServingExport, TrainingData, register_model
+from training.models.bpr_mf import LossKind, recommendation_loss
 from training.models.kcan_layers import KAGCN, Neighbourhoods, distill, knowledge_attention
+
+CONDITIONING_USERS, CONDITIONING_TARGETS = 64, 16  # the sample that measures how much the target changes r_u
+UNMASKED_TARGET = -2  # a node id no neighbour has (padding is -1)
 
 
 class KCANConfig(ModelConfig):
@@ -50,6 +66,12 @@ class KCANConfig(ModelConfig):
     conditional_attention: bool = True
     distillation: bool = True
     hide_target_edges: bool = True  # training: a batch's own u–v edges are left out of that step's propagation
+    loss: LossKind = "bce"  # "bce": the labelled rows; "bpr": positives against uniformly sampled items
+    alpha_per_layer: bool = False  # α recomputed from each layer's input (else the first layer's α is shared)
+    learn_temperature: bool = False  # τ a parameter (initialised at ``temperature``)
+    attention: Literal["gat", "gatv2"] = "gat"  # conditional attention: the paper's form, or pair-dependent GATv2
+    personal_embeddings: bool = False  # a free embedding per node added after propagation
+    item_bias: bool = False  # a per-item logit offset
     lr: float = 5e-3
     weight_decay: float = 1e-4
     batch_size: int = 2048
@@ -61,6 +83,21 @@ def _tower(dim: int) -> nn.Sequential:
 
 def _layers(module: nn.Sequential) -> list[tuple[Tensor, Tensor]]:
     return [(layer.weight, layer.bias) for layer in module if isinstance(layer, nn.Linear)]
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """Steps 1-3 of one forward pass: representations z (N, d), α per layer (each (E,)), the stars' α (the last
+    layer's) and the distilled neighbourhoods."""
+
+    z: Tensor
+    alphas: list[Tensor]
+    neighbourhoods: Neighbourhoods
+
+    @property
+    def alpha(self) -> Tensor:
+        """The α the stars carry: the last layer's."""
+        return self.alphas[-1]
 
 
 @register_model
@@ -89,30 +126,54 @@ class KCAN(Recommender):
         self.transh = TransH(ckg.n_nodes, ckg.n_relations, config.dim, margin=config.transh_margin)
         self.sampler = BernoulliSampler(ckg.triples, ckg.n_nodes, ckg.n_relations, seed=torch.initial_seed() % 2**63)
         self.kagcn = KAGCN(config.dim, config.n_layers)
-        self.attention = nn.Parameter(torch.randn(4 * config.dim) / (4 * config.dim) ** 0.5)
-        self.refine = nn.Linear(config.dim, config.dim, bias=False)
-        self.user_tower, self.item_tower = _tower(config.dim), _tower(config.dim)
+        dim = config.dim
+        if config.attention == "gatv2":
+            self.attention_transform = nn.Linear(4 * dim, dim, bias=False)
+            self.attention = nn.Parameter(torch.randn(dim) / dim**0.5)
+        else:
+            self.attention_transform = None
+            self.attention = nn.Parameter(torch.randn(4 * dim) / (4 * dim) ** 0.5)
+        self.refine = nn.Linear(dim, dim, bias=False)
+        self.user_tower, self.item_tower = _tower(dim), _tower(dim)
         self.bias = nn.Parameter(torch.zeros(()))
+        log_temperature = torch.tensor(math.log(config.temperature))
+        self.log_temperature = nn.Parameter(log_temperature, requires_grad=config.learn_temperature)
+        self.personal = nn.Embedding(ckg.n_nodes, dim) if config.personal_embeddings else None
+        if self.personal is not None:
+            nn.init.normal_(self.personal.weight, std=0.1)
+        self.item_bias = nn.Embedding(self.n_items, 1) if config.item_bias else None
+        if self.item_bias is not None:
+            nn.init.zeros_(self.item_bias.weight)
 
-    def propagate(self, dropped: Tensor | None = None) -> tuple[Tensor, Tensor, Neighbourhoods]:
-        """Steps 1-3 over the whole CKG: KAGCN representations (N, d), α (E,), and the distilled neighbourhoods.
+    def knowledge_alpha(self, x: Tensor, dropped: Tensor | None) -> Tensor:
+        """α (E,) from representations ``x`` under TransH's relation hyperplanes, at the current temperature."""
+        return knowledge_attention(
+            self.graph,
+            x,
+            self.transh.normal.weight,
+            self.transh.translation.weight,
+            self.log_temperature.exp(),
+            self.config.knowledge_attention,
+            dropped,
+        )
+
+    def propagate(self, dropped: Tensor | None = None) -> Propagation:
+        """Steps 1-3 over the whole CKG: α (per layer, or the first layer's shared), KAGCN representations (plus the
+        personal embeddings), and the neighbourhoods distilled by the last layer's α.
 
         Edges in the bool mask ``dropped`` (E,) get α = 0 (they carry no message).
         """
         config = self.config
         x = self.transh.entity.weight
-        alpha = knowledge_attention(
-            self.graph,
-            x,
-            self.transh.normal.weight,
-            self.transh.translation.weight,
-            config.temperature,
-            config.knowledge_attention,
-            dropped,
-        )
-        z = self.kagcn(self.graph, x, alpha, config.message_dropout)
+        alphas: list[Tensor] = []
+        for layer in range(config.n_layers):
+            alphas.append(self.knowledge_alpha(x, dropped) if layer == 0 or config.alpha_per_layer else alphas[-1])
+            x = self.kagcn.layer(layer, self.graph, x, alphas[-1], config.message_dropout)
+        if self.personal is not None:
+            x = x + self.personal.weight
         src, dst = self.graph.edges()
-        return z, alpha, distill(src, dst, alpha, self.graph.num_nodes(), self.star_size, self.tie_break)
+        neighbourhoods = distill(src, dst, alphas[-1], self.graph.num_nodes(), self.star_size, self.tie_break)
+        return Propagation(z=x, alphas=alphas, neighbourhoods=neighbourhoods)
 
     def pair_edges(self, users: Tensor, items: Tensor) -> Tensor:
         """Bool mask (E,) of the CKG edges joining any (user, item) pair, both directions (training positives only)."""
@@ -141,26 +202,23 @@ class KCAN(Recommender):
             user_tower=_layers(self.user_tower),
             item_tower=_layers(self.item_tower),
             bias=self.bias,
+            attention_transform=None if self.attention_transform is None else self.attention_transform.weight,
         )
 
-    @staticmethod
-    def star(z: Tensor, alpha: Tensor, neighbourhoods: Neighbourhoods, nodes: Tensor) -> Star:
-        """The distilled stars of ``nodes`` (B,), before the target edge is masked (the scorer masks it)."""
-        return Star(
-            node_id=nodes,
-            centre=z[nodes],
-            nbr_id=neighbourhoods.node[nodes],
-            nbr_repr=neighbourhoods.repr(z, nodes),
-            nbr_alpha=neighbourhoods.alpha(alpha, nodes),
-        )
+    def user_star(self, propagation: Propagation, users: Tensor) -> Star:
+        """The distilled stars of user indices ``users`` (B,), before the target edge is masked (the scorer masks
+        it)."""
+        return _star(propagation, self.user_nodes(users))
 
-    def _logits(self, users: Tensor, items: Tensor, dropped: Tensor | None = None) -> Tensor:
-        z, alpha, neighbourhoods = self.propagate(dropped)
-        user = self.star(z, alpha, neighbourhoods, self.user_nodes(users))
-        item = self.star(z, alpha, neighbourhoods, items)
+    def item_star(self, propagation: Propagation, items: Tensor) -> Star:
+        """The distilled stars of item indices ``items`` (B,), with the items' logit offsets when ``item_bias``."""
+        bias = None if self.item_bias is None else self.item_bias(items).squeeze(-1)
+        return _star(propagation, items, bias)
+
+    def _score(self, propagation: Propagation, users: Tensor, items: Tensor) -> Tensor:
         return kcan_logits(
-            user,
-            item,
+            self.user_star(propagation, users),
+            self.item_star(propagation, items),
             self.head_weights(),
             self.config.gamma,
             self.config.conditional_attention,
@@ -169,28 +227,66 @@ class KCAN(Recommender):
         )
 
     def training_loss(self, batch: Batch) -> Tensor:
-        """BCE on the labelled rows + λ × TransH margin loss on a uniformly drawn batch of CKG triples."""
+        """The recommendation loss (BCE on the labelled rows, or BPR against sampled items) + λ × TransH margin loss
+        on a uniformly drawn batch of CKG triples; one propagation serves every pair of the step."""
         self.transh.renormalize_()
-        dropped = self.pair_edges(batch.users, batch.items) if self.config.hide_target_edges else None
-        logits = self._logits(batch.users, batch.items, dropped)
-        rec_loss = F.binary_cross_entropy_with_logits(logits, batch.labels.float())
+        if self.config.hide_target_edges:
+            positive = batch.labels > 0
+            dropped = self.pair_edges(batch.users[positive], batch.items[positive])
+        else:
+            dropped = None
+        propagation = self.propagate(dropped)
+        rec_loss = recommendation_loss(
+            self.config.loss, lambda users, items: self._score(propagation, users, items), batch, self.n_items
+        )
         positives = self.triples[torch.randint(0, len(self.triples), (self.config.transh_batch_size,))]
         transh_loss = self.transh.loss(positives, self.sampler.sample(positives))
         return rec_loss + self.config.transh_weight * transh_loss
 
     def predict_logits(self, users: Tensor, items: Tensor) -> Tensor:
         """Logits of aligned pairs (the u–v edge masked out of both stars)."""
-        return self._logits(users, items)
+        return self._score(self.propagate(), users, items)
+
+    @torch.no_grad()
+    def diagnostics(self, data: TrainingData) -> dict[str, float]:
+        """Personalisation (the default) plus whether each knowledge stage selects: α entropy and max/uniform per
+        layer, what distillation cuts, and how much the target changes a user's refined representation."""
+        from training.evaluation.diagnostics import attention_summary, conditioning_sensitivity, distillation_summary
+
+        propagation = self.propagate()
+        _, dst = self.graph.edges()
+        n_nodes = self.graph.num_nodes()
+        found = super().diagnostics(data)
+        found |= attention_summary(propagation.alphas, dst, n_nodes)
+        found |= distillation_summary(propagation.alpha, dst, n_nodes, propagation.neighbourhoods.edge)
+        found["conditioning/sensitivity"] = conditioning_sensitivity(self.refined_under_targets(propagation))
+        return found
+
+    def refined_under_targets(self, propagation: Propagation) -> Tensor:
+        """r_u of a seeded sample of users, each refined for the same random items; (users, targets, d). The target is
+        not masked out of the user's star here (its node id is replaced by one no neighbour has), so only the
+        attention's dependence on the target is measured."""
+        generator = torch.Generator().manual_seed(0)
+        users = torch.randperm(self.n_users, generator=generator)[: min(CONDITIONING_USERS, self.n_users)]
+        targets = torch.randperm(self.n_items, generator=generator)[: min(CONDITIONING_TARGETS, self.n_items)]
+        pair_users, pair_items = users.repeat_interleave(len(targets)), targets.repeat(len(users))
+        user, item = self.user_star(propagation, pair_users), self.item_star(propagation, pair_items)
+        item = dataclasses.replace(item, node_id=torch.full_like(item.node_id, UNMASKED_TARGET))
+        refined_user, _ = refined_pair(
+            user, item, self.head_weights(), self.config.gamma, self.config.conditional_attention
+        )
+        return refined_user.reshape(len(users), len(targets), -1)
 
     @torch.no_grad()
     def export_serving(self) -> ServingExport:
-        """Per-user and per-item KCAN features (representation + distilled star) and the ``kcan`` scorer's state."""
+        """Per-user and per-item KCAN features (representation + distilled star, + item bias) and the ``kcan``
+        scorer's state."""
         was_training = self.training
         self.eval()
         try:
-            z, alpha, neighbourhoods = self.propagate()
-            users = _feature_frame(self.star(z, alpha, neighbourhoods, self.user_nodes(torch.arange(self.n_users))))
-            items = _feature_frame(self.star(z, alpha, neighbourhoods, torch.arange(self.n_items)))
+            propagation = self.propagate()
+            users = _feature_frame(self.user_star(propagation, torch.arange(self.n_users)))
+            items = _feature_frame(self.item_star(propagation, torch.arange(self.n_items)))
         finally:
             self.train(was_training)
         head = self.head_weights()
@@ -204,6 +300,8 @@ class KCAN(Recommender):
             "gamma": self.config.gamma,
             "conditional": self.config.conditional_attention,
         }
+        if head.attention_transform is not None:
+            state["attention_transform"] = numpy(head.attention_transform)
         return ServingExport(
             user_features=users.rename_axis("user_id").reset_index(),
             item_features=items.rename_axis("item_id").reset_index(),
@@ -212,15 +310,29 @@ class KCAN(Recommender):
         )
 
 
-def _feature_frame(star: Star) -> pd.DataFrame:
-    """One row per centre: node id, representation, flattened neighbour representations, α and ids."""
-    rows = len(star.node_id)
-    return pd.DataFrame(
-        {
-            "kcan_node_id": star.node_id.numpy(),
-            "kcan_repr": list(star.centre.numpy().astype(np.float32)),
-            "kcan_nbr_repr": list(star.nbr_repr.reshape(rows, -1).numpy().astype(np.float32)),
-            "kcan_nbr_alpha": list(star.nbr_alpha.numpy().astype(np.float32)),
-            "kcan_nbr_id": list(star.nbr_id.numpy()),
-        }
+def _star(propagation: Propagation, nodes: Tensor, bias: Tensor | None = None) -> Star:
+    """The distilled stars of CKG ``nodes`` (B,) under one propagation."""
+    neighbourhoods = propagation.neighbourhoods
+    return Star(
+        node_id=nodes,
+        centre=propagation.z[nodes],
+        nbr_id=neighbourhoods.node[nodes],
+        nbr_repr=neighbourhoods.repr(propagation.z, nodes),
+        nbr_alpha=neighbourhoods.alpha(propagation.alpha, nodes),
+        bias=bias,
     )
+
+
+def _feature_frame(star: Star) -> pd.DataFrame:
+    """One row per centre: node id, representation, flattened neighbour representations, α and ids (+ bias)."""
+    rows = len(star.node_id)
+    columns: dict[str, object] = {
+        "kcan_node_id": star.node_id.numpy(),
+        "kcan_repr": list(star.centre.numpy().astype(np.float32)),
+        "kcan_nbr_repr": list(star.nbr_repr.reshape(rows, -1).numpy().astype(np.float32)),
+        "kcan_nbr_alpha": list(star.nbr_alpha.numpy().astype(np.float32)),
+        "kcan_nbr_id": list(star.nbr_id.numpy()),
+    }
+    if star.bias is not None:
+        columns["kcan_bias"] = star.bias.numpy().astype(np.float32)
+    return pd.DataFrame(columns)

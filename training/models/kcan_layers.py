@@ -67,21 +67,20 @@ def knowledge_attention(
 
 
 class KAGCN(nn.Module):
-    """Knowledge-aware propagation: x_i' = LeakyReLU(W Σ_j α_ij x_j + x_i), ``n_layers`` times with shared α."""
+    """Knowledge-aware propagation: x_i' = LeakyReLU(W_l Σ_j α_ij x_j + x_i), one call of :meth:`layer` per layer, so
+    the caller decides whether α is shared by the layers or recomputed from each layer's input."""
 
     def __init__(self, dim: int, n_layers: int):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(n_layers))
 
-    def forward(self, graph: dgl.DGLGraph, x: Tensor, alpha: Tensor, dropout: float = 0.0) -> Tensor:
-        """Representations after the last layer, (N, d); ``dropout`` applies to the messages' source features."""
+    def layer(self, index: int, graph: dgl.DGLGraph, x: Tensor, alpha: Tensor, dropout: float = 0.0) -> Tensor:
+        """Representations after layer ``index``, (N, d); ``dropout`` applies to the messages' source features."""
         with graph.local_scope():
             graph.edata["a"] = alpha.unsqueeze(-1)
-            for layer in self.layers:
-                graph.ndata["x"] = F.dropout(x, dropout, self.training) if dropout > 0 else x
-                graph.update_all(fn.u_mul_e("x", "a", "m"), fn.sum("m", "agg"))
-                x = F.leaky_relu(layer(graph.ndata["agg"]) + x, NEGATIVE_SLOPE)
-        return x
+            graph.ndata["x"] = F.dropout(x, dropout, self.training) if dropout > 0 else x
+            graph.update_all(fn.u_mul_e("x", "a", "m"), fn.sum("m", "agg"))
+            return F.leaky_relu(self.layers[index](graph.ndata["agg"]) + x, NEGATIVE_SLOPE)
 
 
 @dataclass(frozen=True)
