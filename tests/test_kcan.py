@@ -55,6 +55,7 @@ SELECTING = {
     "attention": "gatv2",
     "personal_embeddings": True,
     "item_bias": True,
+    "centre_dot": True,
 }
 ABLATIONS = [{}, {"knowledge_attention": False}, {"conditional_attention": False}, {"distillation": False}, SELECTING]
 

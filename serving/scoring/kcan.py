@@ -52,6 +52,7 @@ class HeadWeights:
     item_tower: list[tuple[Tensor, Tensor]]
     bias: Tensor
     attention_transform: Tensor | None = None
+    centre_dot: bool = False  # add ⟨x_u, x_v⟩ of the star centres to the towers' product (a residual MF channel)
 
 
 def masked_normalise(weights: Tensor, mask: Tensor) -> Tensor:
@@ -119,6 +120,8 @@ def kcan_logits(
     user_out = tower(torch.cat((refined[0], user.centre), dim=-1), weights.user_tower, dropout, training)
     item_out = tower(torch.cat((refined[1], item.centre), dim=-1), weights.item_tower, dropout, training)
     logits = (user_out * item_out).sum(dim=-1) + weights.bias
+    if weights.centre_dot:
+        logits = logits + (user.centre * item.centre).sum(dim=-1)
     return logits if item.bias is None else logits + item.bias
 
 
@@ -176,6 +179,7 @@ class KCANScorer:
         gamma: float,
         conditional: bool,
         attention_transform: np.ndarray | None = None,
+        centre_dot: bool = False,
     ):
         self.weights = HeadWeights(
             attention=_float(attention),
@@ -184,6 +188,7 @@ class KCANScorer:
             item_tower=[(_float(w), _float(b)) for w, b in item_tower],
             bias=_float(bias),
             attention_transform=None if attention_transform is None else _float(attention_transform),
+            centre_dot=centre_dot,
         )
         self.gamma, self.conditional = gamma, conditional
 

@@ -23,7 +23,8 @@ Switches that let each stage matter (issue 11; every one off reproduces the firs
 sharing the first layer's, and ``learn_temperature`` makes τ a parameter; ``attention="gatv2"`` makes the conditional
 attention depend on the pair (:func:`serving.scoring.kcan.conditional_attention`); ``personal_embeddings`` adds a free
 embedding per node after propagation (CKE's η_i + v_i: an MF-strength personal channel); ``item_bias`` gives popularity
-a per-item logit offset instead of the towers.
+a per-item logit offset instead of the towers; ``centre_dot`` adds ⟨x_u, x_v⟩ of the two centres to the logit, a
+residual path around the towers, so the model can be at least the MF that its centres already are.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class KCANConfig(ModelConfig):
     attention: Literal["gat", "gatv2"] = "gat"  # conditional attention: the paper's form, or pair-dependent GATv2
     personal_embeddings: bool = False  # a free embedding per node added after propagation
     item_bias: bool = False  # a per-item logit offset
+    centre_dot: bool = False  # add ⟨x_u, x_v⟩ of the star centres to the logit, around the towers
     lr: float = 5e-3
     weight_decay: float = 1e-4
     batch_size: int = 2048
@@ -203,6 +205,7 @@ class KCAN(Recommender):
             item_tower=_layers(self.item_tower),
             bias=self.bias,
             attention_transform=None if self.attention_transform is None else self.attention_transform.weight,
+            centre_dot=self.config.centre_dot,
         )
 
     def user_star(self, propagation: Propagation, users: Tensor) -> Star:
@@ -300,6 +303,8 @@ class KCAN(Recommender):
             "gamma": self.config.gamma,
             "conditional": self.config.conditional_attention,
         }
+        if head.centre_dot:
+            state["centre_dot"] = True
         if head.attention_transform is not None:
             state["attention_transform"] = numpy(head.attention_transform)
         return ServingExport(
