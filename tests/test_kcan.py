@@ -314,3 +314,19 @@ def test_kcan_diagnostics_cover_every_stage(data: TrainingData) -> None:
     assert {"personal/item_share", "personal/top20_jaccard", "personal/coverage"} <= set(found)
     static = make(data, conditional_attention=False).diagnostics(data)
     assert static["conditioning/sensitivity"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_eval_predictions_reuse_one_propagation_until_training_resumes(data: TrainingData) -> None:
+    model = make(data)
+    users, items, labels = rows_as_tensors(data.split.train)
+    with torch.no_grad():
+        first = model.predict_logits(users, items)
+        torch.testing.assert_close(model.predict_logits(users, items), first)
+        torch.testing.assert_close(model.eval().predict_logits(users, items), first)  # eval() recomputes it
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.train()
+    model.training_loss(Batch(users, items, labels)).backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(model.predict_logits(users, items), first)

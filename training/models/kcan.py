@@ -146,6 +146,7 @@ class KCAN(Recommender):
         self.item_bias = nn.Embedding(self.n_items, 1) if config.item_bias else None
         if self.item_bias is not None:
             nn.init.zeros_(self.item_bias.weight)
+        self._frozen = None  # the propagation reused by eval-mode predictions (see predict_logits)
 
     def knowledge_alpha(self, x: Tensor, dropped: Tensor | None) -> Tensor:
         """α (E,) from representations ``x`` under TransH's relation hyperplanes, at the current temperature."""
@@ -247,8 +248,19 @@ class KCAN(Recommender):
         return rec_loss + self.config.transh_weight * transh_loss
 
     def predict_logits(self, users: Tensor, items: Tensor) -> Tensor:
-        """Logits of aligned pairs (the u–v edge masked out of both stars)."""
-        return self._score(self.propagate(), users, items)
+        """Logits of aligned pairs (the u–v edge masked out of both stars). In eval mode without gradients, one
+        propagation serves every call until the model is put back in training mode (ranking the catalogue for every
+        user would otherwise repeat the whole-graph propagation per batch)."""
+        if self.training or torch.is_grad_enabled():
+            return self._score(self.propagate(), users, items)
+        if self._frozen is None:
+            self._frozen = self.propagate()
+        return self._score(self._frozen, users, items)
+
+    def train(self, mode: bool = True) -> KCAN:
+        """Switch mode (``eval()`` calls this too) and forget the propagation cached for prediction."""
+        self._frozen: Propagation | None = None
+        return super().train(mode)
 
     @torch.no_grad()
     def diagnostics(self, data: TrainingData) -> dict[str, float]:
