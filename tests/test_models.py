@@ -1,4 +1,5 @@
-"""Every registered recommender: trains (finite, decreasing loss) and its serving scorer equals predict_logits."""
+"""Every registered recommender: trains (finite, decreasing loss) under both regimes and its serving scorer equals
+predict_logits."""
 
 from __future__ import annotations
 
@@ -67,6 +68,26 @@ def test_model_trains_and_serves(name: str, training_data: TrainingData) -> None
     seed_everything(0)
     assert min(losses[1:]) < losses[0], f"{name}: losses did not decrease: {losses}"
     assert_scorer_equals_model(model, training_data)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if n != "popularity"))
+def test_every_model_trains_one_step_under_both_regimes(name: str, training_data: TrainingData) -> None:
+    """BCE on labelled rows and BPR against sampled items: the same switch (``loss``) for every trainable model,
+    wired to the loss (same weights and batch, different value)."""
+    losses = {}
+    for regime in ("bce", "bpr"):
+        config = small_config(name)
+        config = type(config).model_validate(config.model_dump() | {"loss": regime})
+        seed_everything(0)
+        model = MODELS[name](config, training_data)
+        model.train()
+        model.on_epoch_start(1)
+        loss = model.training_loss(Batch(*rows_as_tensors(training_data.split.train)))
+        assert torch.isfinite(loss), f"{name} {regime}: loss {loss}"
+        loss.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+        losses[regime] = float(loss.detach())
+    assert losses["bce"] != pytest.approx(losses["bpr"], rel=1e-6), f"{name}: the regime changes nothing {losses}"
 
 
 def test_only_the_parameterless_popularity_model_skips_training(training_data: TrainingData) -> None:

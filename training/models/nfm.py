@@ -3,7 +3,8 @@
 Feature fields: user id (one-hot), item id (one-hot) and the item's KG attributes (the entities adjacent to the item
 in the KG, a multi-valued field whose weights sum to 1, capped at ``max_attributes`` in KG file order). Prediction
 = w0 + Σ w_i x_i + hᵀ MLP(f_BI), with bi-interaction pooling f_BI = ½[(Σ x_i v_i)² - Σ (x_i v_i)²], dropout on f_BI
-and in the MLP. Trained pointwise with BCE on the labelled rows (the paper's log loss variant).
+and in the MLP. Trained pointwise with BCE on the labelled rows (``loss="bce"``, default: the paper's log loss
+variant) or with BPR against uniformly sampled items (``loss="bpr"``, the helper BPR-MF, CKE, KGAT and KCAN share).
 
 Serving: the sums split exactly into a user part and an item part, so the exported features are, per user and item,
 ``fm_sum`` = Σ x_i v_i, ``fm_square`` = Σ (x_i v_i)² and ``fm_bias`` = Σ x_i w_i; the ``nfm`` scorer recombines them.
@@ -21,13 +22,14 @@ from torch.nn import functional as F
 
 from serving.scoring.embedding import nfm_logits
 from training.models.base import Batch, ModelConfig, Recommender, ServingExport, TrainingData, register_model
-from training.models.bpr_mf import embedding_frame
+from training.models.bpr_mf import LossKind, embedding_frame, recommendation_loss
 
 
 class NFMConfig(ModelConfig):
     """NFM hyper-parameters: untuned first choices near the paper's (one hidden layer, dropout); Last.FM validation
     AUC 0.808 (seed 2021)."""
 
+    loss: LossKind = "bce"
     hidden: list[int] = [64]
     dropout: float = 0.3
     max_attributes: int = 32
@@ -111,9 +113,11 @@ class NFM(Recommender):
         return self.global_bias + user_bias + item_bias + hidden @ self.head
 
     def training_loss(self, batch: Batch) -> Tensor:
-        """BCE on the labelled rows, with dropout."""
-        logits = self._logits(batch.users, batch.items, self.config.dropout if self.training else 0.0)
-        return F.binary_cross_entropy_with_logits(logits, batch.labels.float())
+        """BCE on the labelled rows (or BPR on sampled negatives), with dropout."""
+        dropout = self.config.dropout if self.training else 0.0
+        return recommendation_loss(
+            self.config.loss, lambda users, items: self._logits(users, items, dropout), batch, self.n_items
+        )
 
     def predict_logits(self, users: Tensor, items: Tensor) -> Tensor:
         """NFM logit without dropout (the ``nfm`` scorer's formula)."""

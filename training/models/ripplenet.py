@@ -3,8 +3,10 @@
 Ripple sets: hop 0 seeds = the user's *training* positives; the hop-k memory is a fixed-size sample (``n_memory``,
 with replacement when fewer exist) of KG triples (h, r, t) whose head is a hop-(k-1) seed, and hop-k seeds are their
 tails. Per hop: p = softmax_i(vᵀ R_i h_i), o = Σ p_i t_i, item update v ← W(v + o) ("plus_transform"); logit =
-v_finalᵀ Σ_hops o. Loss = BCE on labelled rows + ``kge_weight`` × -mean σ(hᵀ R t) over the batch's memories +
-``l2_weight`` × ‖h, t, R‖² of those memories. Ripple sets are sampled once, with the model's seed.
+v_finalᵀ Σ_hops o. Loss = BCE on labelled rows (``loss="bce"``, the paper's; or ``"bpr"``: the batch's positives
+against uniformly sampled items, the helper the other baselines share) + ``kge_weight`` × -mean σ(hᵀ R t) over
+the batch's memories + ``l2_weight`` × ‖h, t, R‖² of those memories. Ripple sets are sampled once, with the
+model's seed.
 
 Simplified: KG triples are used with their inverses (relation + R) so hops can also walk attribute → item; a user
 with no training positive (or a hop with no triple) gets a padding memory (zero embeddings), i.e. logit 0.
@@ -22,17 +24,17 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from serving.scoring.embedding import ripple_logits
 from training.models.base import Batch, ModelConfig, Recommender, ServingExport, TrainingData, register_model
-from training.models.bpr_mf import embedding_frame
+from training.models.bpr_mf import LossKind, embedding_frame, recommendation_loss
 
 
 class RippleNetConfig(ModelConfig):
     """RippleNet hyper-parameters: the paper's Last.FM settings (dim 16, 2 hops, 32 memories, KGE 0.01, L2 1e-7)
     except lr, chosen on Last.FM validation AUC (seed 2021): 5e-3 0.811 vs the paper's 2e-2 0.802."""
 
+    loss: LossKind = "bce"
     dim: int = 16
     n_hop: int = 2
     n_memory: int = 32
@@ -120,26 +122,32 @@ class RippleNet(Recommender):
         heads = self.entity(self.pair_head)
         return torch.cat([heads[a:b] @ self.relation[r].T for r, a, b in self.relation_slices])
 
-    def _memory(self, users: Tensor) -> tuple[Tensor, Tensor]:
-        """R h and t of the users' memories, each (B, hops, M, d)."""
-        return self._pair_rh()[self.memory_pair[users]], self.entity(self.memories[users][..., 2])
+    def _memory(self, users: Tensor, pair_rh: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """R h and t of the users' memories, each (B, hops, M, d); ``pair_rh`` reuses :meth:`_pair_rh`'s result."""
+        pair_rh = self._pair_rh() if pair_rh is None else pair_rh
+        return pair_rh[self.memory_pair[users]], self.entity(self.memories[users][..., 2])
+
+    def _logits(self, users: Tensor, items: Tensor, pair_rh: Tensor | None = None) -> Tensor:
+        rh, t = self._memory(users, pair_rh)
+        return ripple_logits(rh, t, self.entity(items), self.transform.weight)
 
     def training_loss(self, batch: Batch) -> Tensor:
-        """BCE + KGE + L2 terms of RippleNet (L2 over the batch's memory slots: ‖h‖², ‖t‖², ‖R‖²)."""
-        rh, t = self._memory(batch.users)
-        logits = ripple_logits(rh, t, self.entity(batch.items), self.transform.weight)
-        bce = F.binary_cross_entropy_with_logits(logits, batch.labels.float())
+        """BCE (or BPR) + KGE + L2 terms of RippleNet (KGE and L2 over the batch users' memory slots: ‖h‖², ‖t‖²,
+        ‖R‖²)."""
+        pair_rh = self._pair_rh()
+        score = lambda users, items: self._logits(users, items, pair_rh)  # noqa: E731
+        rec = recommendation_loss(self.config.loss, score, batch, self.n_items)
+        rh, t = self._memory(batch.users, pair_rh)
         kge = -torch.sigmoid((rh * t).sum(dim=-1)).mean()
         memory = self.memories[batch.users]
         h = self.entity(memory[..., 0])
         relation_uses = torch.bincount(memory[..., 1].reshape(-1), minlength=len(self.relation))
         l2 = (h * h).sum() + (t * t).sum() + (relation_uses * self.relation.pow(2).sum(dim=(1, 2))).sum()
-        return bce + self.config.kge_weight * kge + self.config.l2_weight * l2
+        return rec + self.config.kge_weight * kge + self.config.l2_weight * l2
 
     def predict_logits(self, users: Tensor, items: Tensor) -> Tensor:
         """RippleNet logit."""
-        rh, t = self._memory(users)
-        return ripple_logits(rh, t, self.entity(items), self.transform.weight)
+        return self._logits(users, items)
 
     @torch.no_grad()
     def export_serving(self) -> ServingExport:
