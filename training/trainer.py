@@ -1,9 +1,10 @@
 """The one training loop every registered recommender goes through.
 
-``prepare_data`` makes the CTR split (6:2:2, seeded), the CKG from training positives only and the activity terciles;
-``fit`` trains any model in :data:`training.models.base.MODELS` with Adam on shuffled mini-batches of labelled training
-rows, validates on the *validation* split after every epoch, stops early after ``patience`` epochs without a better
-validation AUC and restores the best epoch's weights. The test split is never read here.
+``prepare_data`` makes the split of a protocol (CTR 6:2:2 rows or the top-K per-user 8:1:1 hold-out, seeded), the
+CKG from training positives only and the activity terciles; ``fit`` trains any model in
+:data:`training.models.base.MODELS` with Adam on shuffled mini-batches of labelled training rows, validates on the
+*validation* split after every epoch, stops early after ``patience`` epochs without a better validation AUC and
+restores the best epoch's weights. The test split is never read here.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ import pandas as pd
 import torch
 
 from training.data.dataset import Dataset
-from training.data.splits import activity_terciles, ctr_split
+from training.data.splits import Protocol, activity_terciles, make_split
 from training.evaluation.metrics import auc_f1
 from training.graphs.ckg import build_ckg
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, TrainingData, load_models
 
 
-def prepare_data(dataset: Dataset, seed: int) -> TrainingData:
-    """Seeded 6:2:2 CTR split, the CKG of training positives, and activity terciles from training positives."""
-    split = ctr_split(dataset.interactions, seed)
+def prepare_data(dataset: Dataset, seed: int, protocol: Protocol = "ctr") -> TrainingData:
+    """The protocol's seeded split, the CKG of training positives, and activity terciles from training positives."""
+    split = make_split(dataset.interactions, seed, protocol)
     positives = split.train_positives()
     return TrainingData(
         dataset=dataset,
