@@ -25,6 +25,7 @@ app.add_typer(work.app, name="work")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="evaluate")(train.evaluate)
+app.command(name="tune")(train.tune)
 app.command(name="serve")(serve_cli.serve)
 app.command(name="predict")(serve_cli.predict)
 

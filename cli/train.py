@@ -1,4 +1,5 @@
-"""``graphrec train`` (one model, one seed) and ``graphrec evaluate`` (models × seeds → RESULTS.md + PNG)."""
+"""``graphrec train`` (one model, one seed), ``graphrec evaluate`` (models × regimes × seeds → RESULTS.md + PNG) and
+``graphrec tune`` (an equal-budget Optuna study per model on validation AUC → training/models/tuned/)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from cli.output import JsonFlag, number_column, print_json
 if TYPE_CHECKING:
     from training.models.base import ModelConfig
     from training.trainer import EpochRecord
+    from training.tuning import Tuned
+
+PROTOCOL_HELP = "Split protocol: ctr (6:2:2 labelled rows) or topk (per-user 8:1:1 hold-out, full-catalogue ranking)."
+NO_TUNED_HELP = "Ignore tuned configs (use defaults or --config)."
+TUNED_DIR_HELP = "Folder of tuned MODEL.REGIME.yaml configs (default: training/models/tuned/)."
 
 
 def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
@@ -74,6 +80,55 @@ def _model_config(name: str, path: Path | None) -> ModelConfig:
         raise CliError(f"{path}: {validation_message(exc)}") from exc
 
 
+def _protocol(value: str) -> str:
+    """``--protocol`` callback: one of the split protocols."""
+    from training.data.splits import PROTOCOLS
+
+    if value not in PROTOCOLS:
+        raise typer.BadParameter(f"unknown protocol {value!r}; choose from {', '.join(PROTOCOLS)}")
+    return value
+
+
+def _regimes(spec: str | None) -> str | None:
+    """``--regimes`` callback: a comma-separated list of training losses (bce, bpr)."""
+    from typing import get_args
+
+    from training.models.bpr_mf import LossKind
+
+    allowed = get_args(LossKind)
+    if spec is not None and (unknown := [r for r in _names(spec) if r not in allowed]):
+        raise typer.BadParameter(f"unknown regime(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return spec
+
+
+def _regime(value: str | None) -> str | None:
+    """``--regime`` callback: one training loss (bce, bpr)."""
+    if value is not None and len(_names(_regimes(value) or "")) != 1:
+        raise typer.BadParameter(f"one regime expected, got {value!r}")
+    return value
+
+
+def _names(spec: str) -> list[str]:
+    """The non-empty items of a comma-separated list."""
+    return [name.strip() for name in spec.split(",") if name.strip()]
+
+
+def _tuned(name: str, dataset: str, regime: str | None, directory: Path | None) -> Tuned | None:
+    """The tuned config of ``name`` on ``dataset`` under ``regime`` (default: its own), or None; a malformed file is
+    an error naming it."""
+    import yaml
+    from pydantic import ValidationError
+
+    from training.tuning import TUNED_DIR, default_regime, load_tuned, tuned_path
+
+    directory = directory or TUNED_DIR
+    try:
+        return load_tuned(name, dataset, regime, directory)
+    except (yaml.YAMLError, ValidationError) as exc:
+        message = yaml_message(exc) if isinstance(exc, yaml.YAMLError) else validation_message(exc)
+        raise CliError(f"{tuned_path(name, regime or default_regime(name), directory)}: {message}") from exc
+
+
 def _set_threads(threads: int | None) -> None:
     """Set torch's and DGL's CPU thread counts when asked (small models run faster single-threaded on a busy CPU)."""
     if threads is not None:
@@ -93,22 +148,29 @@ def train(
         None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."
     ),
     register: bool = typer.Option(False, "--register", help="Register the model and publish its features to Feast."),
+    protocol: str = typer.Option("ctr", "--protocol", callback=_protocol, help=PROTOCOL_HELP),
+    no_tuned: bool = typer.Option(False, "--no-tuned", help=NO_TUNED_HELP),
+    tuned_dir: Path | None = typer.Option(None, "--tuned-dir", help=TUNED_DIR_HELP),
     as_json: JsonFlag = False,
 ) -> None:
     """Train one model (early stopping on validation), print validation and test metrics overall and by tercile and
     the model's diagnostics (how personal its rankings are, whether its attention selects), and log the run to MLflow
-    (config, curves, metrics, diagnostics as diag_*, lineage, plots, model card, pyfunc)."""
+    (config, curves, metrics, diagnostics as diag_*, lineage, plots, model card, pyfunc). The config is --config,
+    else the model's tuned config for this dataset (training/models/tuned/, by `graphrec tune`), else its defaults."""
     from registry.tracking import configure_mlflow
     from registry.train import train_and_log
+    from training.data.load import load_dataset
 
     settings = settings_of(ctx)
     _set_threads(threads)
-    model_config = _model_config(model, config)
+    tuned = None if config is not None or no_tuned else _tuned(model, load_dataset(settings).name, None, tuned_dir)
+    model_config = tuned.config if tuned is not None else _model_config(model, config)
     configure_mlflow(settings)
     notes = err_console if as_json else console
+    source = f"tuned config {tuned.path.name}" if tuned is not None else (str(config) if config else "defaults")
     notes.print(
-        f"[bold]{model}[/bold] on {settings.dataset}, seed {seed if seed is not None else settings.seed}: "
-        f"{model_config.model_dump()}"
+        f"[bold]{model}[/bold] on {settings.dataset} ({protocol} split), seed "
+        f"{seed if seed is not None else settings.seed}, {source}: {model_config.model_dump()}"
     )
 
     def progress(record: EpochRecord) -> None:
@@ -117,13 +179,17 @@ def train(
             f"F1 {record.valid_f1:.4f}  {record.seconds:.2f} s"
         )
 
-    outcome = train_and_log(settings, model, model_config, seed, register_version=register, on_epoch=progress)
+    outcome = train_and_log(
+        settings, model, model_config, seed, register_version=register, on_epoch=progress, protocol=protocol
+    )
     run = outcome.run
     if as_json:
         print_json(
             {
                 "model": model,
                 "seed": run.seed,
+                "protocol": protocol,
+                "config_source": source,
                 "config": run.config,
                 "best_epoch": run.best_epoch,
                 "epochs_run": len(run.history),
@@ -166,31 +232,131 @@ def evaluate(
     threads: int | None = typer.Option(
         None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."
     ),
+    regimes: str | None = typer.Option(
+        None,
+        "--regimes",
+        callback=_regimes,
+        help="Training losses to run each model under, e.g. bce,bpr (default: each model's own).",
+    ),
+    protocol: str = typer.Option("ctr", "--protocol", callback=_protocol, help=PROTOCOL_HELP),
+    no_tuned: bool = typer.Option(False, "--no-tuned", help=NO_TUNED_HELP),
+    tuned_dir: Path | None = typer.Option(None, "--tuned-dir", help=TUNED_DIR_HELP),
 ) -> None:
-    """Fit and test every model for every seed; write RESULTS.md (mean ± std) and results_by_tercile.png."""
+    """Fit and test every model under each regime for every seed; write RESULTS.md (mean ± std, one row per model
+    and regime, the tuning budget of tuned configs) and results_by_tercile.png. A model's config: --config-dir's
+    NAME.yaml, else its tuned config for the regime (training/models/tuned/), else its defaults."""
     from training.data.load import load_dataset
-    from training.evaluation.harness import evaluate_models, resolve_names
+    from training.evaluation.harness import evaluate_models, resolve_names, run_label
     from training.evaluation.report import write_report
+    from training.tuning import default_regime
 
     settings = settings_of(ctx)
     _set_threads(threads)
     started = time.perf_counter()
     dataset = load_dataset(settings)
     names = resolve_names(models)
-    configs = {
-        n: _model_config(n, config_dir / f"{n}.yaml" if config_dir and (config_dir / f"{n}.yaml").exists() else None)
-        for n in names
-    }
+    configs: dict[str | tuple[str, str], ModelConfig] = {}
+    tuned_studies = {}
+    for name in names:
+        path = config_dir / f"{name}.yaml" if config_dir else None
+        if path is not None and path.exists():
+            configs[name] = _model_config(name, path)
+            continue
+        own = default_regime(name)
+        for regime in _names(regimes) if regimes and own != "none" else [own]:
+            tuned = None if no_tuned else _tuned(name, dataset.name, regime, tuned_dir)
+            if tuned is not None:
+                configs[(name, regime) if regimes else name] = tuned.config
+                tuned_studies[run_label(name, regime)] = tuned.study
     table = evaluate_models(
         names,
         [settings.seed + i for i in range(seeds)],
         dataset,
         configs,
         on_run=lambda r: console.print(
-            f"{r.model} seed {r.seed}: test AUC {r.test['auc']:.4f} F1 {r.test['f1']:.4f} "
+            f"{r.model} ({r.regime}) seed {r.seed}: test AUC {r.test['auc']:.4f} "
             f"Recall@20 {r.test['recall@20']:.4f} ({r.seconds_per_epoch:.2f} s/epoch, best epoch {r.best_epoch})"
         ),
+        regimes=_names(regimes) if regimes else None,
+        protocol=protocol,
     )
     command = "graphrec " + shlex.join(sys.argv[1:])
-    report, plot = write_report(table, command, time.perf_counter() - started, out)
+    report, plot = write_report(table, command, time.perf_counter() - started, out, protocol, tuned_studies)
     console.print(f"wrote {report} and {plot}")
+
+
+def tune(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", callback=_one_model, help="Registered model name (e.g. kcan, bpr_mf)."),
+    trials: int = typer.Option(30, "--trials", min=1, help="Trials of the study: the budget, equal for every model."),
+    seed: int | None = typer.Option(None, "--seed", help="Split, sampler and training seed (default: settings seed)."),
+    timeout: float | None = typer.Option(None, "--timeout", min=1, help="Stop starting trials after this many s."),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Epoch cap of every trial (the same for every model)."),
+    patience: int = typer.Option(5, "--patience", min=1, help="Early-stopping patience of every trial."),
+    regime: str | None = typer.Option(
+        None, "--regime", callback=_regime, help="Training loss, bce or bpr (default: the model's own)."
+    ),
+    protocol: str = typer.Option("ctr", "--protocol", callback=_protocol, help=PROTOCOL_HELP),
+    tuned_dir: Path | None = typer.Option(None, "--tuned-dir", help=TUNED_DIR_HELP),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."
+    ),
+    as_json: JsonFlag = False,
+) -> None:
+    """Tune one model: a seeded Optuna TPE study over its declared search space (training/models/search_spaces.yaml)
+    maximising validation AUC (the test split is never read), tracked in MLflow (a parent run, a nested run per
+    trial); the best config is written where train and evaluate pick it up."""
+    from registry.tracking import configure_mlflow
+    from registry.tuning import tune_and_log
+    from training.tuning import TUNED_DIR, TrialOutcome, search_space
+
+    settings = settings_of(ctx)
+    _set_threads(threads)
+    try:
+        search_space(model)
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from exc
+    configure_mlflow(settings)
+    notes = err_console if as_json else console
+    notes.print(
+        f"[bold]tuning {model}[/bold] on {settings.dataset} ({protocol} split): {trials} trials, "
+        f"epochs ≤ {epochs}, patience {patience}"
+    )
+    best = [float("-inf")]
+
+    def progress(outcome: TrialOutcome) -> None:
+        best[0] = max(best[0], outcome.valid_auc)
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in outcome.params.items())
+        notes.print(
+            f"trial {outcome.number + 1}/{trials}  valid AUC {outcome.valid_auc:.4f}  best {best[0]:.4f}  "
+            f"epoch {outcome.best_epoch}/{len(outcome.history)}  {outcome.seconds:.0f} s\n  {params}"
+        )
+
+    outcome = tune_and_log(
+        settings,
+        model,
+        trials,
+        seed,
+        timeout,
+        epochs,
+        patience,
+        regime.strip() if regime else None,
+        protocol,
+        tuned_dir or TUNED_DIR,
+        progress,
+    )
+    if as_json:
+        print_json(
+            {
+                "study": outcome.record.model_dump(),
+                "best_params": outcome.best_params,
+                "path": str(outcome.path),
+                "run_id": outcome.run_id,
+            }
+        )
+        return
+    record = outcome.record
+    console.print(
+        f"best trial {record.best_trial + 1} of {record.n_trials}: valid AUC {record.best_valid_auc:.4f}\n"
+        f"wrote {outcome.path}\nMLflow run {outcome.run_id}"
+    )

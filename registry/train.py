@@ -10,6 +10,7 @@ from mlflow.entities.model_registry import ModelVersion
 from graphrec.settings import Settings
 from registry.runs import TrainedRun, log_training_run
 from training.data.load import load_dataset
+from training.data.splits import Protocol
 from training.evaluation.harness import evaluate_split
 from training.models.base import ModelConfig
 from training.trainer import EpochRecord, fit, prepare_data
@@ -32,11 +33,13 @@ def train_and_log(
     register_version: bool = False,
     topk_users: int | None = 300,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    protocol: Protocol = "ctr",
 ) -> TrainOutcome:
-    """Fit ``model_name`` on the configured dataset, log everything to MLflow, and register it when asked."""
+    """Fit ``model_name`` on the configured dataset's ``protocol`` split, log everything to MLflow, and register it
+    when asked."""
     seed = settings.seed if seed is None else seed
     dataset = load_dataset(settings)
-    data = prepare_data(dataset, seed)
+    data = prepare_data(dataset, seed, protocol)
     result = fit(model_name, data, config, seed, on_epoch)
     valid = evaluate_split(result.model, data, data.split.valid, topk_users, seed)
     test = evaluate_split(result.model, data, data.split.test, topk_users, seed)  # the one touch of the test split

@@ -1,8 +1,9 @@
 """Fit-then-evaluate for models × seeds: the numbers behind ``graphrec train`` and ``graphrec evaluate``.
 
-Each (model, seed) gets its own seeded 6:2:2 split (so the spread over seeds covers split and initialisation), is
-trained by :func:`training.trainer.fit` (model selection on validation only) and is then evaluated on the test split
-exactly once.
+Each (model, regime, seed) gets the seed's split of the chosen protocol (CTR 6:2:2 rows or the top-K per-user 8:1:1
+hold-out; so the spread over seeds covers split and initialisation), is trained by :func:`training.trainer.fit` (model
+selection on validation only) and is then evaluated on the test split exactly once. A regime is the training loss
+(``bce`` on labelled rows, ``bpr`` against sampled items) applied to every model that has one.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import pandas as pd
 import yaml
 
 from training.data.dataset import Dataset
+from training.data.splits import Protocol
 from training.evaluation.metrics import TOP_K, ctr_metrics, topk_metrics
 from training.models.base import MODELS, ModelConfig, Recommender, TrainingData, load_models
 from training.trainer import EpochRecord, fit, predict_rows, prepare_data, rows_as_tensors
+from training.tuning import regime_of, with_regime
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,17 @@ class RunResult:
     best_epoch: int
     epochs_run: int
 
+    @property
+    def regime(self) -> str:
+        """The training loss of the run (``none`` for a model that learns nothing)."""
+        return regime_of(self.config)
+
     def row(self) -> dict[str, object]:
-        """Flat table row: ids, speed, ``valid_*`` and test metrics."""
+        """Flat table row: ids, regime, speed, ``valid_*`` and test metrics."""
         return (
             {
                 "model": self.model,
+                "regime": self.regime,
                 "seed": self.seed,
                 "best_epoch": self.best_epoch,
                 "epochs_run": self.epochs_run,
@@ -70,7 +79,9 @@ def resolve_names(spec: str) -> list[str]:
 def evaluate_split(
     model: Recommender, data: TrainingData, rows: pd.DataFrame, n_users: int | None = 300, seed: int = 0
 ) -> dict[str, float]:
-    """AUC/F1 on ``rows`` and Recall/NDCG@20 on its positives, overall and per tercile."""
+    """AUC/F1 on ``rows`` and Recall/NDCG@20 on its positives, overall and per tercile. Under the top-K protocol
+    every user with a positive in ``rows`` is ranked (full catalogue, RecBole's setting), whatever ``n_users``."""
+    n_users = None if data.split.protocol == "topk" else n_users
     users, items, labels = rows_as_tensors(rows)
     logits = predict_rows(model, users, items)
     ctr = ctr_metrics(labels.numpy(), logits, data.terciles[users.numpy()])
@@ -94,29 +105,52 @@ def run_model(
     )
 
 
+def run_configs(
+    name: str, configs: Mapping[str | tuple[str, str], ModelConfig], regimes: Sequence[str] | None
+) -> list[ModelConfig]:
+    """The configs ``name`` runs with: ``configs[(name, regime)]`` or ``configs[name]`` (else its defaults) under each
+    regime; once, unchanged, without regimes or for a model without a loss (popularity)."""
+    base = configs.get(name) or load_config(name, None)
+    if not regimes or "loss" not in type(base).model_fields:
+        return [base]
+    return [with_regime(configs.get((name, regime)) or base, regime) for regime in regimes]
+
+
 def evaluate_models(
     names: Sequence[str],
     seeds: Sequence[int],
     dataset: Dataset,
-    configs: Mapping[str, ModelConfig] | None = None,
+    configs: Mapping[str | tuple[str, str], ModelConfig] | None = None,
     n_users: int | None = 300,
     on_run: Callable[[RunResult], None] | None = None,
+    regimes: Sequence[str] | None = None,
+    protocol: Protocol = "ctr",
 ) -> pd.DataFrame:
-    """Fit and test every model for every seed; one row per run (see :meth:`RunResult.row`)."""
+    """Fit and test every model under every regime (default: each model's own) for every seed; one row per run
+    (see :meth:`RunResult.row`). ``configs`` maps a (model, regime) pair, or else a model, to its config."""
     configs = configs or {}
     rows = []
     for seed in seeds:
-        data = prepare_data(dataset, seed)
+        data = prepare_data(dataset, seed, protocol)
         for name in names:
-            run = run_model(name, data, seed, configs.get(name), n_users)
-            if on_run is not None:
-                on_run(run)
-            rows.append(run.row())
+            for config in run_configs(name, configs, regimes):
+                run = run_model(name, data, seed, config, n_users)
+                if on_run is not None:
+                    on_run(run)
+                rows.append(run.row())
     return pd.DataFrame(rows)
 
 
+def run_label(model: str, regime: str) -> str:
+    """A report row's name: the model and, when it has one, its regime (``bpr_mf (bpr)``)."""
+    return model if regime == "none" else f"{model} ({regime})"
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds of every numeric column, per model (columns ``<name>_mean`` / ``<name>_std``)."""
-    numeric = table.drop(columns=["seed"]).groupby("model", sort=False)
+    """Mean and std over seeds of every numeric column, per model and regime (columns ``<name>_mean`` /
+    ``<name>_std``, index :func:`run_label`)."""
+    regimes = table["regime"] if "regime" in table else ["none"] * len(table)
+    labels = [run_label(m, r) for m, r in zip(table["model"], regimes, strict=True)]
+    numeric = table.drop(columns=["seed", "model", "regime"], errors="ignore").groupby(pd.Index(labels), sort=False)
     mean, std = numeric.mean(), numeric.std(ddof=0).fillna(0.0)
     return pd.concat([mean.add_suffix("_mean"), std.add_suffix("_std")], axis=1)

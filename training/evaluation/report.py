@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 from training.data.splits import TERCILE_NAMES
 from training.evaluation.harness import summarise
 from training.evaluation.metrics import TOP_K
+from training.tuning import StudyRecord
 
 METRICS = ("auc", "f1", f"recall@{TOP_K}", f"ndcg@{TOP_K}")
 LABELS = {"auc": "AUC", "f1": "F1", f"recall@{TOP_K}": f"Recall@{TOP_K}", f"ndcg@{TOP_K}": f"NDCG@{TOP_K}"}
@@ -26,8 +28,41 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def results_markdown(table: pd.DataFrame, command: str, wall_seconds: float) -> str:
-    """The report text: command and wall time, an overall table and a per-tercile table (mean ± std over seeds)."""
+PROTOCOL_TEXT = {
+    "ctr": "each seed: its own 6:2:2 CTR split of labelled rows and initialisation",
+    "topk": "each seed: its own per-user 8:1:1 hold-out of each user's positives and negatives (top-K protocol) "
+    "and initialisation",
+}
+TOPK_USERS_TEXT = {
+    "ctr": "up to 300 sampled test users",
+    "topk": "every test user with a held-out positive",
+}
+
+
+def budget_text(tuned: Mapping[str, StudyRecord]) -> str:
+    """One sentence per tuned (model, regime): the trials it had and the shared study conditions."""
+    if not tuned:
+        return "Hyper-parameters: every model's defaults (no tuned config used)."
+    studies = "; ".join(
+        f"{label}: {r.n_trials} trials (best valid AUC {r.best_valid_auc:.4f}, epochs ≤ {r.epochs}, "
+        f"patience {r.patience}, {r.protocol} split, seed {r.seed})"
+        for label, r in tuned.items()
+    )
+    return (
+        "Hyper-parameters: tuned configs from training/models/tuned/ (`graphrec tune`: Optuna TPE, validation AUC "
+        f"only, the same epoch cap and patience for every trial) for {studies}; other rows use their defaults."
+    )
+
+
+def results_markdown(
+    table: pd.DataFrame,
+    command: str,
+    wall_seconds: float,
+    protocol: str = "ctr",
+    tuned: Mapping[str, StudyRecord] | None = None,
+) -> str:
+    """The report text: command and wall time, protocol and tuning budget, an overall table and a per-tercile table
+    (mean ± std over seeds; one row per model and regime). ``tuned`` maps a row label to the study of its config."""
     summary = summarise(table)
     models = list(summary.index)
     seeds = sorted(table["seed"].unique())
@@ -57,10 +92,12 @@ def results_markdown(table: pd.DataFrame, command: str, wall_seconds: float) -> 
             [
                 "# Results",
                 f"Command: `{command}`  \nWall time: {wall_seconds:.0f} s; seeds: {', '.join(map(str, seeds))} "
-                "(each seed: its own 6:2:2 CTR split and initialisation; epochs chosen by validation AUC only; "
-                f"test touched once per run). Recall/NDCG@{TOP_K}: up to 300 sampled test users, all items except "
-                "their training positives. Seconds per epoch: median over epochs, training part only, on a shared CPU "
+                f"({PROTOCOL_TEXT[protocol]}; epochs chosen by validation AUC only; test touched once per run). "
+                "Rows are model (training regime: bce = labelled rows, bpr = sampled negatives). "
+                f"Recall/NDCG@{TOP_K}: {TOPK_USERS_TEXT[protocol]}, all items except their training positives. "
+                "Seconds per epoch: median over epochs, training part only, on a shared CPU "
                 f"(noisy).{floor}",
+                budget_text(tuned or {}),
                 "## Test metrics, overall",
                 _markdown_table(
                     ["model", *(LABELS[m] for m in METRICS), "valid AUC", "s/epoch", "best epoch"], overall
@@ -96,11 +133,18 @@ def plot_by_tercile(table: pd.DataFrame, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def write_report(table: pd.DataFrame, command: str, wall_seconds: float, out: Path) -> tuple[Path, Path]:
+def write_report(
+    table: pd.DataFrame,
+    command: str,
+    wall_seconds: float,
+    out: Path,
+    protocol: str = "ctr",
+    tuned: Mapping[str, StudyRecord] | None = None,
+) -> tuple[Path, Path]:
     """Write ``out`` (markdown) and ``results_by_tercile.png`` next to it; return both paths."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(results_markdown(table, command, wall_seconds))
+    out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned))
     plot = out.with_name(PLOT_NAME)
     plot_by_tercile(table, plot)
     return out, plot
