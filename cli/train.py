@@ -319,7 +319,7 @@ def tune(
     configure_mlflow(settings)
     notes = err_console if as_json else console
     notes.print(
-        f"[bold]tuning {model}[/bold] on {settings.dataset} ({protocol} split): {trials} trials, "
+        f"[bold]tuning {model}[/bold] on {settings.dataset} ({protocol} split): {trials} trial(s), "
         f"epochs ≤ {epochs}, patience {patience}"
     )
     best = [float("-inf")]

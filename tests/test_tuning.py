@@ -55,6 +55,7 @@ def _app(tmp_path: Path, mlflow_uri: str) -> typer.Typer:
 
     app.command("tune")(train_cli.tune)
     app.command("train")(train_cli.train)
+    app.command("evaluate")(train_cli.evaluate)
     return app
 
 
@@ -96,8 +97,18 @@ def test_tiny_study_maximises_validation_auc_tracks_trials_and_train_uses_the_be
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["config"] == config
     assert "bpr_mf.bpr.yaml" in json.loads(trained.stdout)["config_source"]
-    ignored = runner.invoke(app, ["train", "--model", "bpr_mf", "--tuned-dir", str(tuned_dir), "--no-tuned", "--json"])
-    assert json.loads(ignored.stdout)["config"] == MODELS["bpr_mf"].Config().model_dump()
+
+    out = tmp_path / "RESULTS.md"
+    evaluate = ["evaluate", "--models", "bpr_mf", "--seeds", "1", "--regimes", "bce,bpr", "--protocol", "topk"]
+    evaluated = runner.invoke(app, [*evaluate, "--tuned-dir", str(tuned_dir), "--out", str(out)])
+    assert evaluated.exit_code == 0, evaluated.output
+    text = out.read_text()
+    assert "| bpr_mf (bce) |" in text and "| bpr_mf (bpr) |" in text
+    assert "bpr_mf (bpr): 3 trials" in text and "bpr_mf (bce):" not in text  # only the bpr regime was tuned
+    assert "per-user 8:1:1" in text
+    ignored = runner.invoke(app, [*evaluate, "--tuned-dir", str(tuned_dir), "--out", str(out), "--no-tuned"])
+    assert ignored.exit_code == 0, ignored.output
+    assert "every model's defaults" in out.read_text()
 
 
 def test_both_regimes_are_separate_rows_and_the_budget_is_reported(tmp_path: Path) -> None:
