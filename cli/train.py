@@ -160,10 +160,13 @@ def train(
     from registry.tracking import configure_mlflow
     from registry.train import train_and_log
     from training.data.load import load_dataset
+    from training.tuning import TUNED_DIR, default_regime, tuned_path
 
     settings = settings_of(ctx)
     _set_threads(threads)
-    tuned = None if config is not None or no_tuned else _tuned(model, load_dataset(settings).name, None, tuned_dir)
+    candidate = tuned_path(model, default_regime(model), tuned_dir or TUNED_DIR)
+    use_tuned = config is None and not no_tuned and candidate.exists()  # else skip loading the dataset for its name
+    tuned = _tuned(model, load_dataset(settings).name, None, tuned_dir) if use_tuned else None
     model_config = tuned.config if tuned is not None else _model_config(model, config)
     configure_mlflow(settings)
     notes = err_console if as_json else console
