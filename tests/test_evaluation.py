@@ -164,9 +164,12 @@ def test_harness_and_report(tmp_path: Path) -> None:
     table = evaluate_models(["bpr_mf"], [0, 1], synthetic_dataset(), {"bpr_mf": config}, n_users=10)
     assert len(table) == 2 and set(table["seed"]) == {0, 1}
     assert {"auc", "f1", "recall@20", "ndcg@20", "auc/sparse", "valid_auc", "seconds_per_epoch"} <= set(table.columns)
+    assert table["diag_personal/top20_jaccard"].between(0, 1).all()
     report, plot = write_report(table, "graphrec evaluate --models bpr_mf --seeds 2", 1.0, tmp_path / "RESULTS.md")
     text = report.read_text()
     assert "graphrec evaluate --models bpr_mf --seeds 2" in text and "±" in text and "sparse" in text
+    personal = text.split("## How personal the rankings are", 1)[1]
+    assert "| model | item-effect share | top-20 Jaccard | top-20 coverage |" in personal
     assert plot == tmp_path / PLOT_NAME and plot.stat().st_size > 0
 
 

@@ -9,7 +9,7 @@ selection on validation only) and is then evaluated on the test split exactly on
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +35,7 @@ class RunResult:
     seconds_per_epoch: float
     best_epoch: int
     epochs_run: int
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     @property
     def regime(self) -> str:
@@ -42,7 +43,7 @@ class RunResult:
         return regime_of(self.config)
 
     def row(self) -> dict[str, object]:
-        """Flat table row: ids, regime, speed, ``valid_*`` and test metrics."""
+        """Flat table row: ids, regime, speed, ``valid_*`` metrics, test metrics and ``diag_*`` diagnostics."""
         return (
             {
                 "model": self.model,
@@ -54,6 +55,7 @@ class RunResult:
             }
             | {f"valid_{k}": v for k, v in self.valid.items()}
             | self.test
+            | {f"diag_{k}": v for k, v in self.diagnostics.items()}
         )
 
 
@@ -101,7 +103,15 @@ def run_model(
     valid = evaluate_split(result.model, data, data.split.valid, n_users, seed)
     test = evaluate_split(result.model, data, data.split.test, n_users, seed)
     return RunResult(
-        name, seed, result.config, valid, test, result.seconds_per_epoch, result.best_epoch, len(result.history)
+        name,
+        seed,
+        result.config,
+        valid,
+        test,
+        result.seconds_per_epoch,
+        result.best_epoch,
+        len(result.history),
+        result.diagnostics,
     )
 
 

@@ -16,6 +16,11 @@ from training.tuning import StudyRecord
 METRICS = ("auc", "f1", f"recall@{TOP_K}", f"ndcg@{TOP_K}")
 LABELS = {"auc": "AUC", "f1": "F1", f"recall@{TOP_K}": f"Recall@{TOP_K}", f"ndcg@{TOP_K}": f"NDCG@{TOP_K}"}
 PLOT_NAME = "results_by_tercile.png"
+PERSONAL = {  # diagnostics columns of the personalisation table (training.evaluation.diagnostics)
+    "diag_personal/item_share": "item-effect share",
+    "diag_personal/top20_jaccard": "top-20 Jaccard",
+    "diag_personal/coverage": "top-20 coverage",
+}
 
 
 def _cell(summary: pd.DataFrame, model: str, column: str, digits: int = 4) -> str:
@@ -87,6 +92,19 @@ def results_markdown(
         for m in models
         for tercile in TERCILE_NAMES
     ]
+    personal_columns = [c for c in PERSONAL if f"{c}_mean" in summary.columns]
+    personal = [[m] + [_cell(summary, m, c, 3) for c in personal_columns] for m in models]
+    personal_section = (
+        [
+            "## How personal the rankings are (300 sampled users, training positives excluded)",
+            "Item-effect share: the part of each user's score variance that the item alone explains (1 = one list for"
+            " everyone); Jaccard: mean overlap of two users' top-20s; coverage: distinct items in all top-20s ÷"
+            " catalogue.",
+            _markdown_table(["model", *(PERSONAL[c] for c in personal_columns)], personal),
+        ]
+        if personal_columns
+        else []
+    )
     return (
         "\n\n".join(
             [
@@ -104,6 +122,7 @@ def results_markdown(
                 ),
                 "## Test metrics by user-activity tercile (training positives; sparse = lowest third)",
                 _markdown_table(["model", "tercile", *(LABELS[m] for m in METRICS)], per_tercile),
+                *personal_section,
                 f"![metrics by tercile]({PLOT_NAME})",
             ]
         )
