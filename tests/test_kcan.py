@@ -52,6 +52,7 @@ SELECTING = {
     "loss": "bpr",
     "alpha_per_layer": True,
     "learn_temperature": True,
+    "relation_prior": True,
     "attention": "gatv2",
     "personal_embeddings": True,
     "item_bias": True,
@@ -330,3 +331,23 @@ def test_eval_predictions_reuse_one_propagation_until_training_resumes(data: Tra
     model.eval()
     with torch.no_grad():
         assert not torch.allclose(model.predict_logits(users, items), first)
+
+
+def test_a_relation_prior_shifts_attention_towards_its_relation(data: TrainingData) -> None:
+    model = make(data, relation_prior=True)
+    assert model.relation_prior is not None
+    rel, (_, dst) = model.graph.edata["rel"], model.graph.edges()
+    kinds = {}  # node -> the relations of its in-edges
+    for node, relation in zip(dst.tolist(), rel.tolist(), strict=True):
+        kinds.setdefault(node, set()).add(relation)
+    mixed_node = next(node for node, relations in kinds.items() if len(relations) > 1)
+    favoured = min(kinds[mixed_node])
+    edges = (dst == mixed_node) & (rel == favoured)  # the favoured relation's edges into a node with other relations
+    with torch.no_grad():
+        before = model.propagate().alpha
+        model.relation_prior[favoured] = 5.0
+        model.eval()  # forget the cached propagation
+        after = model.propagate().alpha
+    assert torch.all(after[edges] > before[edges])
+    sums, degree = in_edge_sums(model, after)
+    torch.testing.assert_close(sums[degree > 0], torch.ones(int((degree > 0).sum())))

@@ -19,12 +19,14 @@ detect an edge that held-out pairs never have. Prediction and serving use the fu
 
 Switches that let each stage matter (issue 11; every one off reproduces the first implementation):
 ``loss="bpr"`` trains on positives against uniformly sampled items, as the baselines do (shared
-:func:`training.models.bpr_mf.recommendation_loss`); ``alpha_per_layer`` recomputes α from each layer's input instead of
-sharing the first layer's, and ``learn_temperature`` makes τ a parameter; ``attention="gatv2"`` makes the conditional
-attention depend on the pair (:func:`serving.scoring.kcan.conditional_attention`); ``personal_embeddings`` adds a free
-embedding per node after propagation (CKE's η_i + v_i: an MF-strength personal channel); ``item_bias`` gives popularity
-a per-item logit offset instead of the towers; ``centre_dot`` adds ⟨x_u, x_v⟩ of the two centres to the logit, a
-residual path around the towers, so the model can be at least the MF that its centres already are.
+:func:`training.models.bpr_mf.recommendation_loss`); ``alpha_per_layer`` recomputes α from each layer's input instead
+of sharing the first layer's, ``learn_temperature`` makes τ a parameter, and ``relation_prior`` adds a learned α logit
+per relation (TransH fits every edge, so plausibility alone cannot tell true edges apart); ``attention="gatv2"`` makes
+the conditional attention depend on the pair (:func:`serving.scoring.kcan.conditional_attention`);
+``personal_embeddings`` adds a free embedding per node after propagation (CKE's η_i + v_i: an MF-strength personal
+channel); ``item_bias`` gives popularity a per-item logit offset instead of the towers; ``centre_dot`` adds
+⟨x_u, x_v⟩ of the two centres to the logit, a residual path around the towers, so the model can be at least the MF
+that its centres already are.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class KCANConfig(ModelConfig):
     loss: LossKind = "bce"  # "bce": the labelled rows; "bpr": positives against uniformly sampled items
     alpha_per_layer: bool = False  # α recomputed from each layer's input (else the first layer's α is shared)
     learn_temperature: bool = False  # τ a parameter (initialised at ``temperature``)
+    relation_prior: bool = False  # a learned α logit per relation, added to the TransH plausibility
     attention: Literal["gat", "gatv2"] = "gat"  # conditional attention: the paper's form, or pair-dependent GATv2
     personal_embeddings: bool = False  # a free embedding per node added after propagation
     item_bias: bool = False  # a per-item logit offset
@@ -140,6 +143,7 @@ class KCAN(Recommender):
         self.bias = nn.Parameter(torch.zeros(()))
         log_temperature = torch.tensor(math.log(config.temperature))
         self.log_temperature = nn.Parameter(log_temperature, requires_grad=config.learn_temperature)
+        self.relation_prior = nn.Parameter(torch.zeros(ckg.n_relations)) if config.relation_prior else None
         self.personal = nn.Embedding(ckg.n_nodes, dim) if config.personal_embeddings else None
         if self.personal is not None:
             nn.init.normal_(self.personal.weight, std=0.1)
@@ -158,6 +162,7 @@ class KCAN(Recommender):
             self.log_temperature.exp(),
             self.config.knowledge_attention,
             dropped,
+            self.relation_prior,
         )
 
     def propagate(self, dropped: Tensor | None = None) -> Propagation:

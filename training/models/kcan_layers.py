@@ -46,19 +46,25 @@ def knowledge_attention(
     x: Tensor,
     normals: Tensor,
     translations: Tensor,
-    temperature: float,
+    temperature: float | Tensor,
     enabled: bool = True,
     dropped: Tensor | None = None,
+    relation_prior: Tensor | None = None,
 ) -> Tensor:
-    """α per edge j →r i: softmax over i's in-edges of s_ij / τ (:func:`relation_cosine`); shape (E,).
+    """α per edge j →r i: softmax over i's in-edges of s_ij / τ (+ b_r) (:func:`relation_cosine`); shape (E,).
 
     ``normals``/``translations`` are TransH's (n_relations, d) tables (normals re-normalised here, so the projection
-    is exact between optimiser steps). With ``enabled`` False every in-edge of i gets 1 / in-degree(i). Edges in the
-    bool mask ``dropped`` (E,) get α = 0 and the others of their node are renormalised (a node left with no edge gets
-    none): used to hide a batch's target edges from propagation.
+    is exact between optimiser steps). ``relation_prior`` (n_relations,) adds a learned logit per relation: TransH
+    fits every edge of the graph, so the plausibility of true edges alone barely tells them apart, and the prior lets
+    the recommendation loss prefer some relations (e.g. a fund's manager over its risk level). With ``enabled`` False
+    every in-edge of i gets 1 / in-degree(i). Edges in the bool mask ``dropped`` (E,) get α = 0 and the others of
+    their node are renormalised (a node left with no edge gets none): used to hide a batch's target edges from
+    propagation.
     """
     if enabled:
         scores = relation_cosine(graph, x, normals, translations) / temperature
+        if relation_prior is not None:
+            scores = scores + relation_prior[graph.edata["rel"]]
     else:
         scores = torch.zeros(graph.num_edges(), device=x.device)
     if dropped is None:
