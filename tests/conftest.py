@@ -26,6 +26,14 @@ REAL_DATA = Settings().data_dir
 ONLINE_STORES = [OnlineStoreKind.sqlite, pytest.param(OnlineStoreKind.redis, marks=pytest.mark.redis)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def registered_models() -> None:
+    """Every model module imported, so a test may look a model up in ``MODELS`` by name whichever test runs first."""
+    from training.models.base import load_models
+
+    load_models()
+
+
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
     """A valid dataset folder in graphrec's format."""
