@@ -24,7 +24,7 @@ from serving.errors import OutageLog
 from serving.features import StoreUnavailable
 from serving.pyfunc_model import ITEM_ID
 from serving.redact import redact_text
-from tests.support.serving import PublishedVersion, dot_tables, popularity_table, publish_dot_version
+from tests.support.serving import PublishedVersion, count_refreshes, dot_tables, popularity_table, publish_dot_version
 
 N_USERS, N_ITEMS, DIM = 20, 30, 4
 SECRET = "s3cr3t-pw"
@@ -158,23 +158,14 @@ def unreachable_uri(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFi
 def test_unreachable_registry_logs_once_without_credentials(
     world: tuple[Settings, PublishedVersion, PublishedVersion],
     unreachable_uri: str,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     uri = unreachable_uri
     manager = BindingManager(world[0].registered_model_name, ModelSource(uri), StubReader())  # type: ignore[arg-type]
-    polls = 0
-    refresh = manager.refresh
-
-    def counted() -> None:
-        nonlocal polls
-        polls += 1
-        refresh()
-
-    monkeypatch.setattr(manager, "refresh", counted)
+    polls = count_refreshes(manager)
     manager.start(0.05)
     try:
-        wait_until(lambda: polls >= 5, timeout_s=60, what="five polls of an unreachable registry")
+        wait_until(lambda: polls() >= 5, timeout_s=60, what="five polls of an unreachable registry")
     finally:
         manager.stop()
     failures = [r for r in caplog.records if r.name == "serving.binding" and r.levelno >= logging.WARNING]

@@ -25,7 +25,7 @@ from serving.app import create_app
 from serving.binding import BindingManager, ModelSource, sqlite_database
 from serving.contract import CHAMPION
 from serving.features import FeatureReader
-from tests.support.serving import PublishedVersion
+from tests.support.serving import PublishedVersion, count_refreshes
 
 World = tuple[Settings, PublishedVersion, PublishedVersion]
 REQUEST = {"user_id": 1, "item_ids": [0, 1, 2, 3]}
@@ -164,7 +164,7 @@ def test_dangling_alias_keeps_a_fresh_service_unready(serving_world: World) -> N
 
 
 def test_dangling_alias_is_logged_once_while_the_binding_keeps_serving(
-    serving_world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    serving_world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings, first, _ = serving_world
     caplog.set_level(logging.INFO, logger="serving")
@@ -172,22 +172,14 @@ def test_dangling_alias_is_logged_once_while_the_binding_keeps_serving(
     manager.refresh()
     bound = manager.bindings[CHAMPION]
     assert bound is not None and bound.version == first.version
-    polls = 0
-    refresh = manager.refresh
-
-    def counted() -> None:
-        nonlocal polls
-        polls += 1
-        refresh()
-
-    monkeypatch.setattr(manager, "refresh", counted)
+    polls = count_refreshes(manager)
     database = registry_file(settings)
     set_alias_in_file(database, first.name, CHAMPION, MISSING_VERSION)
     manager.start(0.05)
     try:
         wait_until(lambda: manager.last_error is not None, WAIT_S, "the poller meeting the dangling alias")
-        seen = polls
-        wait_until(lambda: polls >= seen + 5, WAIT_S, "five more polls of the dangling alias")
+        seen = polls()
+        wait_until(lambda: polls() >= seen + 5, WAIT_S, "five more polls of the dangling alias")
         assert manager.bindings[CHAMPION] is bound
     finally:
         set_alias_in_file(database, first.name, CHAMPION, first.version)

@@ -9,6 +9,7 @@ the contract tags and, optionally, moves an alias to it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,7 @@ from featurestore.config import feature_store
 from graphrec.settings import Settings
 from registry.packaging import log_scorer_model, register_model_version, scorer_model
 from registry.tracking import ensure_experiment
+from serving.binding import BindingManager
 from serving.contract import CHAMPION, FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, MODEL_KIND_TAG, USER_VIEW_TAG
 from serving.pyfunc_model import ITEM_ID, USER_ID, ScorerModel
 
@@ -160,3 +162,17 @@ def publish_dot_version(
         client.set_registered_model_alias(name, alias, version)
     popularity = popularity if popularity is not None else pd.DataFrame()
     return PublishedVersion(name, version, model, users, item_table, popularity)
+
+
+def count_refreshes(manager: BindingManager) -> Callable[[], int]:
+    """Wrap ``manager.refresh`` (on the instance) so every call is counted; returns the counter's reader."""
+    calls = 0
+    refresh = manager.refresh
+
+    def counted(force: bool = False) -> None:
+        nonlocal calls
+        calls += 1
+        refresh(force)
+
+    manager.refresh = counted  # type: ignore[method-assign]
+    return lambda: calls
