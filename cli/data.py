@@ -104,7 +104,9 @@ def synth(
     from training.synth.generator import SynthConfig, generate_dataset
 
     try:
-        config = SynthConfig(n_users=users, seed=seed, kg_driven_share=kg_driven_share)
+        # A KG-driven set is named for its share, so reports and tuned configs never mistake it for the plain one.
+        name = f"{SynthConfig.name}-kg{kg_driven_share:g}" if kg_driven_share else SynthConfig.name
+        config = SynthConfig(n_users=users, seed=seed, kg_driven_share=kg_driven_share, name=name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with Progress(TextColumn("users"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:

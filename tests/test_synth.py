@@ -298,5 +298,7 @@ def test_cli_generates_a_kg_driven_set(tmp_path: Path) -> None:
     args = ["data", "synth", "--users", "300", "--out", str(out), "--kg-driven-share", "0.7"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert json.loads((out / META_FILE).read_text())["generator"]["kg_driven_share"] == 0.7
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["generator"]["kg_driven_share"] == 0.7
+    assert meta["name"] == "synthetic-alipay-kg0.7"  # its own name: reports and tuned configs key on it
     assert CliRunner().invoke(app, [*args[:-1], "1.5"]).exit_code != 0
