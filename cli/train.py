@@ -16,9 +16,11 @@ from cli.context import CliError, console, err_console, settings_of, validation_
 from cli.output import JsonFlag, number_column, print_json
 
 if TYPE_CHECKING:
+    from graphrec.settings import Settings
+    from training.data.dataset import Dataset
     from training.models.base import ModelConfig
     from training.trainer import EpochRecord
-    from training.tuning import Tuned
+    from training.tuning import StudyRecord, Tuned
 
 PROTOCOL_HELP = "Split protocol: ctr (6:2:2 labelled rows) or topk (per-user 8:1:1 hold-out, full-catalogue ranking)."
 NO_TUNED_HELP = "Ignore tuned configs (use defaults or --config)."
@@ -244,22 +246,88 @@ def evaluate(
     protocol: str = typer.Option("ctr", "--protocol", callback=_protocol, help=PROTOCOL_HELP),
     no_tuned: bool = typer.Option(False, "--no-tuned", help=NO_TUNED_HELP),
     tuned_dir: Path | None = typer.Option(None, "--tuned-dir", help=TUNED_DIR_HELP),
+    datasets: str | None = typer.Option(
+        None,
+        "--datasets",
+        help="Comma-separated datasets ('lastfm' or dataset folders), one report section each (default: the "
+        "configured dataset).",
+    ),
+    ablations: bool = typer.Option(
+        False, "--ablations", help="Also run each model's ablations (KCAN: its three) beside the full model."
+    ),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Runs in parallel, each in its own process with --threads threads (default 1)."
+    ),
 ) -> None:
     """Fit and test every model under each regime for every seed; write RESULTS.md (mean ± std, one row per model
-    and regime, the tuning budget of tuned configs) and results_by_tercile.png. A model's config: --config-dir's
-    NAME.yaml, else its tuned config for the regime (training/models/tuned/), else its defaults."""
-    from training.data.load import load_dataset
-    from training.evaluation.harness import evaluate_models, resolve_names, run_label
+    and regime, the tuning budget of tuned configs, a section per dataset) and the tercile plots. A model's config:
+    --config-dir's NAME.yaml, else its tuned config for the dataset and regime (training/models/tuned/), else its
+    defaults."""
+    import pandas as pd
+
+    from training.evaluation.harness import evaluate_models, resolve_names
     from training.evaluation.report import write_report
-    from training.tuning import default_regime
 
     settings = settings_of(ctx)
     _set_threads(threads)
     started = time.perf_counter()
-    dataset = load_dataset(settings)
     names = resolve_names(models)
+    tables, tuned_studies = [], {}
+    for dataset in _load_datasets(settings, datasets):
+        configs, studies = _evaluation_configs(names, dataset.name, regimes, config_dir, no_tuned, tuned_dir)
+        tuned_studies |= studies
+        console.print(f"[bold]{dataset.name}[/bold]: {', '.join(names)}" + (" with ablations" if ablations else ""))
+        table = evaluate_models(
+            names,
+            [settings.seed + i for i in range(seeds)],
+            dataset,
+            configs,
+            on_run=lambda r: console.print(
+                f"{r.label} ({r.regime}) seed {r.seed}: test AUC {r.test['auc']:.4f} "
+                f"Recall@20 {r.test['recall@20']:.4f} ({r.seconds_per_epoch:.2f} s/epoch, best epoch {r.best_epoch})"
+            ),
+            regimes=_names(regimes) if regimes else None,
+            protocol=protocol,
+            ablations=ablations,
+            jobs=jobs,
+            threads=threads or 1,
+        )
+        tables.append(table.assign(dataset=dataset.name) if datasets else table)
+    command = "graphrec " + shlex.join(sys.argv[1:])
+    report, plots = write_report(
+        pd.concat(tables, ignore_index=True), command, time.perf_counter() - started, out, protocol, tuned_studies
+    )
+    console.print(f"wrote {report} and {', '.join(map(str, plots))}")
+
+
+def _load_datasets(settings: Settings, spec: str | None) -> list[Dataset]:
+    """The datasets of ``--datasets`` (each 'lastfm' or a folder), else the configured one; names must differ, since
+    a report section and a tuned config are keyed by the dataset's name."""
+    from training.data.load import load_dataset
+
+    specs = _names(spec) if spec else [settings.dataset]
+    loaded = [load_dataset(settings.model_copy(update={"dataset": s})) for s in specs]
+    names = [d.name for d in loaded]
+    if len(set(names)) != len(names):
+        raise CliError(f"--datasets {spec}: two datasets share a name ({', '.join(names)}); give each its own name")
+    return loaded
+
+
+def _evaluation_configs(
+    names: list[str],
+    dataset: str,
+    regimes: str | None,
+    config_dir: Path | None,
+    no_tuned: bool,
+    tuned_dir: Path | None,
+) -> tuple[dict[str | tuple[str, str], ModelConfig], dict[tuple[str, str], StudyRecord]]:
+    """Each model's config for ``dataset``: --config-dir's NAME.yaml, else its tuned config per regime (tuned on this
+    dataset), else none (defaults); and the studies behind the tuned ones, by (dataset, report row label)."""
+    from training.evaluation.harness import run_label
+    from training.tuning import default_regime
+
     configs: dict[str | tuple[str, str], ModelConfig] = {}
-    tuned_studies = {}
+    studies = {}
     for name in names:
         path = config_dir / f"{name}.yaml" if config_dir else None
         if path is not None and path.exists():
@@ -267,25 +335,11 @@ def evaluate(
             continue
         own = default_regime(name)
         for regime in _names(regimes) if regimes and own != "none" else [own]:
-            tuned = None if no_tuned else _tuned(name, dataset.name, regime, tuned_dir)
+            tuned = None if no_tuned else _tuned(name, dataset, regime, tuned_dir)
             if tuned is not None:
                 configs[(name, regime) if regimes else name] = tuned.config
-                tuned_studies[run_label(name, regime)] = tuned.study
-    table = evaluate_models(
-        names,
-        [settings.seed + i for i in range(seeds)],
-        dataset,
-        configs,
-        on_run=lambda r: console.print(
-            f"{r.model} ({r.regime}) seed {r.seed}: test AUC {r.test['auc']:.4f} "
-            f"Recall@20 {r.test['recall@20']:.4f} ({r.seconds_per_epoch:.2f} s/epoch, best epoch {r.best_epoch})"
-        ),
-        regimes=_names(regimes) if regimes else None,
-        protocol=protocol,
-    )
-    command = "graphrec " + shlex.join(sys.argv[1:])
-    report, plot = write_report(table, command, time.perf_counter() - started, out, protocol, tuned_studies)
-    console.print(f"wrote {report} and {plot}")
+                studies[(dataset, run_label(name, regime))] = tuned.study
+    return configs, studies
 
 
 def tune(

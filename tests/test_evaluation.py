@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import typer
@@ -14,12 +15,13 @@ from torch import Tensor, nn
 from typer.testing import CliRunner
 
 from cli import train as train_cli
+from cli.context import CliError
 from graphrec.settings import Settings
 from tests.support.datasets import synthetic_dataset
 from training.data.dataset import write_dataset
 from training.evaluation.harness import evaluate_models
 from training.evaluation.metrics import auc_f1, ctr_metrics, mean_by_tercile, recall_ndcg_at_k, topk_metrics
-from training.evaluation.report import PLOT_NAME, write_report
+from training.evaluation.report import PLOT_NAME, ablation_rows, results_markdown, write_report
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, ServingExport, TrainingData
 from training.trainer import fit, predict_rows, rows_as_tensors
 
@@ -165,12 +167,74 @@ def test_harness_and_report(tmp_path: Path) -> None:
     assert len(table) == 2 and set(table["seed"]) == {0, 1}
     assert {"auc", "f1", "recall@20", "ndcg@20", "auc/sparse", "valid_auc", "seconds_per_epoch"} <= set(table.columns)
     assert table["diag_personal/top20_jaccard"].between(0, 1).all()
-    report, plot = write_report(table, "graphrec evaluate --models bpr_mf --seeds 2", 1.0, tmp_path / "RESULTS.md")
+    report, plots = write_report(table, "graphrec evaluate --models bpr_mf --seeds 2", 1.0, tmp_path / "RESULTS.md")
     text = report.read_text()
     assert "graphrec evaluate --models bpr_mf --seeds 2" in text and "±" in text and "sparse" in text
     personal = text.split("## How personal the rankings are", 1)[1]
     assert "| model | item-effect share | top-20 Jaccard | top-20 coverage |" in personal
-    assert plot == tmp_path / PLOT_NAME and plot.stat().st_size > 0
+    assert plots == [tmp_path / PLOT_NAME] and plots[0].stat().st_size > 0
+
+
+def test_ablations_run_beside_the_full_model_under_its_config() -> None:
+    config = MODELS["kcan"].Config(dim=8, epochs=1, batch_size=64, top_k=3)
+    table = evaluate_models(["kcan"], [0], synthetic_dataset(), {"kcan": config}, n_users=10, ablations=True)
+    assert list(table["model"]) == [
+        "kcan",
+        "kcan w/o knowledge attention",
+        "kcan w/o distillation",
+        "kcan w/o conditional attention",
+    ]
+    assert set(table["family"]) == {"kcan"}
+    assert list(table["ablation"]) == ["", *MODELS["kcan"].ablations]
+    assert table["auc"].nunique() > 1  # each ablation really changed the model
+    stages = results_markdown(table, "graphrec evaluate --ablations", 1.0).split("## Do the knowledge stages", 1)[1]
+    assert "| kcan w/o knowledge attention (bce) | 1.000 ± 0.000 | 1.000 ± 0.000 | 1.000 ± 0.000 |" in stages
+    assert "| kcan w/o distillation (bce) | " in stages and "| 0.000 ± 0.000 | 1.000 ± 0.000 |" in stages  # no cut
+    assert "| kcan (bce) | no conditional attention |" in stages  # the ablation table, one row per ablation
+
+
+def test_parallel_jobs_give_the_same_numbers_as_one_process() -> None:
+    config = MODELS["bpr_mf"].Config(dim=8, epochs=2, batch_size=64)
+    args = (["bpr_mf", "popularity"], [0, 1], synthetic_dataset(), {"bpr_mf": config})
+    serial = evaluate_models(*args, n_users=10)
+    parallel = evaluate_models(*args, n_users=10, jobs=2)
+    assert list(parallel["model"]) == list(serial["model"]) and list(parallel["seed"]) == list(serial["seed"])
+    for column in ("auc", "f1", "recall@20", "valid_auc", "best_epoch"):
+        assert parallel[column].tolist() == pytest.approx(serial[column].tolist(), abs=1e-6), column
+
+
+def test_report_has_a_section_and_a_plot_per_dataset(tmp_path: Path) -> None:
+    one = evaluate_models(["popularity"], [0, 1], synthetic_dataset(seed=0), n_users=10)
+    two = evaluate_models(["popularity"], [0, 1], synthetic_dataset(seed=1), n_users=10)
+    table = pd.concat([one.assign(dataset="lastfm"), two.assign(dataset="synthetic-alipay-kg0.7")])
+    report, plots = write_report(table, "graphrec evaluate --datasets a,b", 2.0, tmp_path / "RESULTS.md")
+    text = report.read_text()
+    assert text.count("## Dataset: ") == 2 and text.index("lastfm") < text.index("synthetic-alipay-kg0.7")
+    assert text.count("### Test metrics, overall") == 2
+    assert [p.name for p in plots] == [
+        "results_by_tercile.lastfm.png",
+        "results_by_tercile.synthetic-alipay-kg0-7.png",
+    ]
+    assert all(p.stat().st_size > 0 for p in plots)
+
+
+def test_ablation_table_pairs_runs_by_seed() -> None:
+    table = pd.DataFrame(
+        {
+            "family": ["kcan"] * 6,
+            "ablation": ["", "", "", "no distillation", "no distillation", "no distillation"],
+            "regime": ["bpr"] * 6,
+            "seed": [0, 1, 2, 0, 1, 2],
+            "auc": [0.80, 0.82, 0.84, 0.70, 0.72, 0.74],  # 0.10 below in every seed; the full model's std 0.0163
+            "recall@20": [0.3, 0.3, 0.3, 0.31, 0.29, 0.3],
+        }
+    )
+    [row] = ablation_rows(table)
+    assert row[:2] == ["kcan (bpr)", "no distillation"]
+    assert row[2] == "-0.1000 ± 0.0000" and row[3] == "+0.0000 ± 0.0082"
+    assert row[4] == f"{np.std([0.80, 0.82, 0.84]):.4f}" and row[5] == "yes"
+    table.loc[3:, "auc"] = [0.79, 0.83, 0.83]  # on average 0.0033 below: inside the 0.0163 spread
+    assert ablation_rows(table)[0][5] == "no"
 
 
 def test_cli_train_and_evaluate(tmp_path: Path) -> None:
@@ -211,3 +275,7 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert out.exists() and (out.parent / PLOT_NAME).exists()
+    twice = runner.invoke(app, ["evaluate", "--datasets", f"{tmp_path / 'synthetic'},{tmp_path / 'synthetic'}"])
+    assert isinstance(twice.exception, CliError) and "two datasets share a name" in str(twice.exception)
+    missing = runner.invoke(app, ["evaluate", "--datasets", f"lastfm,{tmp_path / 'nowhere'}"])
+    assert missing.exit_code != 0 and str(tmp_path / "nowhere") in str(missing.exception)

@@ -3,12 +3,17 @@
 Each (model, regime, seed) gets the seed's split of the chosen protocol (CTR 6:2:2 rows or the top-K per-user 8:1:1
 hold-out; so the spread over seeds covers split and initialisation), is trained by :func:`training.trainer.fit` (model
 selection on validation only) and is then evaluated on the test split exactly once. A regime is the training loss
-(``bce`` on labelled rows, ``bpr`` against sampled items) applied to every model that has one.
+(``bce`` on labelled rows, ``bpr`` against sampled items) applied to every model that has one. An ablation is a model
+run with one of its parts switched off (:attr:`training.models.base.Recommender.ablations`), beside the full model.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +24,7 @@ from training.data.dataset import Dataset
 from training.data.splits import Protocol
 from training.evaluation.metrics import TOP_K, ctr_metrics, topk_metrics
 from training.models.base import MODELS, ModelConfig, Recommender, TrainingData, load_models
-from training.trainer import EpochRecord, fit, predict_rows, prepare_data, rows_as_tensors
+from training.trainer import EpochRecord, fit, predict_rows, prepare_data, rows_as_tensors, set_threads
 from training.tuning import regime_of, with_regime
 
 
@@ -36,6 +41,12 @@ class RunResult:
     best_epoch: int
     epochs_run: int
     diagnostics: dict[str, float] = field(default_factory=dict)
+    ablation: str | None = None  # the switched-off part, for an ablation of ``model``
+
+    @property
+    def label(self) -> str:
+        """The model, and for an ablation what it lacks (``kcan w/o distillation``)."""
+        return self.model if self.ablation is None else f"{self.model} {ablation_suffix(self.ablation)}"
 
     @property
     def regime(self) -> str:
@@ -43,10 +54,13 @@ class RunResult:
         return regime_of(self.config)
 
     def row(self) -> dict[str, object]:
-        """Flat table row: ids, regime, speed, ``valid_*`` metrics, test metrics and ``diag_*`` diagnostics."""
+        """Flat table row: ids (``model`` is the label, ``family`` the registered name), regime, speed, ``valid_*``
+        metrics, test metrics and ``diag_*`` diagnostics."""
         return (
             {
-                "model": self.model,
+                "model": self.label,
+                "family": self.model,
+                "ablation": self.ablation or "",
                 "regime": self.regime,
                 "seed": self.seed,
                 "best_epoch": self.best_epoch,
@@ -57,6 +71,11 @@ class RunResult:
             | self.test
             | {f"diag_{k}": v for k, v in self.diagnostics.items()}
         )
+
+
+def ablation_suffix(ablation: str) -> str:
+    """How an ablation is named in tables: ``no distillation`` → ``w/o distillation``."""
+    return "w/o " + ablation.removeprefix("no ")
 
 
 def load_config(model_name: str, path: Path | None) -> ModelConfig:
@@ -126,6 +145,63 @@ def run_configs(
     return [with_regime(configs.get((name, regime)) or base, regime) for regime in regimes]
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One run to make: a model under a config (an ablation is the full model's config with one part switched off)
+    and a seed."""
+
+    model: str
+    config: ModelConfig
+    seed: int
+    ablation: str | None = None
+
+
+def run_specs(
+    names: Sequence[str],
+    seeds: Sequence[int],
+    configs: Mapping[str | tuple[str, str], ModelConfig],
+    regimes: Sequence[str] | None,
+    ablations: bool = False,
+) -> list[RunSpec]:
+    """Every (seed, model, regime) run, in report order; with ``ablations``, each of a model's declared ablations
+    (:attr:`Recommender.ablations`) right after the full model, under the same config."""
+    registry = load_models()
+    specs = []
+    for seed in seeds:
+        for name in names:
+            for config in run_configs(name, configs, regimes):
+                specs.append(RunSpec(name, config, seed))
+                for ablation, switches in registry[name].ablations.items() if ablations else ():
+                    ablated = type(config).model_validate(config.model_dump() | switches)
+                    specs.append(RunSpec(name, ablated, seed, ablation))
+    return specs
+
+
+_WORKER_DATASET: Dataset | None = None  # a worker process's dataset, set once by _start_worker
+
+
+def _start_worker(dataset: Dataset, threads: int) -> None:
+    global _WORKER_DATASET
+    _WORKER_DATASET = dataset
+    set_threads(threads)
+
+
+@functools.cache
+def _worker_data(seed: int, protocol: Protocol) -> TrainingData:
+    assert _WORKER_DATASET is not None, "worker started without a dataset"
+    return prepare_data(_WORKER_DATASET, seed, protocol)
+
+
+def _run_in_worker(spec: RunSpec, protocol: Protocol, n_users: int | None) -> RunResult:
+    return run_spec(spec, _worker_data(spec.seed, protocol), n_users)
+
+
+def run_spec(spec: RunSpec, data: TrainingData, n_users: int | None = 300) -> RunResult:
+    """Make one planned run (see :func:`run_model`), labelled with its ablation."""
+    result = run_model(spec.model, data, spec.seed, spec.config, n_users)
+    return dataclasses.replace(result, ablation=spec.ablation)
+
+
 def evaluate_models(
     names: Sequence[str],
     seeds: Sequence[int],
@@ -135,20 +211,36 @@ def evaluate_models(
     on_run: Callable[[RunResult], None] | None = None,
     regimes: Sequence[str] | None = None,
     protocol: Protocol = "ctr",
+    ablations: bool = False,
+    jobs: int = 1,
+    threads: int = 1,
 ) -> pd.DataFrame:
-    """Fit and test every model under every regime (default: each model's own) for every seed; one row per run
-    (see :meth:`RunResult.row`). ``configs`` maps a (model, regime) pair, or else a model, to its config."""
-    configs = configs or {}
-    rows = []
-    for seed in seeds:
-        data = prepare_data(dataset, seed, protocol)
-        for name in names:
-            for config in run_configs(name, configs, regimes):
-                run = run_model(name, data, seed, config, n_users)
-                if on_run is not None:
-                    on_run(run)
-                rows.append(run.row())
-    return pd.DataFrame(rows)
+    """Fit and test every model under every regime (default: each model's own) for every seed, and with
+    ``ablations`` each model's ablations; one row per run (see :meth:`RunResult.row`), in plan order. ``configs``
+    maps a (model, regime) pair, or else a model, to its config. ``jobs`` > 1 spreads the runs over that many worker
+    processes of ``threads`` torch threads each (each run is seeded, so its numbers do not depend on ``jobs``)."""
+    specs = run_specs(names, seeds, configs or {}, regimes, ablations)
+    if jobs <= 1:
+        results = []
+        data_by_seed: dict[int, TrainingData] = {}
+        for spec in specs:
+            if spec.seed not in data_by_seed:
+                data_by_seed = {spec.seed: prepare_data(dataset, spec.seed, protocol)}  # one split in memory
+            results.append(run_spec(spec, data_by_seed[spec.seed], n_users))
+            if on_run is not None:
+                on_run(results[-1])
+        return pd.DataFrame([r.row() for r in results])
+    # Processes, not threads: the models hold the GIL in Python-level training loops. "spawn" because forking a
+    # process whose torch has started OpenMP threads can deadlock the child.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, context, initializer=_start_worker, initargs=(dataset, threads)) as pool:
+        futures = {pool.submit(_run_in_worker, spec, protocol, n_users): i for i, spec in enumerate(specs)}
+        ordered: dict[int, RunResult] = {}
+        for future in as_completed(futures):
+            ordered[futures[future]] = future.result()
+            if on_run is not None:
+                on_run(ordered[futures[future]])
+    return pd.DataFrame([ordered[i].row() for i in range(len(specs))])
 
 
 def run_label(model: str, regime: str) -> str:
@@ -161,6 +253,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     ``<name>_std``, index :func:`run_label`)."""
     regimes = table["regime"] if "regime" in table else ["none"] * len(table)
     labels = [run_label(m, r) for m, r in zip(table["model"], regimes, strict=True)]
-    numeric = table.drop(columns=["seed", "model", "regime"], errors="ignore").groupby(pd.Index(labels), sort=False)
+    labels_only = ["seed", "model", "family", "ablation", "regime", "dataset"]
+    numeric = table.drop(columns=labels_only, errors="ignore").groupby(pd.Index(labels), sort=False)
     mean, std = numeric.mean(), numeric.std(ddof=0).fillna(0.0)
     return pd.concat([mean.add_suffix("_mean"), std.add_suffix("_std")], axis=1)

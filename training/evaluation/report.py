@@ -22,6 +22,15 @@ PERSONAL = {  # diagnostics columns of the personalisation table (training.evalu
     "diag_personal/coverage": "top-20 coverage",
 }
 
+STAGES = {  # diagnostics of models with knowledge stages (KCAN): do they select? (training.evaluation.diagnostics)
+    "diag_attention/layer1/entropy_median": "α entropy (layer 1)",
+    "diag_attention/layer2/entropy_median": "α entropy (layer 2)",
+    "diag_attention/layer1/max_ratio_median": "max α ÷ uniform",
+    "diag_distill/share_cut": "stars cut",
+    "diag_distill/mass_kept": "α mass kept",
+    "diag_conditioning/sensitivity": "target sensitivity",
+}
+
 
 def _cell(summary: pd.DataFrame, model: str, column: str, digits: int = 4) -> str:
     mean, std = summary.at[model, f"{column}_mean"], summary.at[model, f"{column}_std"]
@@ -59,24 +68,48 @@ def budget_text(tuned: Mapping[str, StudyRecord]) -> str:
     )
 
 
-def results_markdown(
+def ablation_rows(table: pd.DataFrame) -> list[list[str]]:
+    """Per ablation and regime: the paired per-seed change of test AUC and Recall@20 against the full model (mean ±
+    std over seeds), the full model's seed-to-seed AUC spread (std), and whether the ablation is below the full
+    model by more than that spread."""
+    if "ablation" not in table or not (table["ablation"] != "").any():
+        return []
+    keys = ["family", "regime", "seed"]
+    full = table[table["ablation"] == ""].set_index(keys)
+    rows = []
+    for (family, ablation, regime), group in table[table["ablation"] != ""].groupby(
+        ["family", "ablation", "regime"], sort=False
+    ):
+        paired = group.set_index(keys)
+        base = full.loc[paired.index]
+        auc_delta = paired["auc"] - base["auc"]
+        recall_delta = paired[f"recall@{TOP_K}"] - base[f"recall@{TOP_K}"]
+        spread = float(full.xs((family, regime), level=("family", "regime"))["auc"].std(ddof=0))
+        below = bool(auc_delta.mean() < 0 and -auc_delta.mean() > spread)
+        rows.append(
+            [
+                f"{family} ({regime})",
+                ablation,
+                f"{auc_delta.mean():+.4f} ± {auc_delta.std(ddof=0):.4f}",
+                f"{recall_delta.mean():+.4f} ± {recall_delta.std(ddof=0):.4f}",
+                f"{spread:.4f}",
+                "yes" if below else "no",
+            ]
+        )
+    return rows
+
+
+def dataset_section(
     table: pd.DataFrame,
-    command: str,
-    wall_seconds: float,
-    protocol: str = "ctr",
-    tuned: Mapping[str, StudyRecord] | None = None,
-) -> str:
-    """The report text: command and wall time, protocol and tuning budget, an overall table and a per-tercile table
-    (mean ± std over seeds; one row per model and regime). ``tuned`` maps a row label to the study of its config."""
+    protocol: str,
+    tuned: Mapping[str, StudyRecord],
+    plot_name: str,
+    heading: str = "##",
+) -> list[str]:
+    """The report blocks of one dataset's runs: tuning budget, overall, per-tercile, personalisation and ablation
+    tables (mean ± std over seeds; one row per model and regime) and its plot."""
     summary = summarise(table)
     models = list(summary.index)
-    seeds = sorted(table["seed"].unique())
-    floor = (
-        " `popularity` scores every user's items by log(1 + training positives of the item) and learns nothing: the"
-        " floor every model should clear (its s/epoch is n/a: it trains no epoch)."
-        if "popularity" in models
-        else ""
-    )
     overall = [
         [m]
         + [_cell(summary, m, metric) for metric in METRICS]
@@ -96,7 +129,7 @@ def results_markdown(
     personal = [[m] + [_cell(summary, m, c, 3) for c in personal_columns] for m in models]
     personal_section = (
         [
-            "## How personal the rankings are (300 sampled users, training positives excluded)",
+            f"{heading} How personal the rankings are (300 sampled users, training positives excluded)",
             "Item-effect share: the part of each user's score variance that the item alone explains (1 = one list for"
             " everyone); Jaccard: mean overlap of two users' top-20s; coverage: distinct items in all top-20s ÷"
             " catalogue.",
@@ -105,29 +138,96 @@ def results_markdown(
         if personal_columns
         else []
     )
-    return (
-        "\n\n".join(
-            [
-                "# Results",
-                f"Command: `{command}`  \nWall time: {wall_seconds:.0f} s; seeds: {', '.join(map(str, seeds))} "
-                f"({PROTOCOL_TEXT[protocol]}; epochs chosen by validation AUC only; test touched once per run). "
-                "Rows are model (training regime: bce = labelled rows, bpr = sampled negatives). "
-                f"Recall/NDCG@{TOP_K}: {TOPK_USERS_TEXT[protocol]}, all items except their training positives. "
-                "Seconds per epoch: median over epochs, training part only, on a shared CPU "
-                f"(noisy).{floor}",
-                budget_text(tuned or {}),
-                "## Test metrics, overall",
-                _markdown_table(
-                    ["model", *(LABELS[m] for m in METRICS), "valid AUC", "s/epoch", "best epoch"], overall
-                ),
-                "## Test metrics by user-activity tercile (training positives; sparse = lowest third)",
-                _markdown_table(["model", "tercile", *(LABELS[m] for m in METRICS)], per_tercile),
-                *personal_section,
-                f"![metrics by tercile]({PLOT_NAME})",
-            ]
-        )
-        + "\n"
+    stage_columns = [c for c in STAGES if f"{c}_mean" in summary.columns]
+    staged = [m for m in models if stage_columns and not np.isnan(summary.at[m, f"{stage_columns[0]}_mean"])]
+    stage_section = (
+        [
+            f"{heading} Do the knowledge stages select?",
+            "Median normalised entropy of each node's α (1 = uniform) and largest α ÷ uniform; share of stars that"
+            " distillation cuts and the α mass it keeps; share of a refined user representation's variance that the"
+            " target item explains (0 = conditional attention ignores the target).",
+            _markdown_table(
+                ["model", *(STAGES[c] for c in stage_columns)],
+                [[m] + [_cell(summary, m, c, 3) for c in stage_columns] for m in staged],
+            ),
+        ]
+        if staged
+        else []
     )
+    ablations = ablation_rows(table)
+    ablation_section = (
+        [
+            f"{heading} Ablations (paired by seed: ablation − full model, test split)",
+            "Spread: the full model's seed-to-seed std of test AUC; *below* says whether the ablation's mean AUC loss"
+            " exceeds it.",
+            _markdown_table(
+                ["model", "ablation", "Δ AUC", f"Δ Recall@{TOP_K}", "spread (AUC std)", "below"], ablations
+            ),
+        ]
+        if ablations
+        else []
+    )
+    return [
+        budget_text(tuned),
+        f"{heading} Test metrics, overall",
+        _markdown_table(["model", *(LABELS[m] for m in METRICS), "valid AUC", "s/epoch", "best epoch"], overall),
+        f"{heading} Test metrics by user-activity tercile (training positives; sparse = lowest third)",
+        _markdown_table(["model", "tercile", *(LABELS[m] for m in METRICS)], per_tercile),
+        *personal_section,
+        *stage_section,
+        *ablation_section,
+        f"![metrics by tercile]({plot_name})",
+    ]
+
+
+def plot_name(dataset: str | None) -> str:
+    """The tercile plot's file name: ``results_by_tercile.png``, or one per dataset when a report has several."""
+    if dataset is None:
+        return PLOT_NAME
+    slug = "".join(c if c.isalnum() else "-" for c in dataset.lower()).strip("-")
+    return f"results_by_tercile.{slug}.png"
+
+
+def _datasets(table: pd.DataFrame) -> list[str | None]:
+    """The report's datasets in run order; [None] when the table has no dataset column (one unnamed dataset)."""
+    return list(dict.fromkeys(table["dataset"])) if "dataset" in table else [None]
+
+
+def results_markdown(
+    table: pd.DataFrame,
+    command: str,
+    wall_seconds: float,
+    protocol: str = "ctr",
+    tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
+) -> str:
+    """The report text: command and wall time, protocol, then per dataset (a ``dataset`` column; one section each)
+    its tuning budget and its overall, per-tercile, personalisation and ablation tables (mean ± std over seeds; one
+    row per model and regime). ``tuned`` maps (dataset name, row label) to the study of that row's config."""
+    models = set(table["model"])
+    seeds = sorted(table["seed"].unique())
+    floor = (
+        " `popularity` scores every user's items by log(1 + training positives of the item) and learns nothing: the"
+        " floor every model should clear (its s/epoch is n/a: it trains no epoch)."
+        if "popularity" in models
+        else ""
+    )
+    blocks = [
+        "# Results",
+        f"Command: `{command}`  \nWall time: {wall_seconds:.0f} s; seeds: {', '.join(map(str, seeds))} "
+        f"({PROTOCOL_TEXT[protocol]}; epochs chosen by validation AUC only; test touched once per run). "
+        "Rows are model (training regime: bce = labelled rows, bpr = sampled negatives). "
+        f"Recall/NDCG@{TOP_K}: {TOPK_USERS_TEXT[protocol]}, all items except their training positives. "
+        "Seconds per epoch: median over epochs, training part only, on a shared CPU "
+        f"(noisy).{floor}",
+    ]
+    for dataset in _datasets(table):
+        studies = {label: r for (name, label), r in (tuned or {}).items() if dataset in (None, name)}
+        if dataset is None:
+            blocks += dataset_section(table, protocol, studies, PLOT_NAME)
+            continue
+        blocks += [f"## Dataset: {dataset}"]
+        blocks += dataset_section(table[table["dataset"] == dataset], protocol, studies, plot_name(dataset), "###")
+    return "\n\n".join(blocks) + "\n"
 
 
 def plot_by_tercile(table: pd.DataFrame, path: Path) -> None:
@@ -158,12 +258,15 @@ def write_report(
     wall_seconds: float,
     out: Path,
     protocol: str = "ctr",
-    tuned: Mapping[str, StudyRecord] | None = None,
-) -> tuple[Path, Path]:
-    """Write ``out`` (markdown) and ``results_by_tercile.png`` next to it; return both paths."""
+    tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
+) -> tuple[Path, list[Path]]:
+    """Write ``out`` (markdown) and the tercile plot of each dataset next to it; return the report and the plots."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned))
-    plot = out.with_name(PLOT_NAME)
-    plot_by_tercile(table, plot)
-    return out, plot
+    plots = []
+    for dataset in _datasets(table):
+        rows = table if dataset is None else table[table["dataset"] == dataset]
+        plots.append(out.with_name(PLOT_NAME if dataset is None else plot_name(dataset)))
+        plot_by_tercile(rows, plots[-1])
+    return out, plots

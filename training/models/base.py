@@ -81,6 +81,9 @@ class Recommender(torch.nn.Module, ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]] = ModelConfig
+    # The model's own ablations: a short name → the config fields that switch one part off (``graphrec evaluate
+    # --ablations`` runs each beside the full model, under the same config, regimes and seeds).
+    ablations: ClassVar[dict[str, dict[str, object]]] = {}
 
     def __init__(self, config: ModelConfig, data: TrainingData):
         super().__init__()

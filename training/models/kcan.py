@@ -111,6 +111,11 @@ class KCAN(Recommender):
 
     name = "kcan"
     Config = KCANConfig
+    ablations = {  # the paper's three ablations (Tu et al., §4.4)
+        "no knowledge attention": {"knowledge_attention": False},
+        "no distillation": {"distillation": False},
+        "no conditional attention": {"conditional_attention": False},
+    }
     config: KCANConfig
     triples: Tensor  # (T, 3) CKG triples, the TransH training set
     tie_break: Tensor  # (E,) fixed random ranks: top-k among equal α
