@@ -252,8 +252,11 @@ def evaluate(
         help="Comma-separated datasets ('lastfm' or dataset folders), one report section each (default: the "
         "configured dataset).",
     ),
-    ablations: bool = typer.Option(
-        False, "--ablations", help="Also run each model's ablations (KCAN: its three) beside the full model."
+    ablations: str | None = typer.Option(
+        None,
+        "--ablations",
+        help="Also run each model's ablations (KCAN: its three) beside the full model on these datasets: 'all' or "
+        "comma-separated dataset names.",
     ),
     jobs: int = typer.Option(
         1, "--jobs", min=1, help="Runs in parallel, each in its own process with --threads threads (default 1)."
@@ -273,10 +276,13 @@ def evaluate(
     started = time.perf_counter()
     names = resolve_names(models)
     tables, tuned_studies = [], {}
-    for dataset in _load_datasets(settings, datasets):
+    loaded = _load_datasets(settings, datasets)
+    ablated = _ablated_datasets(ablations, [d.name for d in loaded])
+    for dataset in loaded:
         configs, studies = _evaluation_configs(names, dataset.name, regimes, config_dir, no_tuned, tuned_dir)
         tuned_studies |= studies
-        console.print(f"[bold]{dataset.name}[/bold]: {', '.join(names)}" + (" with ablations" if ablations else ""))
+        with_ablations = dataset.name in ablated
+        console.print(f"[bold]{dataset.name}[/bold]: {', '.join(names)}" + (" with ablations" * with_ablations))
         table = evaluate_models(
             names,
             [settings.seed + i for i in range(seeds)],
@@ -288,7 +294,7 @@ def evaluate(
             ),
             regimes=_names(regimes) if regimes else None,
             protocol=protocol,
-            ablations=ablations,
+            ablations=with_ablations,
             jobs=jobs,
             threads=threads or 1,
         )
@@ -311,6 +317,20 @@ def _load_datasets(settings: Settings, spec: str | None) -> list[Dataset]:
     if len(set(names)) != len(names):
         raise CliError(f"--datasets {spec}: two datasets share a name ({', '.join(names)}); give each its own name")
     return loaded
+
+
+def _ablated_datasets(spec: str | None, names: list[str]) -> set[str]:
+    """The dataset names ``--ablations`` selects ('all' or names among those evaluated)."""
+    if not spec:
+        return set()
+    if spec.strip() == "all":
+        return set(names)
+    chosen = set(_names(spec))
+    if unknown := chosen - set(names):
+        raise CliError(
+            f"--ablations {spec}: {', '.join(sorted(unknown))} not evaluated here (datasets: {', '.join(names)})"
+        )
+    return chosen
 
 
 def _evaluation_configs(

@@ -277,5 +277,7 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     assert out.exists() and (out.parent / PLOT_NAME).exists()
     twice = runner.invoke(app, ["evaluate", "--datasets", f"{tmp_path / 'synthetic'},{tmp_path / 'synthetic'}"])
     assert isinstance(twice.exception, CliError) and "two datasets share a name" in str(twice.exception)
+    elsewhere = runner.invoke(app, ["evaluate", "--ablations", "lastfm"])  # the configured dataset is not Last.FM
+    assert isinstance(elsewhere.exception, CliError) and "lastfm not evaluated here" in str(elsewhere.exception)
     missing = runner.invoke(app, ["evaluate", "--datasets", f"lastfm,{tmp_path / 'nowhere'}"])
     assert missing.exit_code != 0 and str(tmp_path / "nowhere") in str(missing.exception)
