@@ -19,7 +19,7 @@ from training.kge.interactions import project
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
 from training.models.kcan_layers import distill, knowledge_attention, relation_cosine
-from training.trainer import prepare_data, rows_as_tensors, seed_everything
+from training.trainer import fit, prepare_data, rows_as_tensors, seed_everything
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,12 @@ def make(data: TrainingData, **overrides: object) -> KCAN:
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     users, items, labels = rows_as_tensors(data.split.train)
     for _ in range(3):
-        loss = model.training_loss(Batch(users, items, labels))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        losses = model.training_loss(Batch(users, items, labels))
+        # an alternating schedule's parts are computed lazily, each after the previous step
+        for loss in (part() for part in losses) if isinstance(losses, tuple) else [losses]:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     return model.eval()
 
 
@@ -57,6 +59,7 @@ SELECTING = {
     "personal_embeddings": True,
     "item_bias": True,
     "centre_dot": True,
+    "transh_schedule": "alternating",
 }
 ABLATIONS = [{}, {"knowledge_attention": False}, {"conditional_attention": False}, {"distillation": False}, SELECTING]
 
@@ -351,3 +354,30 @@ def test_a_relation_prior_shifts_attention_towards_its_relation(data: TrainingDa
     assert torch.all(after[edges] > before[edges])
     sums, degree = in_edge_sums(model, after)
     torch.testing.assert_close(sums[degree > 0], torch.ones(int((degree > 0).sum())))
+
+
+def test_alternating_schedule_steps_twice_and_keeps_batch_positives_out_of_transh(
+    data: TrainingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_everything(0)
+    model = KCAN(KCANConfig(dim=8, top_k=3, transh_schedule="alternating", transh_batch_size=4096), data)
+    drawn: list[torch.Tensor] = []
+    transh_loss = model.transh.loss
+
+    def recording_loss(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        drawn.append(positives)
+        return transh_loss(positives, negatives)
+
+    monkeypatch.setattr(model.transh, "loss", recording_loss)
+    users, items = positive_pairs(data)
+    parts = model.training_loss(Batch(users[:20], items[:20], torch.ones(20)))
+    assert isinstance(parts, tuple) and len(parts) == 2
+    assert torch.isfinite(parts[0]()) and not drawn  # the recommendation step draws no triple
+    assert torch.isfinite(parts[1]()) and len(drawn) == 1
+    batch_edges = model.pair_edges(users[:20], items[:20])
+    held = {tuple(t) for t in model.triples[batch_edges].tolist()}
+    assert len(held) == 40  # both directions of 20 pairs
+    assert not held & {tuple(t) for t in drawn[0].tolist()}
+    assert len(drawn[0]) < 4096  # draws of those edges were dropped, not redrawn
+    result = fit("kcan", data, KCANConfig(dim=8, top_k=3, transh_schedule="alternating", epochs=2), seed=0)
+    assert len(result.history) == 2 and all(np.isfinite(r.train_loss) for r in result.history)

@@ -107,6 +107,14 @@ def set_threads(threads: int) -> None:
     dgl.utils.set_num_threads(threads)
 
 
+def _minimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One optimizer step on ``loss``; its value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch and numpy global generators (models draw their initial weights and sampled negatives from them)."""
     torch.manual_seed(seed)
@@ -160,11 +168,12 @@ def fit(
         total, n_batches = 0.0, 0
         for start in range(0, len(order), config.batch_size):
             index = order[start : start + config.batch_size]
-            loss = model.training_loss(Batch(users[index], items[index], labels[index]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, n_batches = total + float(loss.detach()), n_batches + 1
+            losses = model.training_loss(Batch(users[index], items[index], labels[index]))
+            if isinstance(losses, tuple):  # an alternating schedule: each part computed after the previous step
+                total += sum(_minimise(optimizer, part()) for part in losses)
+            else:
+                total += _minimise(optimizer, losses)
+            n_batches += 1
         seconds = time.perf_counter() - started
         auc, f1 = auc_f1(valid_labels.numpy(), predict_rows(model, valid_users, valid_items))
         record = EpochRecord(epoch, total / max(n_batches, 1), auc, f1, seconds)

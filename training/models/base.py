@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -90,8 +91,10 @@ class Recommender(torch.nn.Module, ABC):
         self.config = config
 
     @abstractmethod
-    def training_loss(self, batch: Batch) -> torch.Tensor:
-        """The loss of one mini-batch (models may sample their own negatives or add auxiliary losses)."""
+    def training_loss(self, batch: Batch) -> torch.Tensor | tuple[Callable[[], torch.Tensor], ...]:
+        """The loss of one mini-batch (models may sample their own negatives or add auxiliary losses), or a tuple of
+        functions computing losses that the trainer minimises one optimizer step after another, each computed after
+        the previous step (an alternating schedule)."""
 
     @abstractmethod
     def predict_logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

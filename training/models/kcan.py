@@ -26,13 +26,15 @@ the conditional attention depend on the pair (:func:`serving.scoring.kcan.condit
 ``personal_embeddings`` adds a free embedding per node after propagation (CKE's η_i + v_i: an MF-strength personal
 channel); ``item_bias`` gives popularity a per-item logit offset instead of the towers; ``centre_dot`` adds
 ⟨x_u, x_v⟩ of the two centres to the logit, a residual path around the towers, so the model can be at least the MF
-that its centres already are.
+that its centres already are; ``transh_schedule="alternating"`` takes a recommendation step and then a separate TransH
+step whose triples leave out the batch's own positives (the paper's alternating optimisation).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,6 +79,9 @@ class KCANConfig(ModelConfig):
     personal_embeddings: bool = False  # a free embedding per node added after propagation
     item_bias: bool = False  # a per-item logit offset
     centre_dot: bool = False  # add ⟨x_u, x_v⟩ of the star centres to the logit, around the towers
+    # "joint": L_rec + λ·L_TransH in one step; "alternating" (the paper's schedule): a recommendation step, then a
+    # TransH step on triples other than the batch's own positives
+    transh_schedule: Literal["joint", "alternating"] = "joint"
     lr: float = 5e-3
     weight_decay: float = 1e-4
     batch_size: int = 2048
@@ -240,22 +245,33 @@ class KCAN(Recommender):
             self.training,
         )
 
-    def training_loss(self, batch: Batch) -> Tensor:
+    def training_loss(self, batch: Batch) -> Tensor | tuple[Callable[[], Tensor], ...]:
         """The recommendation loss (BCE on the labelled rows, or BPR against sampled items) + λ × TransH margin loss
-        on a uniformly drawn batch of CKG triples; one propagation serves every pair of the step."""
+        on a uniformly drawn batch of CKG triples; one propagation serves every pair of the step. Under the
+        alternating schedule the two are separate steps, and the TransH step skips the batch's own positives."""
         self.transh.renormalize_()
-        if self.config.hide_target_edges:
-            positive = batch.labels > 0
-            dropped = self.pair_edges(batch.users[positive], batch.items[positive])
-        else:
-            dropped = None
-        propagation = self.propagate(dropped)
-        rec_loss = recommendation_loss(
+        positive = batch.labels > 0
+        batch_edges = self.pair_edges(batch.users[positive], batch.items[positive])
+        if self.config.transh_schedule == "alternating":
+            return (lambda: self.recommendation_loss(batch, batch_edges), lambda: self.transh_loss(batch_edges))
+        return self.recommendation_loss(batch, batch_edges) + self.transh_loss(None)
+
+    def recommendation_loss(self, batch: Batch, batch_edges: Tensor) -> Tensor:
+        """BCE or BPR of the batch over one propagation (without the batch's own u–v edges when
+        ``hide_target_edges``)."""
+        propagation = self.propagate(batch_edges if self.config.hide_target_edges else None)
+        return recommendation_loss(
             self.config.loss, lambda users, items: self._score(propagation, users, items), batch, self.n_items
         )
-        positives = self.triples[torch.randint(0, len(self.triples), (self.config.transh_batch_size,))]
-        transh_loss = self.transh.loss(positives, self.sampler.sample(positives))
-        return rec_loss + self.config.transh_weight * transh_loss
+
+    def transh_loss(self, excluded: Tensor | None) -> Tensor:
+        """λ × TransH's margin loss on a uniform batch of CKG triples (an edge id is its triple's row), none of them
+        an edge in the bool mask ``excluded``."""
+        drawn = torch.randint(0, len(self.triples), (self.config.transh_batch_size,))
+        if excluded is not None:
+            drawn = drawn[~excluded[drawn]]
+        positives = self.triples[drawn]
+        return self.config.transh_weight * self.transh.loss(positives, self.sampler.sample(positives))
 
     def predict_logits(self, users: Tensor, items: Tensor) -> Tensor:
         """Logits of aligned pairs (the u–v edge masked out of both stars). In eval mode without gradients, one
