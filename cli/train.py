@@ -18,6 +18,8 @@ from cli.output import JsonFlag, number_column, print_json
 if TYPE_CHECKING:
     from graphrec.settings import Settings
     from training.data.dataset import Dataset
+    from training.evaluation.harness import RunResult
+    from training.evaluation.runs import RunLog
     from training.models.base import ModelConfig
     from training.trainer import EpochRecord
     from training.tuning import StudyRecord, Tuned
@@ -261,15 +263,22 @@ def evaluate(
     jobs: int = typer.Option(
         1, "--jobs", min=1, help="Runs in parallel, each in its own process with --threads threads (default 1)."
     ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Reuse the runs already recorded in the runs file next to the report (same dataset, model, regime, seed "
+        "and config) instead of starting over.",
+    ),
 ) -> None:
     """Fit and test every model under each regime for every seed; write RESULTS.md (mean ± std, one row per model
     and regime, the tuning budget of tuned configs, a section per dataset) and the tercile plots. A model's config:
     --config-dir's NAME.yaml, else its tuned config for the dataset and regime (training/models/tuned/), else its
-    defaults."""
+    defaults. Every finished run is appended to RESULTS.runs.jsonl (next to --out) as it completes."""
     import pandas as pd
 
     from training.evaluation.harness import evaluate_models, resolve_names
     from training.evaluation.report import write_report
+    from training.evaluation.runs import RunLog
 
     settings = settings_of(ctx)
     _set_threads(threads)
@@ -278,6 +287,12 @@ def evaluate(
     tables, tuned_studies = [], {}
     loaded = _load_datasets(settings, datasets)
     ablated = _ablated_datasets(ablations, [d.name for d in loaded])
+    try:
+        log = RunLog.open(out, resume)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if log.reused:
+        console.print(f"reusing {log.reused} finished run(s) from {log.path}")
     for dataset in loaded:
         configs, studies = _evaluation_configs(names, dataset.name, regimes, config_dir, no_tuned, tuned_dir)
         tuned_studies |= studies
@@ -288,15 +303,13 @@ def evaluate(
             [settings.seed + i for i in range(seeds)],
             dataset,
             configs,
-            on_run=lambda r: console.print(
-                f"{r.label} ({r.regime}) seed {r.seed}: test AUC {r.test['auc']:.4f} "
-                f"Recall@20 {r.test['recall@20']:.4f} ({r.seconds_per_epoch:.2f} s/epoch, best epoch {r.best_epoch})"
-            ),
+            on_run=lambda r, name=dataset.name: _finished(log, name, r),
             regimes=_names(regimes) if regimes else None,
             protocol=protocol,
             ablations=with_ablations,
             jobs=jobs,
             threads=threads or 1,
+            finished=log.finished(dataset.name),
         )
         tables.append(table.assign(dataset=dataset.name) if datasets else table)
     command = "graphrec " + shlex.join(sys.argv[1:])
@@ -304,6 +317,15 @@ def evaluate(
         pd.concat(tables, ignore_index=True), command, time.perf_counter() - started, out, protocol, tuned_studies
     )
     console.print(f"wrote {report} and {', '.join(map(str, plots))}")
+
+
+def _finished(log: RunLog, dataset: str, run: RunResult) -> None:
+    """Record a finished run in the runs file and print its headline."""
+    log.append(dataset, run.row())
+    console.print(
+        f"{run.label} ({run.regime}) seed {run.seed}: test AUC {run.test['auc']:.4f} "
+        f"Recall@20 {run.test['recall@20']:.4f} ({run.seconds_per_epoch:.2f} s/epoch, best epoch {run.best_epoch})"
+    )
 
 
 def _load_datasets(settings: Settings, spec: str | None) -> list[Dataset]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -281,3 +282,54 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     assert isinstance(elsewhere.exception, CliError) and "lastfm not evaluated here" in str(elsewhere.exception)
     missing = runner.invoke(app, ["evaluate", "--datasets", f"lastfm,{tmp_path / 'nowhere'}"])
     assert missing.exit_code != 0 and str(tmp_path / "nowhere") in str(missing.exception)
+
+
+def test_evaluate_records_every_run_and_resumes_without_repeating_them(tmp_path: Path) -> None:
+    write_dataset(synthetic_dataset(), tmp_path / "synthetic")
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = Settings(dataset=str(tmp_path / "synthetic"), work_dir=tmp_path / "work")
+
+    app.command("evaluate")(train_cli.evaluate)
+    app.command("noop")(lambda: None)  # two commands, so typer keeps the command name in the arguments
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "bpr_mf.yaml").write_text("dim: 8\nepochs: 2\nbatch_size: 64\n")
+    out = tmp_path / "RESULTS.md"
+    args = ["evaluate", "--models", "bpr_mf,popularity", "--seeds", "1", "--out", str(out)]
+    args += ["--config-dir", str(configs)]
+    runner = CliRunner()
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    runs = tmp_path / "RESULTS.runs.jsonl"
+    recorded = [json.loads(line) for line in runs.read_text().splitlines()]
+    assert [(r["dataset"], r["model"]) for r in recorded] == [("synthetic", "bpr_mf"), ("synthetic", "popularity")]
+    report = out.read_text()
+
+    again = runner.invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "reusing 2 finished run(s)" in again.output and "test AUC" not in again.output  # nothing trained
+    assert len(runs.read_text().splitlines()) == 2
+    assert overall_table(out.read_text()) == overall_table(report)
+
+    (configs / "bpr_mf.yaml").write_text("dim: 4\nepochs: 2\nbatch_size: 64\n")  # another config: run again
+    changed = runner.invoke(app, [*args, "--resume"])
+    assert changed.exit_code == 0, changed.output
+    assert "bpr_mf (bpr) seed" in changed.output and "popularity (none) seed" not in changed.output
+    assert len(runs.read_text().splitlines()) == 3
+
+    runs.write_text(runs.read_text() + "{not json\n")
+    broken = runner.invoke(app, [*args, "--resume"])
+    assert isinstance(broken.exception, CliError) and f"{runs}:4: not a recorded run" in str(broken.exception)
+    assert len(runs.read_text().splitlines()) == 4  # a failed resume leaves the file as it was
+
+    fresh = runner.invoke(app, args)  # without --resume a new evaluation starts over
+    assert fresh.exit_code == 0, fresh.output
+    assert len(runs.read_text().splitlines()) == 2
+
+
+def overall_table(report: str) -> str:
+    """A report from its tables on (the header with the command and wall time differs between runs)."""
+    return report.split("## Test metrics, overall", 1)[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -62,6 +63,7 @@ class RunResult:
                 "family": self.model,
                 "ablation": self.ablation or "",
                 "regime": self.regime,
+                "config": config_digest(self.config),
                 "seed": self.seed,
                 "best_epoch": self.best_epoch,
                 "epochs_run": self.epochs_run,
@@ -71,6 +73,11 @@ class RunResult:
             | self.test
             | {f"diag_{k}": v for k, v in self.diagnostics.items()}
         )
+
+
+def config_digest(config: ModelConfig) -> str:
+    """A short digest of every field of ``config``: a finished run is reused only for exactly the same config."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def ablation_suffix(ablation: str) -> str:
@@ -155,6 +162,20 @@ class RunSpec:
     seed: int
     ablation: str | None = None
 
+    @property
+    def key(self) -> RunKey:
+        """What identifies the run's result: label, regime, seed and config digest (see :meth:`RunResult.row`)."""
+        label = self.model if self.ablation is None else f"{self.model} {ablation_suffix(self.ablation)}"
+        return (label, regime_of(self.config), self.seed, config_digest(self.config))
+
+
+RunKey = tuple[str, str, int, str]
+
+
+def row_key(row: Mapping[str, object]) -> RunKey:
+    """The :attr:`RunSpec.key` of a finished run's row."""
+    return (str(row["model"]), str(row["regime"]), int(row["seed"]), str(row["config"]))
+
 
 def run_specs(
     names: Sequence[str],
@@ -214,33 +235,39 @@ def evaluate_models(
     ablations: bool = False,
     jobs: int = 1,
     threads: int = 1,
+    finished: Mapping[RunKey, Mapping[str, object]] | None = None,
 ) -> pd.DataFrame:
     """Fit and test every model under every regime (default: each model's own) for every seed, and with
     ``ablations`` each model's ablations; one row per run (see :meth:`RunResult.row`), in plan order. ``configs``
     maps a (model, regime) pair, or else a model, to its config. ``jobs`` > 1 spreads the runs over that many worker
-    processes of ``threads`` torch threads each (each run is seeded, so its numbers do not depend on ``jobs``)."""
+    processes of ``threads`` torch threads each (each run is seeded, so its numbers do not depend on ``jobs``).
+    ``finished`` holds rows of runs already made (by :func:`row_key`): a planned run found there is not run again."""
     specs = run_specs(names, seeds, configs or {}, regimes, ablations)
+    rows: dict[int, Mapping[str, object]] = {
+        i: finished[spec.key] for i, spec in enumerate(specs) if finished and spec.key in finished
+    }
+    pending = [(i, spec) for i, spec in enumerate(specs) if i not in rows]
     if jobs <= 1:
-        results = []
         data_by_seed: dict[int, TrainingData] = {}
-        for spec in specs:
+        for i, spec in pending:
             if spec.seed not in data_by_seed:
                 data_by_seed = {spec.seed: prepare_data(dataset, spec.seed, protocol)}  # one split in memory
-            results.append(run_spec(spec, data_by_seed[spec.seed], n_users))
+            result = run_spec(spec, data_by_seed[spec.seed], n_users)
+            rows[i] = result.row()
             if on_run is not None:
-                on_run(results[-1])
-        return pd.DataFrame([r.row() for r in results])
+                on_run(result)
+        return pd.DataFrame([rows[i] for i in range(len(specs))])
     # Processes, not threads: the models hold the GIL in Python-level training loops. "spawn" because forking a
     # process whose torch has started OpenMP threads can deadlock the child.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, context, initializer=_start_worker, initargs=(dataset, threads)) as pool:
-        futures = {pool.submit(_run_in_worker, spec, protocol, n_users): i for i, spec in enumerate(specs)}
-        ordered: dict[int, RunResult] = {}
+        futures = {pool.submit(_run_in_worker, spec, protocol, n_users): i for i, spec in pending}
         for future in as_completed(futures):
-            ordered[futures[future]] = future.result()
+            result = future.result()
+            rows[futures[future]] = result.row()
             if on_run is not None:
-                on_run(ordered[futures[future]])
-    return pd.DataFrame([ordered[i].row() for i in range(len(specs))])
+                on_run(result)
+    return pd.DataFrame([rows[i] for i in range(len(specs))])
 
 
 def run_label(model: str, regime: str) -> str:
@@ -253,7 +280,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     ``<name>_std``, index :func:`run_label`)."""
     regimes = table["regime"] if "regime" in table else ["none"] * len(table)
     labels = [run_label(m, r) for m, r in zip(table["model"], regimes, strict=True)]
-    labels_only = ["seed", "model", "family", "ablation", "regime", "dataset"]
+    labels_only = ["seed", "model", "family", "ablation", "regime", "config", "dataset"]
     numeric = table.drop(columns=labels_only, errors="ignore").groupby(pd.Index(labels), sort=False)
     mean, std = numeric.mean(), numeric.std(ddof=0).fillna(0.0)
     return pd.concat([mean.add_suffix("_mean"), std.add_suffix("_std")], axis=1)
