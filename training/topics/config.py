@@ -28,7 +28,14 @@ class TopicConfig(BaseModel):
     )
     dropout: float = Field(default=0.2, ge=0, lt=1, description="Dropout on the encoder input during training.")
     epochs: int = Field(default=300, ge=1, description="Full-batch training epochs.")
-    lr: float = Field(default=1e-2, gt=0, description="Adam learning rate.")
+    lr: float = Field(default=2e-2, gt=0, description="Adam learning rate.")
+    kl_warmup: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of the epochs over which the KL weight rises from 0 to 1; without it the free decoder's "
+        "posteriors collapse onto the prior on Last.FM (every user the same mixture). 0: full weight from the start.",
+    )
     weight_decay: float = Field(default=1e-6, ge=0, description="Adam weight decay.")
     seed: int = Field(default=2021, description="Seeds Word2Vec, parameter init, dropout and the reparameterisation.")
     top_words: int = Field(default=10, ge=1, description="Top tags kept per topic for display and coherence.")

@@ -81,11 +81,13 @@ def fit_topics(
         beta = model.beta()
         recon = -(dense_counts * (theta @ beta + EPSILON).log()).sum(dim=1)
         kl = kl_to_prior(mu, logvar, prior_mean, prior_var)
-        loss = (recon + kl).mean()
+        weight = min(1.0, epoch / (config.kl_warmup * config.epochs)) if config.kl_warmup else 1.0
+        loss = (recon + weight * kl).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         record = {"epoch": epoch, "loss": loss.item(), "recon": recon.mean().item(), "kl": kl.mean().item()}
+        record["kl_weight"] = weight
         history.append(record)
         if on_epoch is not None:
             on_epoch(epoch, record)
