@@ -34,21 +34,27 @@ def _parse_time(text: str | None) -> int | None:
 @app.command()
 def build(
     ctx: typer.Context,
-    only: list[str] | None = typer.Option(None, help="Feature families to build (transh, graph_stats); default all."),
+    only: list[str] | None = typer.Option(
+        None, help="Feature families to build (transh, graph_stats, intent); default all."
+    ),
     as_of: str | None = typer.Option(None, help="Build as of this time (ISO); default: the latest interaction."),
     epochs: int | None = typer.Option(None, help="TransH epochs (default from the job config)."),
+    topic_epochs: int | None = typer.Option(None, help="Topic-model epochs of the intent family (default 300)."),
 ) -> None:
     """Compute feature families and write offline parquet snapshots (older snapshots are kept)."""
     from dataclasses import replace
 
-    from feature_repo.catalog import FAMILIES
+    from feature_repo.catalog import FAMILIES, INTENT_FAMILY, TRANSH_FAMILY
     from registry.tracking import log_feature_build
     from training.features.jobs import FeatureJobConfig, build_features
+    from training.topics.errors import TopicInputError
 
     settings = settings_of(ctx)
     config = FeatureJobConfig()
     if epochs is not None:
         config = FeatureJobConfig(transh=replace(config.transh, epochs=epochs))
+    if topic_epochs is not None:
+        config = config.model_copy(update={"topics": config.topics.model_copy(update={"epochs": topic_epochs})})
     families = tuple(only) if only else FAMILIES
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
@@ -56,7 +62,7 @@ def build(
             f"unknown feature families {unknown}; choose from {', '.join(FAMILIES)}", param_hint="--only"
         )
     with Progress(
-        TextColumn("TransH"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
@@ -64,7 +70,8 @@ def build(
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("transh", total=config.transh.epochs, info="")
+        task = progress.add_task("TransH", total=config.transh.epochs, info="", visible=TRANSH_FAMILY in families)
+        topics = progress.add_task("topics", total=config.topics.epochs, info="", visible=INTENT_FAMILY in families)
 
         def on_epoch(epoch: int, record: dict) -> None:
             info = f"loss {record['loss']:.4f}" + (
@@ -72,7 +79,16 @@ def build(
             )
             progress.update(task, completed=epoch, info=info)
 
-        report = build_features(settings, families, _parse_time(as_of), config, on_epoch=on_epoch)
+        def on_topic_epoch(epoch: int, record: dict) -> None:
+            progress.update(topics, completed=epoch, info=f"loss {record['loss']:.2f}")
+
+        try:
+            report = build_features(
+                settings, families, _parse_time(as_of), config, on_epoch=on_epoch, on_topic_epoch=on_topic_epoch
+            )
+        except TopicInputError as exc:  # e.g. a dataset without tags: one line naming the fix
+            hint = "" if only else "; build the other families with --only transh --only graph_stats"
+            raise CliError(f"{exc}{hint}") from None
     table = Table(
         text_column("view"),
         number_column("rows"),
@@ -88,6 +104,11 @@ def build(
             f"TransH held-out KG link prediction ({report.transh.n_test_triples} twin-free test triples, filtered, "
             f"both sides): MRR {metrics.get('mrr', float('nan')):.4f}, "
             f"Hits@10 {metrics.get('hits@10', float('nan')):.4f}"
+        )
+    if report.topics is not None:
+        console.print(
+            f"intent topics: {report.topics.config.n_topics} over {len(report.topics.vocabulary):,} tags, final loss "
+            f"{report.topics.history[-1]['loss']:.2f}; `graphrec topics show` lists them"
         )
     run_id = log_feature_build(settings, report, config)
     if run_id:

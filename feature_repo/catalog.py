@@ -61,6 +61,7 @@ ENTITIES = (USER, ITEM)
 
 TRANSH_FAMILY = "transh"
 GRAPH_STATS_FAMILY = "graph_stats"
+INTENT_FAMILY = "intent"
 
 USER_TRANSH = ViewSpec(
     name="user_transh",
@@ -103,8 +104,19 @@ ITEM_GRAPH_STATS = ViewSpec(
     ),
     description="Neighbourhood aggregates of items over the UI graph and the knowledge graph.",
 )
-VIEWS = (USER_TRANSH, ITEM_TRANSH, USER_GRAPH_STATS, ITEM_GRAPH_STATS)
-FAMILIES = (TRANSH_FAMILY, GRAPH_STATS_FAMILY)
+USER_INTENT = ViewSpec(
+    name="user_intent",
+    entity=USER,
+    family=INTENT_FAMILY,
+    features=(
+        FeatureSpec("theta", ValueType.float32_list, "The user's intent mixture over the K topics (sums to 1)."),
+        FeatureSpec("dominant_topic", ValueType.int64, "The topic with the largest share of the mixture."),
+        FeatureSpec("dominant_weight", ValueType.float32, "The dominant topic's share of the mixture."),
+    ),
+    description="User-intent topics: the mixture of the tag topic model with a logistic-normal prior (issue 12).",
+)
+VIEWS = (USER_TRANSH, ITEM_TRANSH, USER_GRAPH_STATS, ITEM_GRAPH_STATS, USER_INTENT)
+FAMILIES = (TRANSH_FAMILY, GRAPH_STATS_FAMILY, INTENT_FAMILY)
 
 GRAPH_FEATURES_SERVICE = "graph_features"
 

@@ -24,10 +24,12 @@ from feature_repo.catalog import (
     EVENT_TIMESTAMP,
     FAMILIES,
     GRAPH_STATS_FAMILY,
+    INTENT_FAMILY,
     ITEM_GRAPH_STATS,
     ITEM_TRANSH,
     TRANSH_FAMILY,
     USER_GRAPH_STATS,
+    USER_INTENT,
     USER_TRANSH,
     ViewSpec,
 )
@@ -41,6 +43,10 @@ from training.features.transh_job import FEATURE_JOB_TRANSH, TransHResult, train
 from training.graphs.ckg import build_ckg
 from training.graphs.hetero import build_hetero_graph
 from training.kge.train import TransHConfig
+from training.topics.artefacts import save_topics, topics_dir
+from training.topics.config import TopicConfig
+from training.topics.fit import TopicFit
+from training.topics.pipeline import fit_user_intent, intent_columns
 
 
 class FeatureJobConfig(BaseModel):
@@ -50,6 +56,7 @@ class FeatureJobConfig(BaseModel):
 
     transh: TransHConfig = FEATURE_JOB_TRANSH
     active_window_days: int = 30
+    topics: TopicConfig = TopicConfig()
 
 
 @dataclass
@@ -62,6 +69,7 @@ class BuildReport:
     written: dict[str, str] = field(default_factory=dict)  # view name -> snapshot path
     rows: dict[str, int] = field(default_factory=dict)
     transh: TransHResult | None = None
+    topics: TopicFit | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -105,6 +113,7 @@ def build_features(
     as_of: int | None = None,
     config: FeatureJobConfig = FeatureJobConfig(),
     on_epoch: Callable[[int, dict], None] | None = None,
+    on_topic_epoch: Callable[[int, dict], None] | None = None,
 ) -> BuildReport:
     """Compute the chosen feature families of the configured dataset as of ``as_of`` and write offline snapshots."""
     unknown = set(families) - set(FAMILIES)
@@ -140,7 +149,7 @@ def build_features(
             report.created,
         )
         report.seconds[TRANSH_FAMILY] = time.perf_counter() - started
-    else:
+    elif GRAPH_STATS_FAMILY in families:
         user_emb, entity_emb = _embeddings_from_snapshots(settings.offline_dir, dataset)
 
     if GRAPH_STATS_FAMILY in families:
@@ -161,8 +170,20 @@ def build_features(
         )
         report.seconds[GRAPH_STATS_FAMILY] = time.perf_counter() - started
 
-    specs = {spec.name: spec for spec in (USER_TRANSH, ITEM_TRANSH, USER_GRAPH_STATS, ITEM_GRAPH_STATS)}
+    if INTENT_FAMILY in families:
+        started = time.perf_counter()
+        held_out = pd.concat([split.valid, split.test])  # their tag rows would reveal the held-out pairs
+        _, report.topics = fit_user_intent(dataset, positives, held_out, config.topics, as_of_s, on_topic_epoch)
+        frames[USER_INTENT.name] = _frame(
+            USER_INTENT, np.arange(dataset.n_users), intent_columns(report.topics.theta), report.as_of, report.created
+        )
+        report.seconds[INTENT_FAMILY] = time.perf_counter() - started
+
+    specs = {spec.name: spec for spec in (USER_TRANSH, ITEM_TRANSH, USER_GRAPH_STATS, ITEM_GRAPH_STATS, USER_INTENT)}
     for name, frame in frames.items():  # every frame is computed before the first write: a failure writes nothing
         report.written[name] = str(write_snapshot(settings.offline_dir, specs[name], frame))
         report.rows[name] = len(frame)
+    if report.topics is not None:  # the topic commands read the fit whose mixture the view now serves
+        terciles = activity_terciles(positives, dataset.n_users)
+        save_topics(topics_dir(settings.work_dir), report.topics, terciles, dataset.name, dataset.fingerprint)
     return report
