@@ -313,9 +313,9 @@ def evaluate(
         )
         tables.append(table.assign(dataset=dataset.name) if datasets else table)
     command = "graphrec " + shlex.join(sys.argv[1:])
-    report, plots = write_report(
-        pd.concat(tables, ignore_index=True), command, time.perf_counter() - started, out, protocol, tuned_studies
-    )
+    table = pd.concat(tables, ignore_index=True)
+    wall = time.perf_counter() - started
+    report, plots = write_report(table, command, wall, out, protocol, tuned_studies, len(table) - log.appended)
     console.print(f"wrote {report} and {', '.join(map(str, plots))}")
 
 

@@ -313,6 +313,7 @@ def test_evaluate_records_every_run_and_resumes_without_repeating_them(tmp_path:
     assert "reusing 2 finished run(s)" in again.output and "test AUC" not in again.output  # nothing trained
     assert len(runs.read_text().splitlines()) == 2
     assert overall_table(out.read_text()) == overall_table(report)
+    assert "2 of the 2 runs were made by an earlier invocation and reused" in out.read_text()
 
     (configs / "bpr_mf.yaml").write_text("dim: 4\nepochs: 2\nbatch_size: 64\n")  # another config: run again
     changed = runner.invoke(app, [*args, "--resume"])

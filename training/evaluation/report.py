@@ -199,6 +199,7 @@ def results_markdown(
     wall_seconds: float,
     protocol: str = "ctr",
     tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
+    reused: int = 0,
 ) -> str:
     """The report text: command and wall time, protocol, then per dataset (a ``dataset`` column; one section each)
     its tuning budget and its overall, per-tercile, personalisation and ablation tables (mean ± std over seeds; one
@@ -218,7 +219,13 @@ def results_markdown(
         "Rows are model (training regime: bce = labelled rows, bpr = sampled negatives). "
         f"Recall/NDCG@{TOP_K}: {TOPK_USERS_TEXT[protocol]}, all items except their training positives. "
         "Seconds per epoch: median over epochs, training part only, on a shared CPU "
-        f"(noisy).{floor}",
+        f"(noisy).{floor}"
+        + (
+            f" {reused} of the {len(table)} runs were made by an earlier invocation and reused (`--resume`: same"
+            " dataset, model, regime, seed and config; the wall time is this invocation's)."
+            if reused
+            else ""
+        ),
     ]
     for dataset in _datasets(table):
         studies = {label: r for (name, label), r in (tuned or {}).items() if dataset in (None, name)}
@@ -259,11 +266,12 @@ def write_report(
     out: Path,
     protocol: str = "ctr",
     tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
+    reused: int = 0,
 ) -> tuple[Path, list[Path]]:
     """Write ``out`` (markdown) and the tercile plot of each dataset next to it; return the report and the plots."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned))
+    out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned, reused))
     plots = []
     for dataset in _datasets(table):
         rows = table if dataset is None else table[table["dataset"] == dataset]

@@ -35,6 +35,7 @@ class RunLog:
 
     path: Path
     rows: dict[str, dict[RunKey, dict[str, object]]] = field(default_factory=dict)
+    appended: int = 0  # runs recorded by this invocation
 
     @classmethod
     def open(cls, report: Path, resume: bool) -> RunLog:
@@ -77,3 +78,4 @@ class RunLog:
         document = {"dataset": dataset} | {k: _json_value(v) for k, v in row.items()}
         with self.path.open("a") as handle:
             handle.write(json.dumps(document) + "\n")
+        self.appended += 1
