@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli import data, demo, features, models, train, work
+from cli import data, demo, features, models, topics, train, work
 from cli import serve as serve_cli
 from cli.context import DEBUG_KEY, ReportedErrorsGroup
 from graphrec.settings import Settings
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
+app.add_typer(topics.app, name="topics")
 app.add_typer(work.app, name="work")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from training.data.splits import TERCILE_NAMES
 from training.topics.config import TopicConfig
-from training.topics.evaluate import HELD_OUT_SHARE, K_RECALL, VariantResult
+from training.topics.evaluate import HELD_OUT_SHARE, K_RECALL, LDA, VariantResult
 
 PER_GROUP = (
     ("perplexity", "held-out perplexity ↓", "{:.1f}"),
@@ -28,16 +28,50 @@ def _group_table(results: list[VariantResult], group: str) -> list[str]:
     return lines
 
 
+def _reading(results: list[VariantResult]) -> list[str]:
+    """Sentences computed from the numbers: the GNN's effect on the sparsest tercile and where LDA stands."""
+    by_name = {r.name: r for r in results}
+    full, plain, lda = results[0], by_name.get("no GNN"), by_name.get(LDA)
+    lines = []
+    if plain is not None:
+        a, b = full.groups[TERCILE_NAMES[0]], plain.groups[TERCILE_NAMES[0]]
+        lines.append(
+            f"- Sparsest tercile, GNN vs no GNN: perplexity {a['perplexity']:.1f} vs {b['perplexity']:.1f}, tag "
+            f"Recall@{K_RECALL} {a['recall_tags']:.4f} vs {b['recall_tags']:.4f}, item Recall@{K_RECALL} "
+            f"{a['recall_items']:.4f} vs {b['recall_items']:.4f}."
+        )
+    for result in results:
+        values = result.groups["all"]
+        lines.append(
+            f"- {result.name}: friends' θ cosine {values['cos_friends']:.3f} vs random pairs "
+            f"{values['cos_random']:.3f} ({values['cos_friends'] - values['cos_random']:+.3f})."
+        )
+    if lda is not None:
+        best = min((r for r in results if r is not lda), key=lambda r: r.groups["all"]["perplexity"])
+        verdict = "ahead of" if best.groups["all"]["perplexity"] < lda.groups["all"]["perplexity"] else "not ahead of"
+        lines.append(
+            f"- The best neural variant by perplexity ({best.name}, {best.groups['all']['perplexity']:.1f}) is "
+            f"{verdict} scikit-learn LDA ({lda.groups['all']['perplexity']:.1f})."
+        )
+    return lines
+
+
 def render_report(
-    results: list[VariantResult], dataset: str, config: TopicConfig, command: str, seconds: float, seed: int
+    results: list[VariantResult],
+    dataset: str,
+    config: TopicConfig,
+    command: str,
+    seconds: float,
+    seed: int,
+    threads: int,
 ) -> str:
     """The whole report as Markdown."""
     counts = results[0].groups
     lines = [
         f"# User-intent topics on {dataset} (issue 12)",
         "",
-        f"Made by `{command}` in {seconds / 60:.1f} min (wall time, nice'd, one torch thread, on a shared 2-core "
-        "machine). Numbers come from that run; nothing is copied by hand.",
+        f"Made by `{command}` in {seconds / 60:.1f} min (wall time, {threads} torch thread(s)). Every number below "
+        "comes from that run; nothing is copied by hand.",
         "",
         f"Protocol: the CTR split (seed {seed}) gives the training positives that join users to items and the test "
         "positives to recall; tag rows on validation/test pairs never enter a document. Each user's document "
@@ -54,6 +88,10 @@ def render_report(
         f"{config.gnn_layers} GNN layers, skip-gram dim {config.embedding_dim}, vocabulary: tags in ≥ "
         f"{config.min_users} users' documents, item profiles: top {config.item_tags} tags. LDA: scikit-learn "
         f"`LatentDirichletAllocation` (batch, 50 iterations, same K and seed) on the same observed counts.",
+        "",
+        "## Reading (computed from the tables below)",
+        "",
+        *_reading(results),
         "",
         "## All users",
         "",
