@@ -22,6 +22,7 @@ from sklearn.decomposition import LatentDirichletAllocation
 
 from training.data.dataset import Dataset
 from training.data.splits import TERCILE_NAMES, activity_terciles, ctr_split
+from training.dgl_compat import dgl
 from training.evaluation.metrics import recall_ndcg_at_k
 from training.topics.config import TopicConfig
 from training.topics.documents import Documents, build_documents
@@ -143,12 +144,13 @@ class EvaluationData:
 
 
 def _user_item_matrix(pairs: pd.DataFrame, n_users: int, n_items: int) -> np.ndarray:
+    """(n_users, n_items) bool, True at each (user, item) of ``pairs``."""
     matrix = np.zeros((n_users, n_items), dtype=bool)
     matrix[pairs["user"].to_numpy(), pairs["item"].to_numpy()] = True
     return matrix
 
 
-def evaluation_data(dataset: Dataset, config: TopicConfig, seed: int) -> tuple[EvaluationData, object]:
+def evaluation_data(dataset: Dataset, config: TopicConfig, seed: int) -> tuple[EvaluationData, dgl.DGLGraph]:
     """The held-out split of the documents and the graph of training positives (returned second)."""
     split = ctr_split(dataset.interactions, seed)
     positives = split.train_positives()
