@@ -238,7 +238,8 @@ def test_ablation_table_pairs_runs_by_seed() -> None:
     assert ablation_rows(table)[0][5] == "no"
 
 
-def test_cli_train_and_evaluate(tmp_path: Path) -> None:
+def train_app(tmp_path: Path) -> tuple[typer.Typer, Path]:
+    """`train` and `evaluate` over a small synthetic dataset in ``tmp_path``, and a config folder with a tiny BPR-MF."""
     write_dataset(synthetic_dataset(), tmp_path / "synthetic")
     app = typer.Typer()
 
@@ -251,6 +252,11 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "bpr_mf.yaml").write_text("dim: 8\nepochs: 2\nbatch_size: 64\n")
+    return app, configs
+
+
+def test_cli_train_and_evaluate(tmp_path: Path) -> None:
+    app, configs = train_app(tmp_path)
     runner = CliRunner()
     trained = runner.invoke(
         app, ["train", "--model", "bpr_mf", "--config", str(configs / "bpr_mf.yaml"), "--seed", "1"]
@@ -285,18 +291,7 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
 
 
 def test_evaluate_records_every_run_and_resumes_without_repeating_them(tmp_path: Path) -> None:
-    write_dataset(synthetic_dataset(), tmp_path / "synthetic")
-    app = typer.Typer()
-
-    @app.callback()
-    def root(ctx: typer.Context) -> None:
-        ctx.obj = Settings(dataset=str(tmp_path / "synthetic"), work_dir=tmp_path / "work")
-
-    app.command("evaluate")(train_cli.evaluate)
-    app.command("noop")(lambda: None)  # two commands, so typer keeps the command name in the arguments
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    (configs / "bpr_mf.yaml").write_text("dim: 8\nepochs: 2\nbatch_size: 64\n")
+    app, configs = train_app(tmp_path)
     out = tmp_path / "RESULTS.md"
     args = ["evaluate", "--models", "bpr_mf,popularity", "--seeds", "1", "--out", str(out)]
     args += ["--config-dir", str(configs)]
