@@ -260,6 +260,12 @@ def evaluate(
         help="Also run each model's ablations (KCAN: its three) beside the full model on these datasets: 'all' or "
         "comma-separated dataset names.",
     ),
+    extensions: str | None = typer.Option(
+        None,
+        "--extensions",
+        help="Also run each model with its optional parts added (KCAN, BPR-MF: intent topics as a user side feature),"
+        " paired with the full model, on these datasets: 'all' or comma-separated dataset names.",
+    ),
     jobs: int = typer.Option(
         1, "--jobs", min=1, help="Runs in parallel, each in its own process with --threads threads (default 1)."
     ),
@@ -286,7 +292,8 @@ def evaluate(
     names = resolve_names(models)
     tables, tuned_studies = [], {}
     loaded = _load_datasets(settings, datasets)
-    ablated = _ablated_datasets(ablations, [d.name for d in loaded])
+    ablated = _chosen_datasets("--ablations", ablations, [d.name for d in loaded])
+    extended = _chosen_datasets("--extensions", extensions, [d.name for d in loaded])
     try:
         log = RunLog.open(out, resume)
     except ValueError as exc:
@@ -296,8 +303,9 @@ def evaluate(
     for dataset in loaded:
         configs, studies = _evaluation_configs(names, dataset.name, regimes, config_dir, no_tuned, tuned_dir)
         tuned_studies |= studies
-        with_ablations = dataset.name in ablated
-        console.print(f"[bold]{dataset.name}[/bold]: {', '.join(names)}" + (" with ablations" * with_ablations))
+        with_ablations, with_extensions = dataset.name in ablated, dataset.name in extended
+        variants = " and ".join(["ablations"] * with_ablations + ["extensions"] * with_extensions)
+        console.print(f"[bold]{dataset.name}[/bold]: {', '.join(names)}" + (f" with {variants}" if variants else ""))
         table = evaluate_models(
             names,
             [settings.seed + i for i in range(seeds)],
@@ -310,6 +318,7 @@ def evaluate(
             jobs=jobs,
             threads=threads or 1,
             finished=log.finished(dataset.name),
+            extensions=with_extensions,
         )
         tables.append(table.assign(dataset=dataset.name) if datasets else table)
     command = "graphrec " + shlex.join(sys.argv[1:])
@@ -341,8 +350,8 @@ def _load_datasets(settings: Settings, spec: str | None) -> list[Dataset]:
     return loaded
 
 
-def _ablated_datasets(spec: str | None, names: list[str]) -> set[str]:
-    """The dataset names ``--ablations`` selects ('all' or names among those evaluated)."""
+def _chosen_datasets(option: str, spec: str | None, names: list[str]) -> set[str]:
+    """The dataset names ``option`` (--ablations, --extensions) selects ('all' or names among those evaluated)."""
     if not spec:
         return set()
     if spec.strip() == "all":
@@ -350,7 +359,7 @@ def _ablated_datasets(spec: str | None, names: list[str]) -> set[str]:
     chosen = set(_names(spec))
     if unknown := chosen - set(names):
         raise CliError(
-            f"--ablations {spec}: {', '.join(sorted(unknown))} not evaluated here (datasets: {', '.join(names)})"
+            f"{option} {spec}: {', '.join(sorted(unknown))} not evaluated here (datasets: {', '.join(names)})"
         )
     return chosen
 

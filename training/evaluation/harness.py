@@ -42,11 +42,12 @@ class RunResult:
     best_epoch: int
     epochs_run: int
     diagnostics: dict[str, float] = field(default_factory=dict)
-    ablation: str | None = None  # the switched-off part, for an ablation of ``model``
+    ablation: str | None = None  # the variant of ``model``: a part switched off (``no …``) or added (``with …``)
 
     @property
     def label(self) -> str:
-        """The model, and for an ablation what it lacks (``kcan w/o distillation``)."""
+        """The model, and for a variant what it lacks or adds (``kcan w/o distillation``, ``kcan + intent
+        topics``)."""
         return self.model if self.ablation is None else f"{self.model} {ablation_suffix(self.ablation)}"
 
     @property
@@ -81,7 +82,10 @@ def config_digest(config: ModelConfig) -> str:
 
 
 def ablation_suffix(ablation: str) -> str:
-    """How an ablation is named in tables: ``no distillation`` → ``w/o distillation``."""
+    """How a variant is named in tables: ``no distillation`` → ``w/o distillation``, ``with intent topics`` →
+    ``+ intent topics``."""
+    if ablation.startswith("with "):
+        return "+ " + ablation.removeprefix("with ")
     return "w/o " + ablation.removeprefix("no ")
 
 
@@ -183,18 +187,25 @@ def run_specs(
     configs: Mapping[str | tuple[str, str], ModelConfig],
     regimes: Sequence[str] | None,
     ablations: bool = False,
+    extensions: bool = False,
 ) -> list[RunSpec]:
     """Every (seed, model, regime) run, in report order; with ``ablations``, each of a model's declared ablations
-    (:attr:`Recommender.ablations`) right after the full model, under the same config."""
+    (:attr:`Recommender.ablations`, named ``no …``) right after the full model, under the same config; with
+    ``extensions``, likewise each of its declared extensions (:attr:`Recommender.extensions`, named ``with …``)."""
     registry = load_models()
     specs = []
     for seed in seeds:
         for name in names:
+            model = registry[name]
+            variants = {
+                **(model.ablations if ablations else {}),
+                **({f"with {part}": switches for part, switches in model.extensions.items()} if extensions else {}),
+            }
             for config in run_configs(name, configs, regimes):
                 specs.append(RunSpec(name, config, seed))
-                for ablation, switches in registry[name].ablations.items() if ablations else ():
-                    ablated = type(config).model_validate(config.model_dump() | switches)
-                    specs.append(RunSpec(name, ablated, seed, ablation))
+                for variant, switches in variants.items():
+                    changed = type(config).model_validate(config.model_dump() | switches)
+                    specs.append(RunSpec(name, changed, seed, variant))
     return specs
 
 
@@ -236,13 +247,15 @@ def evaluate_models(
     jobs: int = 1,
     threads: int = 1,
     finished: Mapping[RunKey, Mapping[str, object]] | None = None,
+    extensions: bool = False,
 ) -> pd.DataFrame:
-    """Fit and test every model under every regime (default: each model's own) for every seed, and with
-    ``ablations`` each model's ablations; one row per run (see :meth:`RunResult.row`), in plan order. ``configs``
-    maps a (model, regime) pair, or else a model, to its config. ``jobs`` > 1 spreads the runs over that many worker
-    processes of ``threads`` torch threads each (each run is seeded, so its numbers do not depend on ``jobs``).
-    ``finished`` holds rows of runs already made (by :func:`row_key`): a planned run found there is not run again."""
-    specs = run_specs(names, seeds, configs or {}, regimes, ablations)
+    """Fit and test every model under every regime (default: each model's own) for every seed, and with ``ablations`` /
+    ``extensions`` each model's ablations / extensions; one row per run (see :meth:`RunResult.row`), in plan order.
+    ``configs`` maps a (model, regime) pair, or else a model, to its config. ``jobs`` > 1 spreads the runs over that
+    many worker processes of ``threads`` torch threads each (each run is seeded, so its numbers do not depend on
+    ``jobs``). ``finished`` holds rows of runs already made (by :func:`row_key`): a planned run found there is not
+    run again."""
+    specs = run_specs(names, seeds, configs or {}, regimes, ablations, extensions)
     rows: dict[int, Mapping[str, object]] = {
         i: finished[spec.key] for i, spec in enumerate(specs) if finished and spec.key in finished
     }

@@ -68,34 +68,79 @@ def budget_text(tuned: Mapping[str, StudyRecord]) -> str:
     )
 
 
-def ablation_rows(table: pd.DataFrame) -> list[list[str]]:
-    """Per ablation and regime: the paired per-seed change of test AUC and Recall@20 against the full model (mean ±
-    std over seeds), the full model's seed-to-seed AUC spread (std), and whether the ablation is below the full
-    model by more than that spread."""
-    if "ablation" not in table or not (table["ablation"] != "").any():
-        return []
+def _paired_delta(table: pd.DataFrame, variant: pd.DataFrame, column: str) -> pd.Series:
+    """Per seed: the variant's ``column`` minus the full model's (same family, regime and seed)."""
     keys = ["family", "regime", "seed"]
     full = table[table["ablation"] == ""].set_index(keys)
+    paired = variant.set_index(keys)
+    return paired[column] - full.loc[paired.index, column]
+
+
+def _spread(table: pd.DataFrame, family: str, regime: str, column: str) -> float:
+    """The full model's seed-to-seed std of ``column``."""
+    full = table[(table["ablation"] == "") & (table["family"] == family) & (table["regime"] == regime)]
+    return float(full[column].std(ddof=0))
+
+
+def _variants(table: pd.DataFrame, prefix: str) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
+    """The runs of each (family, variant, regime) whose variant name starts with ``prefix`` (``no `` / ``with ``)."""
+    if "ablation" not in table:
+        return []
+    chosen = table[table["ablation"].str.startswith(prefix)]
+    return list(chosen.groupby(["family", "ablation", "regime"], sort=False))
+
+
+def _delta_cell(delta: pd.Series) -> str:
+    return f"{delta.mean():+.4f} ± {delta.std(ddof=0):.4f}"
+
+
+def ablation_rows(table: pd.DataFrame) -> list[list[str]]:
+    """Per ablation (a ``no …`` variant) and regime: the paired per-seed change of test AUC and Recall@20 against the
+    full model (mean ± std over seeds), the full model's seed-to-seed AUC spread (std), and whether the ablation is
+    below the full model by more than that spread."""
     rows = []
-    for (family, ablation, regime), group in table[table["ablation"] != ""].groupby(
-        ["family", "ablation", "regime"], sort=False
-    ):
-        paired = group.set_index(keys)
-        base = full.loc[paired.index]
-        auc_delta = paired["auc"] - base["auc"]
-        recall_delta = paired[f"recall@{TOP_K}"] - base[f"recall@{TOP_K}"]
-        spread = float(full.xs((family, regime), level=("family", "regime"))["auc"].std(ddof=0))
+    for (family, ablation, regime), group in _variants(table, "no "):
+        auc_delta = _paired_delta(table, group, "auc")
+        spread = _spread(table, family, regime, "auc")
         below = bool(auc_delta.mean() < 0 and -auc_delta.mean() > spread)
+        recall = _delta_cell(_paired_delta(table, group, f"recall@{TOP_K}"))
         rows.append(
             [
                 f"{family} ({regime})",
                 ablation,
-                f"{auc_delta.mean():+.4f} ± {auc_delta.std(ddof=0):.4f}",
-                f"{recall_delta.mean():+.4f} ± {recall_delta.std(ddof=0):.4f}",
+                _delta_cell(auc_delta),
+                recall,
                 f"{spread:.4f}",
                 "yes" if below else "no",
             ]
         )
+    return rows
+
+
+def extension_rows(table: pd.DataFrame) -> list[list[str]]:
+    """Per extension (a ``with …`` variant), regime and user group (all, then each activity tercile): the paired
+    per-seed change of test AUC and Recall@20 against the full model, the full model's seed-to-seed AUC spread in that
+    group, and whether the AUC change is above, below or within it."""
+    rows = []
+    for (family, extension, regime), group in _variants(table, "with "):
+        for tercile in ("all", *TERCILE_NAMES):
+            suffix = "" if tercile == "all" else f"/{tercile}"
+            auc_delta = _paired_delta(table, group, f"auc{suffix}")
+            recall_delta = _paired_delta(table, group, f"recall@{TOP_K}{suffix}")
+            spread = _spread(table, family, regime, f"auc{suffix}")
+            mean = auc_delta.mean()
+            verdict = "within" if abs(mean) <= spread else ("above" if mean > 0 else "below")
+            rows.append(
+                [
+                    f"{family} ({regime})",
+                    extension.removeprefix("with "),
+                    tercile,
+                    _delta_cell(auc_delta),
+                    _delta_cell(recall_delta),
+                    f"{spread:.4f}",
+                    verdict,
+                ]
+            )
     return rows
 
 
@@ -167,6 +212,20 @@ def dataset_section(
         if ablations
         else []
     )
+    extensions = extension_rows(table)
+    extension_section = (
+        [
+            f"{heading} Extensions (paired by seed: model with the part − model without it, test split)",
+            "Per user group; spread: the model's seed-to-seed std of test AUC in that group; the verdict says whether"
+            " the mean AUC change is above or below it, or within.",
+            _markdown_table(
+                ["model", "extension", "users", "Δ AUC", f"Δ Recall@{TOP_K}", "spread (AUC std)", "verdict"],
+                extensions,
+            ),
+        ]
+        if extensions
+        else []
+    )
     return [
         budget_text(tuned),
         f"{heading} Test metrics, overall",
@@ -176,6 +235,7 @@ def dataset_section(
         *personal_section,
         *stage_section,
         *ablation_section,
+        *extension_section,
         f"![metrics by tercile]({plot_name})",
     ]
 

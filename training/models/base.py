@@ -7,6 +7,7 @@ never edits a central switch. Model modules are discovered by :func:`load_models
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
@@ -51,6 +52,20 @@ class TrainingData:
         """Training rows labelled 1."""
         return self.split.train_positives()
 
+    @functools.cached_property
+    def user_intent(self) -> np.ndarray:
+        """Each user's intent mixture θ_u, (n_users, K) float32 rows summing to 1: the intent topic model
+        (training.topics, default settings) fitted on this split's training positives, with no tag of a validation or
+        test pair in any document. Fitted on first use (minutes on Last.FM), shared by every model built on this data,
+        and without disturbing torch's global random state (the model's seeded initialisation stays the same)."""
+        from training.topics.config import TopicConfig  # the topic stack (gensim, its GNN) only when a model asks
+        from training.topics.pipeline import fit_user_intent
+
+        held_out = pd.concat([self.split.valid, self.split.test])[["user", "item"]]
+        with torch.random.fork_rng():
+            _, fitted = fit_user_intent(self.dataset, self.train_positives, held_out, TopicConfig())
+        return fitted.theta
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -85,6 +100,9 @@ class Recommender(torch.nn.Module, ABC):
     # The model's own ablations: a short name → the config fields that switch one part off (``graphrec evaluate
     # --ablations`` runs each beside the full model, under the same config, regimes and seeds).
     ablations: ClassVar[dict[str, dict[str, object]]] = {}
+    # Optional parts the model can add, named ``with …`` (``graphrec evaluate --extensions`` runs each beside the full
+    # model, paired by seed, the way ablations are run).
+    extensions: ClassVar[dict[str, dict[str, object]]] = {}
 
     def __init__(self, config: ModelConfig, data: TrainingData):
         super().__init__()
@@ -114,6 +132,14 @@ class Recommender(torch.nn.Module, ABC):
         from training.evaluation.diagnostics import model_personalisation  # evaluation imports this module
 
         return model_personalisation(self, data)
+
+
+def intent_projection(data: TrainingData, dim: int) -> torch.nn.Linear:
+    """The learned map W (K → ``dim``) of a user's intent mixture θ_u into a model's user representation, for models
+    with the ``user_intent`` extension; started at zero, so the extension begins as the model without it."""
+    projection = torch.nn.Linear(data.user_intent.shape[1], dim, bias=False)
+    torch.nn.init.zeros_(projection.weight)
+    return projection
 
 
 MODELS: dict[str, type[Recommender]] = {}

@@ -5,6 +5,8 @@ positive of the batch is paired with a uniformly sampled item as its negative an
 minimised; labelled negatives are not used (they are uniform non-interacted items too, as the sampled ones). With
 ``loss="bce"`` the model is trained pointwise on the batch's labelled rows instead. L2 regularisation is Adam's
 ``weight_decay``. Simplifications: Adam instead of SGD with bootstrap sampling; the item bias is an (optional) addition.
+Extension ``user_intent``: the user vector is p_u + Wθ_u with θ_u the intent topic mixture (a side feature a sparse
+user has even with few interactions); exported as the summed vector, so serving is unchanged.
 
 The loss helpers here are shared by the other embedding baselines (CKE, KGAT).
 """
@@ -21,7 +23,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from serving.scoring.embedding import dot_logits
-from training.models.base import Batch, ModelConfig, Recommender, ServingExport, TrainingData, register_model
+from training.models.base import (
+    Batch,
+    ModelConfig,
+    Recommender,
+    ServingExport,
+    TrainingData,
+    intent_projection,
+    register_model,
+)
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 LossKind = Literal["bpr", "bce"]
@@ -67,6 +77,7 @@ class BPRMFConfig(ModelConfig):
 
     loss: LossKind = "bpr"
     item_bias: bool = True
+    user_intent: bool = False  # p_u + Wθ_u with θ_u the intent topic mixture (see TrainingData.user_intent)
     lr: float = 1e-2
     weight_decay: float = 1e-5
 
@@ -77,6 +88,7 @@ class BPRMF(Recommender):
 
     name = "bpr_mf"
     Config = BPRMFConfig
+    extensions = {"intent topics": {"user_intent": True}}
     config: BPRMFConfig
 
     def __init__(self, config: BPRMFConfig, data: TrainingData):
@@ -89,10 +101,20 @@ class BPRMF(Recommender):
         self.bias = nn.Embedding(self.n_items, 1) if config.item_bias else None
         if self.bias is not None:
             nn.init.zeros_(self.bias.weight)
+        self.intent_projection = intent_projection(data, config.dim) if config.user_intent else None
+        if self.intent_projection is not None:
+            self.register_buffer("intent", torch.from_numpy(data.user_intent), persistent=False)
+
+    def user_vectors(self, users: Tensor | None = None) -> Tensor:
+        """p_u (+ Wθ_u with the intent extension) of ``users``, or of every user."""
+        vectors = self.user.weight if users is None else self.user(users)
+        if self.intent_projection is None:
+            return vectors
+        return vectors + self.intent_projection(self.intent if users is None else self.intent[users])
 
     def _score(self, users: Tensor, items: Tensor) -> Tensor:
         bias = None if self.bias is None else self.bias(items).squeeze(-1)
-        return dot_logits(self.user(users), self.item(items), bias)
+        return dot_logits(self.user_vectors(users), self.item(items), bias)
 
     def training_loss(self, batch: Batch) -> Tensor:
         """BPR (or BCE) loss of the batch."""
@@ -104,4 +126,4 @@ class BPRMF(Recommender):
 
     def export_serving(self) -> ServingExport:
         """User and item embeddings (+ item bias) for the ``dot`` scorer."""
-        return dot_export(self.user.weight, self.item.weight, None if self.bias is None else self.bias.weight)
+        return dot_export(self.user_vectors(), self.item.weight, None if self.bias is None else self.bias.weight)

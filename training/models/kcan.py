@@ -28,6 +28,11 @@ channel); ``item_bias`` gives popularity a per-item logit offset instead of the 
 ⟨x_u, x_v⟩ of the two centres to the logit, a residual path around the towers, so the model can be at least the MF
 that its centres already are; ``transh_schedule="alternating"`` takes a recommendation step and then a separate TransH
 step whose triples leave out the batch's own positives (the paper's alternating optimisation).
+
+Extension ``user_intent`` (issue 12): each user's intent mixture θ_u from the social + tag topic model
+(:attr:`TrainingData.user_intent`) enters as a side feature, a learned projection Wθ_u added to the user's node
+representation after propagation, so it reaches the user's star centre and every item star the user sits in. The
+export bakes it into the per-user and per-item features; the scorer and the service are unchanged.
 """
 
 from __future__ import annotations
@@ -46,7 +51,15 @@ from torch import Tensor, nn
 from serving.scoring.kcan import HeadWeights, Star, kcan_logits, refined_pair
 from training.kge.sampling import BernoulliSampler
 from training.kge.transh import TransH
-from training.models.base import Batch, ModelConfig, Recommender, ServingExport, TrainingData, register_model
+from training.models.base import (
+    Batch,
+    ModelConfig,
+    Recommender,
+    ServingExport,
+    TrainingData,
+    intent_projection,
+    register_model,
+)
 from training.models.bpr_mf import LossKind, recommendation_loss
 from training.models.kcan_layers import KAGCN, Neighbourhoods, distill, knowledge_attention
 
@@ -82,6 +95,7 @@ class KCANConfig(ModelConfig):
     # "joint": L_rec + λ·L_TransH in one step; "alternating" (the paper's schedule): a recommendation step, then a
     # TransH step on triples other than the batch's own positives
     transh_schedule: Literal["joint", "alternating"] = "joint"
+    user_intent: bool = False  # θ_u of the intent topic model as a user side feature (projected, added to z_u)
     lr: float = 5e-3
     weight_decay: float = 1e-4
     batch_size: int = 2048
@@ -121,6 +135,7 @@ class KCAN(Recommender):
         "no distillation": {"distillation": False},
         "no conditional attention": {"conditional_attention": False},
     }
+    extensions = {"intent topics": {"user_intent": True}}
     config: KCANConfig
     triples: Tensor  # (T, 3) CKG triples, the TransH training set
     tie_break: Tensor  # (E,) fixed random ranks: top-k among equal α
@@ -160,6 +175,9 @@ class KCAN(Recommender):
         self.item_bias = nn.Embedding(self.n_items, 1) if config.item_bias else None
         if self.item_bias is not None:
             nn.init.zeros_(self.item_bias.weight)
+        self.intent_projection = intent_projection(data, dim) if config.user_intent else None
+        if self.intent_projection is not None:
+            self.register_buffer("intent", torch.from_numpy(data.user_intent), persistent=False)
         self._frozen = None  # the propagation reused by eval-mode predictions (see predict_logits)
 
     def knowledge_alpha(self, x: Tensor, dropped: Tensor | None) -> Tensor:
@@ -189,6 +207,8 @@ class KCAN(Recommender):
             x = self.kagcn.layer(layer, self.graph, x, alphas[-1], config.message_dropout)
         if self.personal is not None:
             x = x + self.personal.weight
+        if self.intent_projection is not None:
+            x = torch.cat((x[: self.n_entities], x[self.n_entities :] + self.intent_projection(self.intent)))
         src, dst = self.graph.edges()
         neighbourhoods = distill(src, dst, alphas[-1], self.graph.num_nodes(), self.star_size, self.tie_break)
         return Propagation(z=x, alphas=alphas, neighbourhoods=neighbourhoods)
