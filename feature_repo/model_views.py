@@ -5,6 +5,10 @@ user and item, named after the version (version_view_names), so a champion and a
 features. The manifest (``<work_dir>/model_views.json``) lists them; feature_repo/definitions.py turns every
 entry into Feast objects, so a stock ``feast apply`` keeps them, and removing an entry (``graphrec models prune``)
 deletes them.
+
+Besides the scorer's two views, a version may publish a ``<base>_seen`` view keyed by user: the items each user
+interacted with in the version's training split (``seen_items``), which /v1/recommend excludes. It is not part of the
+version's feature service, which names exactly what the scorer reads.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from feature_repo.catalog import ITEM, USER, FeatureSpec, ValueType, ViewSpec
+from feature_repo.catalog import ITEM, USER, EntitySpec, FeatureSpec, ValueType, ViewSpec
 from feature_repo.catalog import view as catalog_view
 
 MANIFEST = "model_views.json"
@@ -28,6 +32,11 @@ def version_view_names(model_name: str, version: int | str) -> tuple[str, str, s
     return base, f"{base}_user", f"{base}_item"
 
 
+def seen_view_name(model_name: str, version: int | str) -> str:
+    """The name of one registered version's seen-items view (training interactions per user)."""
+    return f"{version_view_names(model_name, version)[0]}_seen"
+
+
 @dataclass(frozen=True)
 class ModelViews:
     """One registered version's serving features: name -> value type, per side."""
@@ -36,6 +45,7 @@ class ModelViews:
     version: int
     user_features: dict[str, str]
     item_features: dict[str, str]
+    seen_features: dict[str, str] = field(default_factory=dict)  # empty: the version publishes no seen view
 
     @property
     def names(self) -> tuple[str, str, str]:
@@ -45,21 +55,25 @@ class ModelViews:
     def view_specs(self) -> tuple[ViewSpec, ViewSpec]:
         """The user and item ViewSpecs of this version."""
         _, user_view, item_view = self.names
-        family = f"{MODEL_FAMILY_PREFIX}{self.model}/v{self.version}"
+        return self._spec(user_view, USER, self.user_features), self._spec(item_view, ITEM, self.item_features)
 
-        def spec(name: str, entity, features: dict[str, str]) -> ViewSpec:
-            return ViewSpec(
-                name=name,
-                entity=entity,
-                family=family,
-                features=tuple(
-                    FeatureSpec(f, ValueType(t), f"{self.model} v{self.version} serving feature")
-                    for f, t in features.items()
-                ),
-                description=f"Serving features of {self.model} version {self.version}.",
-            )
+    def extra_specs(self) -> tuple[ViewSpec, ...]:
+        """Views published with the version that its scorer does not read: the seen-items view, when published."""
+        if not self.seen_features:
+            return ()
+        return (self._spec(seen_view_name(self.model, self.version), USER, self.seen_features),)
 
-        return spec(user_view, USER, self.user_features), spec(item_view, ITEM, self.item_features)
+    def _spec(self, name: str, entity: EntitySpec, features: dict[str, str]) -> ViewSpec:
+        return ViewSpec(
+            name=name,
+            entity=entity,
+            family=f"{MODEL_FAMILY_PREFIX}{self.model}/v{self.version}",
+            features=tuple(
+                FeatureSpec(f, ValueType(t), f"{self.model} v{self.version} serving feature")
+                for f, t in features.items()
+            ),
+            description=f"Serving features of {self.model} version {self.version}.",
+        )
 
 
 def load_manifest(work_dir: Path) -> list[ModelViews]:
@@ -83,7 +97,7 @@ def save_manifest(work_dir: Path, entries: list[ModelViews]) -> None:
 def view_spec(work_dir: Path, name: str) -> ViewSpec:
     """The spec of a feature view by name: a catalogue view or a model version's view published in ``work_dir``."""
     for entry in load_manifest(work_dir):
-        for spec in entry.view_specs():
+        for spec in (*entry.view_specs(), *entry.extra_specs()):
             if spec.name == name:
                 return spec
     return catalog_view(name)

@@ -126,6 +126,9 @@ def build_definitions(offline_dir: Path, published: list[ModelViews]) -> Definit
                 tags={"model": entry.model, "version": str(entry.version)},
             )
         )
+        for spec in entry.extra_specs():  # published with the version, outside what its scorer reads
+            sources[spec.name] = _source(spec, offline_dir)
+            views[spec.name] = _view(spec, entities[spec.entity.name], sources[spec.name])
     return Definitions(tuple(entities.values()), tuple(sources.values()), tuple(views.values()), tuple(services))
 
 

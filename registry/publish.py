@@ -1,11 +1,16 @@
 """Publish a registered version's serving features to Feast: offline snapshot, per-version views, materialization.
 
 After :func:`publish_version` the version satisfies serving.contract: its feature service and views are applied, its
-features are materialized into the online store, and its tags name them.
+features are materialized into the online store, and its tags name them. With them it publishes what its
+explanations and /v1/recommend's seen-item exclusion read (registry/explain_tables.py): a ``_seen`` view of each
+user's training interactions, and the entity catalogue logged with the run, its files' SHA-256 in a version tag.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,10 +20,20 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ValueType
-from feature_repo.model_views import ModelViews, load_manifest, save_manifest
+from feature_repo.model_views import ModelViews, load_manifest, save_manifest, seen_view_name
 from graphrec.settings import Settings
+from registry.explain_tables import build_catalogue, run_dataset, seen_items
 from registry.runs import EXPORT_DIR, ITEM_TABLE, USER_TABLE
-from serving.contract import FEATURE_SERVICE_TAG, ITEM_VIEW_TAG, USER_VIEW_TAG
+from serving.catalogue import Catalogue
+from serving.contract import (
+    CATALOGUE_ARTIFACT,
+    CATALOGUE_TAG,
+    FEATURE_SERVICE_TAG,
+    ITEM_VIEW_TAG,
+    SEEN_FEATURE,
+    SEEN_VIEW_TAG,
+    USER_VIEW_TAG,
+)
 from serving.pyfunc_model import ITEM_ID, USER_ID
 
 
@@ -66,6 +81,14 @@ def download_export(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_parquet(folder / USER_TABLE), pd.read_parquet(folder / ITEM_TABLE)
 
 
+def log_catalogue(client: MlflowClient, run_id: str, catalogue: Catalogue) -> dict[str, str]:
+    """Log the catalogue's files under the run's ``CATALOGUE_ARTIFACT`` folder; returns file name -> SHA-256."""
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = catalogue.save(Path(scratch))
+        client.log_artifacts(run_id, scratch, CATALOGUE_ARTIFACT)
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+
+
 def publish_version(
     settings: Settings, model_name: str, version: int, run_id: str, materialize_features: bool = True
 ) -> ModelViews:
@@ -75,20 +98,34 @@ def publish_version(
     from featurestore.offline import write_snapshot
     from featurestore.store import apply
 
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    dataset = run_dataset(settings, run)
     users, items = download_export(run_id)
     users, items = as_servable(users, "user"), as_servable(items, "item")
-    entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID))
+    seen = seen_items(dataset, run)
+    seen_features = {SEEN_FEATURE: ValueType.float32_list.value}
+    entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID), seen_features)
     user_spec, item_spec = entry.view_specs()
+    (seen_spec,) = entry.extra_specs()
     moment = datetime.now(UTC).replace(microsecond=0)
     write_snapshot(settings.offline_dir, user_spec, _stamped(users, moment))
     write_snapshot(settings.offline_dir, item_spec, _stamped(items, moment))
+    write_snapshot(settings.offline_dir, seen_spec, _stamped(seen, moment))
     others = [e for e in load_manifest(settings.work_dir) if (e.model, e.version) != (entry.model, entry.version)]
     save_manifest(settings.work_dir, others + [entry])
     apply(settings)
     if materialize_features:
-        materialize(feature_store(settings), views=[user_spec.name, item_spec.name])
+        materialize(feature_store(settings), views=[user_spec.name, item_spec.name, seen_spec.name])
+    digests = log_catalogue(client, run_id, build_catalogue(settings, dataset))
     service, user_view, item_view = entry.names
-    client = MlflowClient()
-    for key, value in ((FEATURE_SERVICE_TAG, service), (USER_VIEW_TAG, user_view), (ITEM_VIEW_TAG, item_view)):
+    tags = {
+        FEATURE_SERVICE_TAG: service,
+        USER_VIEW_TAG: user_view,
+        ITEM_VIEW_TAG: item_view,
+        SEEN_VIEW_TAG: seen_view_name(model_name, version),
+        CATALOGUE_TAG: json.dumps(digests, sort_keys=True),
+    }
+    for key, value in tags.items():
         client.set_model_version_tag(model_name, str(version), key, value)
     return entry

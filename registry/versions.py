@@ -208,7 +208,7 @@ def prune(settings: Settings, name: str, keep: int) -> PruneReport:
             save_manifest(settings.work_dir, [e for e in entries if (e.model, e.version) not in gone])
             apply(settings)  # Feast deletes the views (and their online tables) no longer defined
             for entry in removed:
-                for spec in entry.view_specs():
+                for spec in (*entry.view_specs(), *entry.extra_specs()):
                     shutil.rmtree(view_dir(settings.offline_dir, spec), ignore_errors=True)
             for version in doomed:
                 client.delete_model_version(name, version.version)

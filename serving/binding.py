@@ -10,7 +10,10 @@ when :meth:`BindingManager.refresh` finds the alias moved or a watermark changed
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,13 +28,18 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from serving.catalogue import FILES as CATALOGUE_FILES
+from serving.catalogue import Catalogue
 from serving.contract import (
+    CATALOGUE_ARTIFACT,
+    CATALOGUE_TAG,
     CHALLENGER,
     CHAMPION,
     FALLBACK_POPULARITY,
     FALLBACK_VIEW,
     FEATURE_SERVICE_TAG,
     ITEM_VIEW_TAG,
+    SEEN_VIEW_TAG,
     USER_VIEW_TAG,
 )
 from serving.features import FeatureReader, ItemTable
@@ -94,6 +102,8 @@ class Binding:
     stats: ItemTable | None = field(repr=False)
     stats_watermark: datetime | None
     loaded_at: datetime
+    seen_view: str | None = None  # the version's materialized seen-items view (None: nothing is excluded)
+    catalogue: Catalogue | None = field(default=None, repr=False)  # names for explanations (None: ids only)
 
     @property
     def retrieval_feature(self) -> str | None:
@@ -184,6 +194,30 @@ class ModelSource:
         except Exception as error:
             raise RegistryUnavailable(f"MLflow registry unreachable: {type(error).__name__}") from error
 
+    def catalogue(self, name: str, version: str, digests: str) -> Catalogue:
+        """The entity catalogue logged with the version's run, read only after every file matches the SHA-256 the
+        version's ``CATALOGUE_TAG`` records (a tampered or partial catalogue makes the version NotServable)."""
+        client = self.client
+        try:
+            expected = json.loads(digests)
+        except json.JSONDecodeError as error:
+            raise NotServable(f"version {version}: tag {CATALOGUE_TAG} is not JSON") from error
+        if sorted(expected) != sorted(CATALOGUE_FILES):
+            raise NotServable(f"version {version}: tag {CATALOGUE_TAG} must name {', '.join(CATALOGUE_FILES)}")
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                run_id = client.get_model_version(name, version).run_id
+                folder = Path(client.download_artifacts(run_id, CATALOGUE_ARTIFACT, scratch))
+            except Exception as error:
+                raise RegistryUnavailable(
+                    f"cannot read the catalogue of {name} v{version}: {type(error).__name__}"
+                ) from error
+            for file, digest in expected.items():
+                path = folder / file
+                if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                    raise NotServable(f"version {version}: catalogue file {file} does not match its registered SHA-256")
+            return Catalogue.load(folder)
+
     def load(self, name: str, version: str) -> ScorerModel:
         """The version's ScorerModel, built only after its artefacts match their registered SHA-256
         (serving.model_integrity); no file of the model store is executed or unpickled."""
@@ -213,6 +247,8 @@ def load_binding(source: ModelSource, reader: FeatureReader, name: str, version:
     if watermark is None or reader.watermark(tags[USER_VIEW_TAG]) is None:
         raise NotServable(f"version {version}: views {tags[USER_VIEW_TAG]}, {tags[ITEM_VIEW_TAG]} are not materialized")
     model = source.load(name, version)
+    catalogue = source.catalogue(name, version, tags[CATALOGUE_TAG]) if CATALOGUE_TAG in tags else None
+    seen_view = tags.get(SEEN_VIEW_TAG)
     stats, stats_watermark = _stats(reader)
     return Binding(
         name=name,
@@ -227,6 +263,8 @@ def load_binding(source: ModelSource, reader: FeatureReader, name: str, version:
         stats=stats,
         stats_watermark=stats_watermark,
         loaded_at=datetime.now(UTC),
+        seen_view=seen_view if seen_view is not None and reader.watermark(seen_view) is not None else None,
+        catalogue=catalogue,
     )
 
 

@@ -9,6 +9,11 @@ A version of the registered model ``Settings.registered_model_name`` is servable
   ``feature_repo.model_views.version_view_names``);
 - those views are applied in the Feast registry and materialized into the online store.
 Aliases ``champion`` and ``challenger`` pick what is served.
+
+Optional, published by registration since issue 14: ``SEEN_VIEW_TAG`` names a view keyed by user whose ``seen_items``
+are the user's training interactions (/v1/recommend excludes them), and ``CATALOGUE_TAG`` holds the SHA-256 of each
+file of the entity catalogue (serving/catalogue.py) logged under the run's ``CATALOGUE_ARTIFACT`` folder. A version
+without them is served without seen-item exclusion and explains with ids only.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ FEATURE_SERVICE_TAG = "graphrec.feature_service"
 USER_VIEW_TAG = "graphrec.user_view"
 ITEM_VIEW_TAG = "graphrec.item_view"
 MODEL_KIND_TAG = "graphrec.model"
+SEEN_VIEW_TAG = "graphrec.seen_view"
+SEEN_FEATURE = "seen_items"
+CATALOGUE_TAG = "graphrec.catalogue_sha256"
+CATALOGUE_ARTIFACT = "explain"
 
 # Shared catalogue features serving uses for its fallback ranking (feature_repo/catalog.py names them).
 FALLBACK_VIEW = "item_graph_stats"

@@ -133,10 +133,12 @@ class FeatureReader:
             return None
         return max(end for _, end in view.materialization_intervals)
 
-    def _online(self, refs: list[str], rows: list[dict[str, int]]):  # a GetOnlineFeaturesResponse protobuf
+    def _online(
+        self, refs: list[str], rows: list[dict[str, int]], full_names: bool = False
+    ):  # a GetOnlineFeaturesResponse protobuf
         store = self.store
         try:
-            return store.get_online_features(features=refs, entity_rows=rows).proto
+            return store.get_online_features(features=refs, entity_rows=rows, full_feature_names=full_names).proto
         except Exception as error:  # any online store failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
 
@@ -147,19 +149,30 @@ class FeatureReader:
 
     def user_row(self, view: str, features: Sequence[str], user_id: int) -> dict[str, np.ndarray] | None:
         """The user's features, each a (1, ...) array; None when the user has no (or incomplete) features."""
-        response = self._online([f"{view}:{f}" for f in features], [{USER_ID: user_id}])
+        return self.user_rows({view: features}, user_id)[view]
+
+    def user_rows(self, views: dict[str, Sequence[str]], user_id: int) -> dict[str, dict[str, np.ndarray] | None]:
+        """Several views' rows of one user in one online read: per view, its features as (1, ...) arrays, or None
+        when the user has no (or incomplete) features in that view."""
+        refs = [f"{view}:{f}" for view, features in views.items() for f in features]
+        response = self._online(refs, [{USER_ID: user_id}], full_names=len(views) > 1)
         names = list(response.metadata.feature_names.val)
-        row: dict[str, np.ndarray] = {}
+        rows: dict[str, dict[str, np.ndarray] | None] = {view: {} for view in views}
+        full = len(views) > 1
+        where = {(f"{view}__{f}" if full else f): (view, f) for view, features in views.items() for f in features}
         for name, result in zip(names, response.results, strict=True):
-            if name == USER_ID:
+            if name not in where:
                 continue
-            if result.statuses[0] != FieldStatus.PRESENT:
-                return None
-            value = decode_value(result.values[0])
+            view, feature = where[name]
+            row = rows[view]
+            if row is None:
+                continue
+            value = decode_value(result.values[0]) if result.statuses[0] == FieldStatus.PRESENT else None
             if value is None:
-                return None
-            row[name] = np.asarray(value)[None, ...]
-        return row
+                rows[view] = None
+                continue
+            row[feature] = np.asarray(value)[None, ...]
+        return rows
 
     def entity_ids(self, view: FeatureView, join_key: str) -> np.ndarray:
         """Distinct join-key values of the view's offline source (the entities it materializes)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 MAX_CANDIDATES = 1000
 MAX_K = 100
@@ -42,6 +42,7 @@ class RecommendRequest(BaseModel):
 
     user_id: StrictInt = Field(ge=0, lt=2**63)
     k: StrictInt = Field(default=10, ge=1, le=MAX_K)
+    exclude_seen: StrictBool = True  # leave out the user's training interactions (the version's seen-items view)
 
 
 class ModelRef(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.binding import Binding, BindingManager
-from serving.contract import CHALLENGER, CHAMPION
+from serving.contract import CHALLENGER, CHAMPION, SEEN_FEATURE
 from serving.fallback import ITEMS_WITHOUT_FEATURES, UNKNOWN_USER, most_popular, popularity_scores
 from serving.features import FeatureReader
 from serving.ranking import Ranked, ranked
@@ -62,18 +62,26 @@ class Service:
         return ranked(binding, item_ids, scores, by_model, fallback, missing)
 
     def recommend(self, body: RecommendRequest, variant: str | None) -> Ranked:
-        """The /v1/recommend result: retrieval by dot product over cached item vectors, then the scorer re-ranks."""
+        """The /v1/recommend result: retrieval by dot product over cached item vectors, then the scorer re-ranks;
+        the user's training interactions are left out unless ``exclude_seen`` is false."""
         binding = self.manager.pick(body.user_id, variant)
-        user_row = self.reader.user_row(binding.user_view, binding.model.user_features, body.user_id)
+        seen_view = binding.seen_view if body.exclude_seen else None
+        views = {binding.user_view: binding.model.user_features} | ({seen_view: [SEEN_FEATURE]} if seen_view else {})
+        rows = self.reader.user_rows(views, body.user_id)
+        user_row = rows[binding.user_view]
         if user_row is None:
             top = most_popular(binding.stats, binding.items.ids, body.k)
             return ranked(
                 binding, top, popularity_scores(binding.stats, top), np.zeros(len(top), dtype=bool), UNKNOWN_USER
             )
+        seen_row = rows.get(seen_view) if seen_view else None
+        seen = seen_row[SEEN_FEATURE][0].astype(np.int64) if seen_row is not None else np.empty(0, dtype=np.int64)
         wanted = max(self.recommend_candidates, body.k)
-        candidates = binding.retrieve(user_row, wanted)
-        if candidates is None:  # no shared vector: the most popular items are the candidates
-            candidates, _ = binding.items.locate(most_popular(binding.stats, binding.items.ids, wanted))
+        candidates = binding.retrieve(user_row, wanted + len(seen))
+        if candidates is None:  # no shared vector: the most popular unseen items are the candidates
+            unseen = binding.items.ids[~np.isin(binding.items.ids, seen)]
+            candidates, _ = binding.items.locate(most_popular(binding.stats, unseen, wanted))
+        candidates = candidates[~np.isin(binding.items.ids[candidates], seen)]
         scores = binding.score(user_row, candidates)
         best = np.argsort(-scores, kind="stable")[: body.k]
         return ranked(binding, binding.items.ids[candidates[best]], scores[best], np.ones(len(best), dtype=bool), None)
