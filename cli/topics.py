@@ -21,6 +21,7 @@ from cli.output import JsonFlag, name_column, number_column, print_json, text_co
 
 if TYPE_CHECKING:
     from graphrec.settings import Settings
+    from training.topics.artefacts import SavedTopics
     from training.topics.config import TopicConfig
     from training.topics.evaluate import VariantResult
     from training.topics.fit import TopicFit
@@ -213,23 +214,54 @@ def train(
     console.print("next: `graphrec topics show`, or `graphrec features build --only intent` to serve the mixtures")
 
 
+SOURCE_HELP = (
+    "Where each user's mixture comes from: 'online' (the user_intent view in the online store, what is served), "
+    "'offline' (its latest offline snapshot) or 'fit' (the latest `topics train` or features build fit itself)."
+)
+SOURCES = ("online", "offline", "fit")
+
+
+def _source(value: str) -> str:
+    if value not in SOURCES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SOURCES)}")
+    return value
+
+
+def _mixtures(settings: Settings, source: str) -> SavedTopics:
+    """The latest fit (its tags per topic, each user's tercile) with the mixtures of ``source``."""
+    import numpy as np
+
+    from feature_repo.catalog import USER_INTENT
+    from featurestore.store import view_values
+    from training.topics.artefacts import load_topics, topics_dir
+    from training.topics.operations import with_served_mixture
+
+    saved = load_topics(topics_dir(settings.work_dir))
+    if source == "fit":
+        return saved
+    served = view_values(
+        settings, USER_INTENT, np.arange(len(saved.theta)), "online" if source == "online" else "offline"
+    )
+    return with_served_mixture(saved, served, f"{source} store")
+
+
 @app.command()
 def show(
     ctx: typer.Context,
     words: int = typer.Option(6, help="Top tags shown per topic."),
+    source: str = typer.Option("online", "--source", callback=_source, help=SOURCE_HELP),
     as_json: JsonFlag = False,
 ) -> None:
     """Each topic's top tags, its size (users whose dominant topic it is), its share of all intent and the share of
-    sparse users among its members."""
-    from training.topics.artefacts import load_topics, topics_dir
+    sparse users among its members, over the mixtures of --source (default: what the online store serves)."""
     from training.topics.operations import summarise
 
     settings = settings_of(ctx)
     with _reported():
-        saved = load_topics(topics_dir(settings.work_dir))
+        saved = _mixtures(settings, source)
     summaries = summarise(saved, words)
     if as_json:
-        print_json({"dataset": saved.dataset, "topics": summaries})
+        print_json({"dataset": saved.dataset, "source": source, "topics": summaries})
         return
     table = Table(
         number_column("k"),
@@ -237,7 +269,7 @@ def show(
         number_column("share"),
         number_column("sparse"),
         text_column("top tags"),
-        title=f"{saved.n_topics} intent topics of {saved.dataset}",
+        title=f"{saved.n_topics} intent topics of {saved.dataset} ({source} mixtures)",
         caption="users: dominant topic; share: mean θ_k; sparse: members in the sparsest tercile",
     )
     for summary in summaries:
@@ -254,16 +286,16 @@ def audience_command(
     topic: int = typer.Option(..., "--topic", help="The topic (0 to K-1; see `graphrec topics show`)."),
     top: int = typer.Option(100, "--top", help="How many users."),
     out: Path = typer.Option(..., "--out", help="CSV (or .parquet) file to write."),
+    source: str = typer.Option("online", "--source", callback=_source, help=SOURCE_HELP),
     as_json: JsonFlag = False,
 ) -> None:
     """The users most likely to hold one intent (largest θ_k), with θ_k, the topic's rank in their mixture and their
-    activity tercile, written to a file for a campaign."""
-    from training.topics.artefacts import load_topics, topics_dir
+    activity tercile, written to a file for a campaign; θ from --source (default: what the online store serves)."""
     from training.topics.operations import audience
 
     settings = settings_of(ctx)
     with _reported():
-        saved = load_topics(topics_dir(settings.work_dir))
+        saved = _mixtures(settings, source)
         frame = audience(saved, topic, top)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
@@ -272,7 +304,7 @@ def audience_command(
         frame.to_csv(out, index=False)
     sparse = int((frame["activity_tercile"] == "sparse").sum())
     if as_json:
-        print_json({"topic": topic, "file": str(out), "users": len(frame), "sparse_users": sparse})
+        print_json({"topic": topic, "file": str(out), "source": source, "users": len(frame), "sparse_users": sparse})
         return
     console.print(
         f"wrote {len(frame):,} users of topic {topic} ({', '.join(saved.top_words(4)[topic])}) to {out}: "

@@ -5,19 +5,21 @@ for the stock CLI: ``FEAST_FS_YAML_FILE_PATH=<work_dir>/feature_store.yaml feast
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from feast import Project
 from feast.feature_view import DUMMY_ENTITY
 from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
 
-from feature_repo.catalog import EVENT_TIMESTAMP, GRAPH_FEATURES_SERVICE, ITEM, USER, VIEWS
+from feature_repo.catalog import EVENT_TIMESTAMP, GRAPH_FEATURES_SERVICE, ITEM, USER, VIEWS, ViewSpec
 from feature_repo.model_views import load_manifest
 from feature_repo.objects import Definitions, build_definitions
 from featurestore.config import feature_store, write_cli_config
-from featurestore.offline import snapshot_files, view_dir
+from featurestore.offline import read_latest, snapshot_files, view_dir
 from graphrec.settings import Settings
 
 
@@ -60,6 +62,28 @@ def online_features(settings: Settings, user_id: int | None = None, item_id: int
     refs = [f"{spec.name}:{name}" for spec in VIEWS if spec.entity.join_key in keys for name in spec.feature_names]
     response = feature_store(settings).get_online_features(features=refs, entity_rows=[keys], full_feature_names=True)
     return {name: values[0] for name, values in response.to_dict().items()}
+
+
+StoreSide = Literal["online", "offline"]
+
+
+def view_values(
+    settings: Settings, spec: ViewSpec, ids: np.ndarray, side: StoreSide, as_of: datetime | None = None
+) -> pd.DataFrame:
+    """One view's features for the entities ``ids``, one row each in that order (join-key column first): from the
+    online store (``get_online_features``; an entity never materialized has None values), or the latest offline
+    snapshot row per entity (event time <= ``as_of``; an entity absent from every snapshot has None values)."""
+    key = spec.entity.join_key
+    if side == "online":
+        rows = [{key: int(entity)} for entity in ids]
+        refs = [f"{spec.name}:{name}" for name in spec.feature_names]
+        response = feature_store(settings).get_online_features(features=refs, entity_rows=rows).to_dict()
+        return pd.DataFrame({key: np.asarray(ids, dtype=np.int64)} | {n: response[n] for n in spec.feature_names})
+    if not snapshot_files(settings.offline_dir, spec):
+        return pd.DataFrame({key: np.asarray(ids, dtype=np.int64)} | {n: [None] * len(ids) for n in spec.feature_names})
+    latest = read_latest(settings.offline_dir, spec, as_of).set_index(key)[spec.feature_names]
+    found = latest.reindex(np.asarray(ids, dtype=np.int64)).astype(object)
+    return found.where(found.notna(), None).rename_axis(key).reset_index()
 
 
 def training_set(settings: Settings, entity_df: pd.DataFrame, service: str = GRAPH_FEATURES_SERVICE) -> pd.DataFrame:

@@ -5,6 +5,7 @@ train logs to MLflow; unusable input gives one line naming what is wrong."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,33 @@ def test_show_and_audience_read_the_served_fit(world: tuple[list[str], Settings]
     assert refused.exit_code == 1 and "--topic 16 is out of range: the model has 16 topics, 0 to 15" in refused.output
 
 
+def test_every_source_gives_the_served_topics(world: tuple[list[str], Settings]) -> None:
+    base, _ = world
+    shown = {
+        source: json.loads(runner.invoke(app, base + ["topics", "show", "--source", source, "--json"]).stdout)
+        for source in ("online", "offline", "fit")
+    }
+    assert shown["online"]["source"] == "online"
+    assert shown["online"]["topics"] == shown["offline"]["topics"] == shown["fit"]["topics"]
+
+
+def test_an_unmaterialized_store_is_named(world: tuple[list[str], Settings], tmp_path: Path) -> None:
+    base, settings = world
+    work = tmp_path / "work"
+    shutil.copytree(settings.work_dir / "topics", work / "topics")  # a fit, but no view built or materialized
+    fresh = [base[0], base[1], "--work-dir", str(work)]
+    audience = ["topics", "audience", "--topic", "1", "--out", str(tmp_path / "a.csv")]
+    unapplied = runner.invoke(app, fresh + audience)
+    assert unapplied.exit_code == 1 and "run `graphrec features apply`" in unapplied.output
+    assert runner.invoke(app, fresh + ["features", "apply"]).exit_code == 0
+    for source in ("online", "offline"):
+        refused = runner.invoke(app, fresh + audience + ["--source", source])
+        assert refused.exit_code == 1, refused.output
+        named = f"200 of 200 users (user_id 0, 1, 2, 3, 4, ...) have no user_intent mixture in the {source} store"
+        assert named in refused.output
+    assert not (tmp_path / "a.csv").exists()
+
+
 def test_train_logs_the_fit_to_mlflow(world: tuple[list[str], Settings]) -> None:
     import mlflow
 
@@ -87,8 +115,10 @@ def test_train_logs_the_fit_to_mlflow(world: tuple[list[str], Settings]) -> None
     run = client.get_run(document["mlflow_run"])
     assert run.data.params["config.n_topics"] == str(K) and run.data.tags["graphrec.kind"] == "topics"
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"top_words.json", "model"}
-    shown = json.loads(runner.invoke(app, base + ["topics", "show", "--json"]).stdout)
+    shown = json.loads(runner.invoke(app, base + ["topics", "show", "--source", "fit", "--json"]).stdout)
     assert len(shown["topics"]) == K  # show reads the latest fit
+    stale = runner.invoke(app, base + ["topics", "show"])  # the online store still serves the 16-topic build
+    assert stale.exit_code == 1 and "the online store serves 16 topics per user but the saved fit" in stale.output
 
 
 def test_evaluate_writes_the_report_and_logs_it(world: tuple[list[str], Settings], tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""What operations read from a fitted topic model: a summary of every topic, and the audience of one topic."""
+"""What operations read from a fitted topic model: a summary of every topic, and the audience of one topic; the
+mixtures can be the ones the feature store serves (:func:`with_served_mixture`), the topics' tags come from the fit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -56,3 +57,25 @@ def audience(saved: SavedTopics, topic: int, top: int) -> pd.DataFrame:
             "activity_tercile": [TERCILE_NAMES[t] for t in saved.terciles[order]],
         }
     )
+
+
+def with_served_mixture(saved: SavedTopics, served: pd.DataFrame, where: str) -> SavedTopics:
+    """The fit with its mixtures replaced by the ``theta`` column of ``served`` (one row per user of the fit, in user
+    order, as read from the store named by ``where``), so operations see what is served; TopicInputError when a user
+    has no served mixture or the served mixtures have another number of topics than the fit's tags describe."""
+    missing = served["user_id"][served["theta"].isna()].to_numpy()
+    if len(missing):
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise TopicInputError(
+            f"{len(missing):,} of {len(served):,} users (user_id {shown}) have no user_intent mixture in the {where}: "
+            "run `graphrec features build --only intent` and `graphrec features materialize`, or read the fit itself "
+            "with --source fit"
+        )
+    theta = np.stack(served["theta"].to_numpy()).astype(np.float32)
+    if theta.shape != saved.theta.shape:
+        raise TopicInputError(
+            f"the {where} serves {theta.shape[1]} topics per user but the saved fit ({saved.dataset}) has "
+            f"{saved.n_topics}: the fit was replaced after the view was built; rebuild the view "
+            "(`graphrec features build --only intent`, then materialize) or read the fit with --source fit"
+        )
+    return replace(saved, theta=theta)
