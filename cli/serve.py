@@ -7,10 +7,12 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cli.context import console, settings_of
 from cli.output import JsonFlag, number_column, print_json, text_column
 from serving.client import DEFAULT_URL
+from serving.schemas import ScoredItem
 
 
 def log_config(log_level: str) -> dict[str, Any]:
@@ -51,6 +53,7 @@ def predict(
     items: str = typer.Option(..., "--items", help="Comma-separated candidate item ids."),
     url: str = typer.Option(DEFAULT_URL, "--url", help="Base URL of the service."),
     variant: str | None = typer.Option(None, help="Force 'champion' or 'challenger'."),
+    explain: bool = typer.Option(False, "--explain", help="Print why each item got its score."),
     as_json: JsonFlag = False,
 ) -> None:
     """Score candidate items for a user on a running service and print them ranked (--json: the service's answer)."""
@@ -58,7 +61,7 @@ def predict(
 
     settings_of(ctx)
     with ServingClient(url, variant=variant) as client:  # an error answer or no service: one line (cli/context.py)
-        result = client.predict(user, _item_ids(items))
+        result = client.predict(user, _item_ids(items), explain=explain)
     if as_json:
         print_json(result)
         return
@@ -74,3 +77,30 @@ def predict(
     for scored in result.scores:
         table.add_row(str(scored.rank), str(scored.item_id), f"{scored.score:.4f}", scored.source)
     console.print(table)
+    if explain:
+        for scored in result.scores:
+            console.print(explanation_text(scored))
+
+
+METHOD_NOTES = {
+    "leave_one_out": "score change if removed",
+    "nearest_seen_items": "similarity to a training item of the user",
+}
+
+
+def explanation_text(scored: ScoredItem) -> Text:
+    """Readable reasons of one scored item: its name, then each side's neighbours with relation and number."""
+    explanation = scored.explanation
+    text = Text(f"{scored.rank}. item {scored.item_id}", style="bold")
+    if explanation is None:
+        reason = "popularity fallback" if scored.source == "popularity" else "the model has no explanation"
+        return text.append(f": no explanation ({reason})", style="not bold dim")
+    if explanation.item_name != f"item {scored.item_id}":
+        text.append(f" {explanation.item_name}")
+    text.append(f"  [{METHOD_NOTES[explanation.method]}]", style="not bold dim")
+    for side, reasons in (("user side", explanation.user_side), ("item side", explanation.item_side)):
+        for reason in reasons:
+            number = reason.contribution if reason.contribution is not None else reason.similarity
+            via = f"{reason.kind or 'node'}, {reason.relation}" if reason.relation else reason.kind or "node"
+            text.append(f"\n   {side}  {number:+.3f}  {reason.name} ({via})", style="not bold")
+    return text

@@ -45,16 +45,15 @@ class ServingClient:
             raise ServingError(response.status_code, detail)
         return response.json()
 
-    def predict(self, user_id: int, item_ids: Sequence[int]) -> ScoresResponse:
-        """Scores and ranks of ``item_ids`` for ``user_id``."""
-        body = {"user_id": user_id, "item_ids": list(item_ids)}
+    def predict(self, user_id: int, item_ids: Sequence[int], explain: bool = False) -> ScoresResponse:
+        """Scores and ranks of ``item_ids`` for ``user_id`` (with each item's explanation when ``explain``)."""
+        body = {"user_id": user_id, "item_ids": list(item_ids)} | ({"explain": True} if explain else {})
         return ScoresResponse.model_validate(self._json(self.http.post("/v1/predict", json=body)))
 
-    def recommend(self, user_id: int, k: int = 10) -> ScoresResponse:
-        """Top-``k`` items for ``user_id``."""
-        return ScoresResponse.model_validate(
-            self._json(self.http.post("/v1/recommend", json={"user_id": user_id, "k": k}))
-        )
+    def recommend(self, user_id: int, k: int = 10, explain: bool = False, exclude_seen: bool = True) -> ScoresResponse:
+        """Top-``k`` items for ``user_id`` (training interactions left out unless ``exclude_seen`` is false)."""
+        body = {"user_id": user_id, "k": k, "exclude_seen": exclude_seen, "explain": explain}
+        return ScoresResponse.model_validate(self._json(self.http.post("/v1/recommend", json=body)))
 
     def model(self) -> ModelsResponse:
         """What the service serves."""

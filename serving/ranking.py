@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.binding import Binding
+from serving.schemas import Explanation
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Ranked:
     by_model: np.ndarray
     fallback: str | None
     items_without_features: list[int]
+    explanations: list[Explanation | None] | None = None  # None: not asked for (the key is left out)
 
 
 def ranked(
@@ -29,12 +31,15 @@ def ranked(
     by_model: np.ndarray,
     fallback: str | None,
     missing: list[int] | None = None,
+    explanations: list[Explanation | None] | None = None,
 ) -> Ranked:
-    """Sort by (model-scored first, descending score); fails on non-finite scores (a model bug: a 500)."""
+    """Sort by (model-scored first, descending score), explanations (aligned with ``item_ids``) along; fails on
+    non-finite scores (a model bug: a 500)."""
     if not np.isfinite(scores).all():
         raise ValueError(f"{binding.name} v{binding.version} produced non-finite scores")
     order = np.lexsort((-scores, ~by_model))
-    return Ranked(binding, item_ids[order], scores[order], by_model[order], fallback, missing or [])
+    ordered = None if explanations is None else [explanations[i] for i in order]
+    return Ranked(binding, item_ids[order], scores[order], by_model[order], fallback, missing or [], ordered)
 
 
 def encode(result: Ranked) -> bytes:
@@ -47,6 +52,12 @@ def encode(result: Ranked) -> bytes:
             for r, (i, s, m) in enumerate(zip(ids, scores, sources, strict=True), start=1)
         ]
     )
+    if result.explanations is not None:
+        items = ",".join(
+            f'{{"item_id":{i},"score":{s:.9g},"rank":{r},"source":"{"model" if m else "popularity"}",'
+            f'"explanation":{"null" if e is None else e.model_dump_json()}}}'
+            for r, (i, s, m, e) in enumerate(zip(ids, scores, sources, result.explanations, strict=True), start=1)
+        )
     head = json.dumps(
         {
             "model": _model_ref(result.binding),

@@ -23,6 +23,7 @@ class PredictRequest(BaseModel):
 
     user_id: StrictInt = Field(ge=0, lt=2**63)
     item_ids: list[StrictInt] = Field(min_length=1, max_length=MAX_CANDIDATES)
+    explain: StrictBool = False  # add each model-scored item's explanation (serving/explain.py)
 
     @field_validator("item_ids")
     @classmethod
@@ -43,6 +44,7 @@ class RecommendRequest(BaseModel):
     user_id: StrictInt = Field(ge=0, lt=2**63)
     k: StrictInt = Field(default=10, ge=1, le=MAX_K)
     exclude_seen: StrictBool = True  # leave out the user's training interactions (the version's seen-items view)
+    explain: StrictBool = False  # add each item's explanation (serving/explain.py)
 
 
 class ModelRef(BaseModel):
@@ -53,13 +55,38 @@ class ModelRef(BaseModel):
     alias: str
 
 
+class Neighbour(BaseModel):
+    """One reason: a neighbour of the user's or the item's star (KCAN) or an item the user interacted with."""
+
+    node_id: int  # the collaborative KG's node id (items: their item id)
+    kind: Literal["item", "entity", "user"] | None  # None: the version published no catalogue
+    relation: str | None  # the relation linking the star's centre to it, read from the centre (None: unknown)
+    name: str  # display name where the data has one, else kind and raw id
+    contribution: float | None = None  # leave_one_out: score minus the score without this neighbour
+    similarity: float | None = None  # nearest_seen_items: cosine similarity to the scored item's embedding
+
+
+class Explanation(BaseModel):
+    """Why one item got its score. ``method`` says what the numbers are: ``leave_one_out`` (KCAN: the served head
+    re-evaluated without each star neighbour, top 3 per side by absolute change) or ``nearest_seen_items`` (models
+    with item embeddings: the user's training items most similar to the scored one; similar, not a decomposition)."""
+
+    method: Literal["leave_one_out", "nearest_seen_items"]
+    item_name: str  # the scored item's display name (the version's catalogue; ``item <id>`` without one)
+    user_side: list[Neighbour]
+    item_side: list[Neighbour]
+
+
 class ScoredItem(BaseModel):
-    """One ranked item; ``source`` says whether the model or the popularity fallback scored it."""
+    """One ranked item; ``source`` says whether the model or the popularity fallback scored it. ``explanation`` is
+    present when asked for: null where the model has nothing faithful to say (fallback scores, models without stars
+    or item embeddings)."""
 
     item_id: int
     score: float
     rank: int
     source: Literal["model", "popularity"]
+    explanation: Explanation | None = None
 
 
 class ScoresResponse(BaseModel):

@@ -13,6 +13,7 @@ very code, which is what makes the scorer equal the model.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +143,49 @@ def refined_pair(
     return refined[0], refined[1]
 
 
+def repeat_star(star: Star, times: int) -> Star:
+    """Each row of the batch repeated ``times`` times in place (row b becomes rows b·times .. b·times+times-1)."""
+    repeat = lambda t: None if t is None else t.repeat_interleave(times, dim=0)  # noqa: E731
+    return Star(
+        repeat(star.node_id),
+        repeat(star.centre),
+        repeat(star.nbr_id),
+        repeat(star.nbr_repr),
+        repeat(star.nbr_alpha),
+        repeat(star.bias),
+    )
+
+
+def without_each_neighbour(star: Star) -> Star:
+    """The star batch repeated k times, copy j of row b with neighbour j's node removed (every slot holding its id set
+    to padding, so it leaves both α's renormalisation and β's softmax; a node linked by two relations is removed
+    whole); rows ordered (b, j), shape (B·k, ...)."""
+    k = star.nbr_id.shape[1]
+    repeated = repeat_star(star, k)
+    removed = star.nbr_id.reshape(-1, 1)  # row (b, j) removes node nbr_id[b, j]
+    return dataclasses.replace(repeated, nbr_id=repeated.nbr_id.masked_fill(repeated.nbr_id == removed, -1))
+
+
+def neighbour_contributions(
+    user: Star, item: Star, weights: HeadWeights, gamma: float, conditional: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Leave-one-out contributions of each star's neighbours to the served logit: (logits (B,), user side (B, k_u),
+    item side (B, k_v)), entry j = logit - logit with neighbour j's node removed from its star (0 where j is padding
+    or the pair's other end, which the head never reads). One batched head evaluation of B·(k_u + k_v) pairs.
+
+    Why leave-one-out rather than α or β: the refined representation passes through LeakyReLU, two towers and a dot
+    product, and removing a neighbour renormalises the others' weights, so neither attention weight is the change of
+    the score; the score change when the neighbour is absent is, by construction, what the served head does."""
+    logits = kcan_logits(user, item, weights, gamma, conditional)
+    batch, k_user = user.nbr_id.shape
+    k_item = item.nbr_id.shape[1]
+    user_removed = kcan_logits(without_each_neighbour(user), repeat_star(item, k_user), weights, gamma, conditional)
+    item_removed = kcan_logits(repeat_star(user, k_item), without_each_neighbour(item), weights, gamma, conditional)
+    user_side = (logits.unsqueeze(1) - user_removed.reshape(batch, k_user)) * user.kept(item.node_id)
+    item_side = (logits.unsqueeze(1) - item_removed.reshape(batch, k_item)) * item.kept(user.node_id)
+    return logits, user_side, item_side
+
+
 def _float(values: object) -> Tensor:
     return torch.as_tensor(np.asarray(values, dtype=np.float32))
 
@@ -197,3 +241,13 @@ class KCANScorer:
         """Logits, shape (B,)."""
         user, item = star_from_rows(user_rows), star_from_rows(item_rows)
         return kcan_logits(user, item, self.weights, self.gamma, self.conditional).numpy()
+
+    @torch.no_grad()
+    def contributions(
+        self, user_rows: dict[str, np.ndarray], item_rows: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(logits (B,), user-side (B, k), item-side (B, k)) leave-one-out neighbour contributions; see
+        :func:`neighbour_contributions`."""
+        user, item = star_from_rows(user_rows), star_from_rows(item_rows)
+        logits, user_side, item_side = neighbour_contributions(user, item, self.weights, self.gamma, self.conditional)
+        return logits.numpy(), user_side.numpy(), item_side.numpy()
