@@ -237,7 +237,7 @@ def test_predict_json_is_the_service_answer(monkeypatch: pytest.MonkeyPatch) -> 
     )
     asked: list[tuple[int, list[int]]] = []
 
-    def predict(self: ServingClient, user_id: int, item_ids: list[int]) -> ScoresResponse:
+    def predict(self: ServingClient, user_id: int, item_ids: list[int], explain: bool = False) -> ScoresResponse:
         asked.append((user_id, list(item_ids)))
         return answer
 
