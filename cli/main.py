@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli import data, demo, features, models, topics, train, work
+from cli import crossdomain, data, demo, features, models, topics, train, work
 from cli import serve as serve_cli
 from cli.context import DEBUG_KEY, ReportedErrorsGroup
 from graphrec.settings import Settings
@@ -23,6 +23,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.add_typer(topics.app, name="topics")
 app.add_typer(work.app, name="work")
+app.add_typer(crossdomain.app, name="crossdomain")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="evaluate")(train.evaluate)
