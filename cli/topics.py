@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import re
 import shlex
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,12 +20,8 @@ if TYPE_CHECKING:
     from graphrec.settings import Settings
     from training.topics.artefacts import SavedTopics
     from training.topics.config import TopicConfig
-    from training.topics.evaluate import VariantResult
-    from training.topics.fit import TopicFit
 
 app = typer.Typer(help="User-intent topics: fit, show, audience, evaluate (issue 12).", no_args_is_help=True)
-
-TOPICS_EXPERIMENT = "graphrec-topics"
 
 
 @contextmanager
@@ -94,55 +87,6 @@ def _progress() -> Progress:
     )
 
 
-def _log_fit(settings: Settings, fit: TopicFit, dataset: str, fingerprint: str, folder: Path) -> str:
-    """Log the fit's config, loss curve, final terms, top words and saved arrays as an MLflow run."""
-    import mlflow
-
-    from registry.tracking import ensure_experiment, git_commit
-
-    experiment_id = ensure_experiment(settings, TOPICS_EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"topics-{dataset}") as run:
-        mlflow.log_params({f"config.{k}": v for k, v in fit.config.model_dump().items()})
-        for record in fit.history:
-            mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
-        mlflow.log_metrics({"vocabulary": len(fit.vocabulary), "final_loss": fit.history[-1]["loss"]})
-        mlflow.set_tags(
-            {
-                "graphrec.kind": "topics",
-                "graphrec.dataset": dataset,
-                "graphrec.dataset_fingerprint": fingerprint,
-                "git_commit": git_commit(),
-            }
-        )
-        with tempfile.TemporaryDirectory() as scratch:
-            words = Path(scratch) / "top_words.json"
-            words.write_text(json.dumps(fit.top_words(fit.config.top_words), indent=1))
-            mlflow.log_artifact(str(words))
-        mlflow.log_artifacts(str(folder), "model")
-        return run.info.run_id
-
-
-def _log_evaluation(settings: Settings, results: list[VariantResult], dataset: str, report: Path) -> str:
-    """Log every variant's metrics (``<variant>.<group>.<metric>``, topic-level ``<variant>.npmi``) and the report."""
-    import mlflow
-
-    from registry.tracking import ensure_experiment, git_commit
-
-    experiment_id = ensure_experiment(settings, TOPICS_EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"topics-evaluate-{dataset}") as run:
-        for result in results:
-            name = re.sub(r"\W+", "_", result.name).strip("_")  # MLflow keys: 'full (GNN + ...)' -> 'full_GNN_...'
-
-            metrics = {f"{name}.npmi": result.npmi, f"{name}.diversity": result.diversity}
-            metrics |= {f"{name}.seconds": result.seconds}
-            for group, values in result.groups.items():
-                metrics |= {f"{name}.{group}.{key}": float(value) for key, value in values.items()}
-            mlflow.log_metrics(metrics)
-        mlflow.set_tags({"graphrec.kind": "topics-evaluation", "graphrec.dataset": dataset, "git_commit": git_commit()})
-        mlflow.log_artifact(str(report))
-        return run.info.run_id
-
-
 @app.command()
 def train(
     ctx: typer.Context,
@@ -161,6 +105,7 @@ def train(
     import pandas as pd
     import torch
 
+    from registry.topics import log_topic_fit
     from training.data.load import load_dataset
     from training.data.splits import activity_terciles, ctr_split
     from training.topics.artefacts import save_topics, topics_dir
@@ -190,7 +135,7 @@ def train(
         dataset.name,
         dataset.fingerprint,
     )
-    run_id = _log_fit(settings, fit, dataset.name, dataset.fingerprint, folder) if track else None
+    run_id = log_topic_fit(settings, fit, dataset.name, dataset.fingerprint, folder) if track else None
     words = fit.top_words(config.top_words)
     if as_json:
         print_json(
@@ -326,6 +271,7 @@ def evaluate(
     overall and per activity tercile, for the full model, both ablations and scikit-learn's LDA."""
     import torch
 
+    from registry.topics import log_topic_evaluation
     from training.data.load import load_dataset
     from training.topics.evaluate import evaluate_topics, variants
     from training.topics.report import render_report
@@ -355,7 +301,7 @@ def evaluate(
     seconds = time.perf_counter() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_report(results, dataset.name, config, command, seconds, settings.seed, threads))
-    run_id = _log_evaluation(settings, results, dataset.name, out) if track else None
+    run_id = log_topic_evaluation(settings, results, dataset.name, out) if track else None
     if as_json:
         print_json({"file": str(out), "seconds": seconds, "mlflow_run": run_id, "results": results})
         return

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 
 from graphrec.settings import Settings
 from registry.packaging import log_scorer_model, scorer_model
@@ -19,6 +21,7 @@ from training.models.base import ServingExport
 
 MODELS_EXPERIMENT = "graphrec-models"
 EXPORT_DIR = "serving_features"
+SIDE_INPUTS_DIR = "side_inputs"
 USER_TABLE, ITEM_TABLE = "user_features.parquet", "item_features.parquet"
 PRIMARY_METRIC = "test_auc"
 
@@ -39,6 +42,9 @@ class TrainedRun:
     dataset_fingerprint: str
     export: ServingExport
     diagnostics: dict[str, float] = field(default_factory=dict)  # Recommender.diagnostics, keys like personal/coverage
+    # per-user side inputs the model was trained on besides the graph (e.g. ``user_intent``: θ, (n_users, K)), logged
+    # with the run so the version records exactly which mixture its features bake in
+    side_inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def metric_key(name: str) -> str:
@@ -85,6 +91,11 @@ def model_card(run: TrainedRun) -> str:
     )
 
 
+def side_input_digest(values: np.ndarray) -> str:
+    """SHA-256 of a side input's float32 bytes: equal digests, the same values."""
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes()).hexdigest()
+
+
 def log_training_run(settings: Settings, run: TrainedRun) -> str:
     """Log ``run`` as an MLflow run in the models experiment; returns the run id."""
     experiment_id = ensure_experiment(settings, MODELS_EXPERIMENT)
@@ -112,9 +123,14 @@ def log_training_run(settings: Settings, run: TrainedRun) -> str:
                 "graphrec.item_features": ",".join(model.item_features),
                 "git_commit": git_commit(),
             }
+            | {f"graphrec.side_input.{name}.sha256": side_input_digest(v) for name, v in run.side_inputs.items()}
         )
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
+            for name, values in run.side_inputs.items():
+                frame = pd.DataFrame({"user_id": np.arange(len(values)), name: list(values.astype(np.float32))})
+                frame.to_parquet(folder / f"{name}.parquet")
+                mlflow.log_artifact(str(folder / f"{name}.parquet"), SIDE_INPUTS_DIR)
             mlflow.log_artifact(str(training_curve_png(run.model_name, run.history, run.best_epoch, folder)), "plots")
             mlflow.log_artifact(str(metrics_by_tercile_png(run.model_name, run.test, folder)), "plots")
             (folder / "model_card.md").write_text(model_card(run))

@@ -56,6 +56,7 @@ def train_and_log(
         dataset_fingerprint=dataset.fingerprint,
         export=result.model.export_serving(),
         diagnostics=result.diagnostics,
+        side_inputs={"user_intent": data.user_intent} if getattr(result.config, "user_intent", False) else {},
     )
     run_id = log_training_run(settings, run)
     version = None

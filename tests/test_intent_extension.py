@@ -3,13 +3,21 @@ harness beside the model without it and reported per activity tercile."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from graphrec.settings import Settings
+from registry.runs import side_input_digest
+from registry.train import train_and_log
 from tests.support.topics import tagged_dataset
 from tests.test_models import assert_scorer_equals_model, small_config
+from training.data.dataset import write_dataset
+from training.data.load import load_dataset
 from training.evaluation.harness import run_specs
 from training.evaluation.report import extension_rows
 from training.models.base import MODELS, Batch, TrainingData
@@ -102,3 +110,23 @@ def test_extension_table_pairs_runs_by_seed_and_judges_against_the_spread_per_te
     assert rows["all"][3] == "+0.0050 ± 0.0000" and rows["all"][5] == "0.0100" and rows["all"][6] == "within"
     assert rows["sparse"][3] == "+0.0500 ± 0.0000" and rows["sparse"][6] == "above"
     assert rows["sparse"][4] == "+0.0250 ± 0.0000"
+
+
+def test_a_logged_run_records_the_mixture_its_features_bake_in(
+    store_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    import mlflow
+
+    write_dataset(tagged_dataset(n_users=40), tmp_path / "tagged")
+    settings = store_settings(dataset=str(tmp_path / "tagged"))
+    config = with_intent("bpr_mf").model_copy(update={"epochs": 2})
+    outcome = train_and_log(settings, "bpr_mf", config, seed=0, topk_users=20)
+    run = mlflow.MlflowClient(settings.mlflow_uri).get_run(outcome.run_id)
+    assert run.data.params["config.user_intent"] == "True"
+    local = mlflow.artifacts.download_artifacts(
+        run_id=outcome.run_id, artifact_path="side_inputs/user_intent.parquet", dst_path=str(tmp_path / "got")
+    )
+    logged = np.stack(pd.read_parquet(local)["user_intent"].to_numpy())
+    expected = prepare_data(load_dataset(settings), seed=0).user_intent
+    np.testing.assert_array_equal(logged, expected)
+    assert run.data.tags["graphrec.side_input.user_intent.sha256"] == side_input_digest(expected)
