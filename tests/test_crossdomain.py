@@ -142,3 +142,186 @@ def test_synthetic_generator_has_overlapping_users(synth_two_domains) -> None:
     users = [set(positives.loc[positives["domain"] == d, "user"]) for d in (0, 1)]
     assert len(users[0] & users[1]) > 0.3 * synth_two_domains.n_users
     assert np.array_equal(np.unique(positives["domain"]), [0, 1])
+
+
+# --- the cross-domain package: task views, alignment, models, evaluation -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coupon_task(synth_two_domains):
+    from training.crossdomain.task import build_task
+
+    return build_task(synth_two_domains, cross_domain_split(synth_two_domains, 1, 0.3, seed=5), (1,))
+
+
+def _pairs(rows: np.ndarray) -> set[tuple[int, int]]:
+    return {(int(u), int(i)) for u, i in rows}
+
+
+def test_no_held_out_row_is_an_edge_of_any_training_graph(tmp_path: Path, coupon_task) -> None:
+    from training.crossdomain.graph import domain_graph, merged_graph
+    from training.crossdomain.task import build_task
+
+    dataset, split = load_amazon(_write_toy(tmp_path))
+    for task in (build_task(dataset, split, (0, 1)), coupon_task):
+        for domain in (0, 1):
+            source, target = domain_graph(task, domain).edges()
+            edges = _pairs(np.stack([source.numpy(), target.numpy() - task.n_users], axis=1))
+            held = _pairs(task.valid[domain]) | _pairs(task.test[domain])
+            assert not held & edges
+            assert _pairs(task.train[domain]) <= edges
+        source, target = merged_graph(task).edges()
+        merged = _pairs(np.stack([source.numpy(), target.numpy() - task.n_users], axis=1))
+        shifted = [
+            rows + np.array([0, task.n_items[0] if d else 0]) for d in (0, 1) for rows in (task.valid[d], task.test[d])
+        ]
+        assert not _pairs(np.concatenate(shifted)) & merged
+        # a user cold in a domain is an isolated node of that domain's graph, whatever the source side holds
+        for domain in task.targets:
+            cold = np.setdiff1d(task.test[domain][:, 0], task.train[domain][:, 0])
+            assert len(cold) and (domain_graph(task, domain).in_degrees(cold) == 0).all()
+            assert task.has_train[1 - domain, cold].all()
+
+
+def test_mmd_and_coral_match_their_closed_forms() -> None:
+    import torch
+
+    from training.crossdomain.align import coral, mmd2
+
+    x, y = torch.tensor([[0.0]]), torch.tensor([[1.0]])
+    # k(0,0) + k(1,1) - 2 k(0,1) with k(a,b) = exp(-(a-b)^2 / (2 sigma^2)), sigma = 1 and 2
+    expected = (2 - 2 * np.exp(-1 / 2)) + (2 - 2 * np.exp(-1 / 8))
+    assert float(mmd2(x, y, [1.0, 2.0])) == pytest.approx(expected, rel=1e-6)
+    assert float(mmd2(torch.randn(8, 3), torch.randn(8, 3).clone())) >= 0
+    same = torch.randn(16, 4)
+    assert float(mmd2(same, same.clone())) == pytest.approx(0.0, abs=1e-6)
+    a = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # covariance diag(2, 0)
+    b = torch.tensor([[0.0, 1.0], [0.0, -1.0]])  # covariance diag(0, 2)
+    assert float(coral(a, b)) == pytest.approx((4 + 4) / (4 * 2 * 2))
+
+
+def test_candidates_exclude_the_users_items_and_ties_are_not_rewarded(coupon_task) -> None:
+    import torch
+
+    from training.crossdomain.evaluate import rank_rows, sample_candidates
+
+    task = coupon_task
+    candidates = sample_candidates(task, 1, task.test[1], 20, seed=0)
+    assert (candidates.items[:, 0] == task.test[1][:, 1]).all()
+    pool = set(task.train[1][:, 1])
+    every = np.concatenate([task.train[1], task.valid[1], task.test[1]])
+    for user, row in zip(candidates.users, candidates.items, strict=True):
+        negatives = row[1:]
+        assert len(set(negatives)) == 20 and set(negatives) <= pool
+        assert not set(negatives) & set(every[every[:, 0] == user, 1])
+    rank, auc = rank_rows(torch.ones(task.n_users, 1), torch.ones(task.n_items[1], 1), candidates, seed=0)
+    assert np.allclose(auc, 0.5)
+    assert 7 < rank.mean() < 13  # a constant scorer ranks the positive at random among 21, not first
+    with pytest.raises(ValueError, match="fewer than the"):
+        sample_candidates(task, 1, task.test[1], task.n_items[1], seed=0)
+
+
+def test_model_is_deterministic_with_a_seed(coupon_task, single_thread) -> None:
+    import torch
+
+    from training.crossdomain.model import CrossDomainModel, variant_config
+
+    config = variant_config("cdgnn", seed=4, batch_size=512)
+    fits = [CrossDomainModel(coupon_task, config) for _ in range(2)]
+    losses = [fit.train_epoch(fit.optimizer()) for fit in fits]
+    assert losses[0] == losses[1]
+    first, second = (fit.user_item_matrices(1) for fit in fits)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    other = CrossDomainModel(coupon_task, variant_config("cdgnn", seed=5, batch_size=512))
+    assert not torch.equal(other.user_item_matrices(1)[1], first[1])
+
+
+def test_cold_users_are_represented_from_the_source_view(coupon_task, single_thread) -> None:
+    import torch
+
+    from training.crossdomain.model import CrossDomainModel, variant_config
+
+    model = CrossDomainModel(coupon_task, variant_config("cdgnn", batch_size=512))
+    cold = np.flatnonzero(~coupon_task.has_train[1] & coupon_task.has_train[0])
+    users, _ = model.user_item_matrices(1)
+    with torch.no_grad():
+        source = model.encoders[0]()[: coupon_task.n_users]
+        expected = model.heads[1](source[torch.as_tensor(cold)])
+    assert torch.allclose(users[torch.as_tensor(cold)], expected, atol=1e-6)
+    target_only = CrossDomainModel(coupon_task, variant_config("lightgcn-target", batch_size=512))
+    with torch.no_grad():
+        own = target_only.encoders[1]()[: coupon_task.n_users]
+    assert torch.allclose(target_only.user_item_matrices(1)[0], own)
+
+
+def test_tiny_two_domain_fit_learns_and_reports_at_best_validation(coupon_task, single_thread) -> None:
+    from training.crossdomain.experiment import eval_sets, run_model
+    from training.crossdomain.model import CrossDomainModel, variant_config
+
+    model = CrossDomainModel(coupon_task, variant_config("cdgnn", batch_size=256))
+    optimizer = model.optimizer()
+    losses = [model.train_epoch(optimizer) for _ in range(4)]
+    assert losses[-1] < losses[0]
+    sets = eval_sets(coupon_task, 20, seed=0)
+    for name in ("popularity", "emcdr", "gcn-merged", "cdgnn"):
+        result = run_model(coupon_task, sets, name, seed=0, epochs=2, batch_size=256).domains["coupon"]
+        assert result.best_epoch in ((0,) if name == "popularity" else (1, 2))
+        assert 0 < result.test["MRR"] <= 1 and 0 <= result.test["AUC"] <= 1
+        assert sum(result.group_rows.values()) == len(coupon_task.test[1])
+        assert set(result.full) == {"Recall@20", "NDCG@20"}
+
+
+def test_unknown_variant_is_refused() -> None:
+    from training.crossdomain.model import variant_config
+
+    with pytest.raises(ValueError, match="unknown cross-domain model 'gnn'"):
+        variant_config("gnn")
+
+
+# --- graphrec crossdomain ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep", "0.5"], "published split only: use --keep 1.0"),
+        (["--models", "popularity,gnn"], "unknown model(s) gnn"),
+        (["--keep", "0,1"], "--keep takes shares in (0, 1]"),
+        (["--direction", "north"], "--direction for amazon is one of both, cloth-sport, sport-cloth"),
+    ],
+)
+def test_cli_refuses_bad_options_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    _write_toy(tmp_path)
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path), "--work-dir", str(tmp_path), "crossdomain", "evaluate", *args]
+    )
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+def test_cli_evaluates_a_synthetic_folder_and_writes_report_and_figure(tmp_path: Path, single_thread) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    folder = tmp_path / "two"
+    assert (
+        runner.invoke(app, ["crossdomain", "synth", "--out", str(folder), "--users", "400", "--items", "300"]).exit_code
+        == 0
+    )
+    out = tmp_path / "report.md"
+    common = ["crossdomain", "evaluate", "--data", str(folder), "--epochs", "1", "--negatives", "10"]
+    bad = runner.invoke(app, [*common, "--direction", "coupon-coupon"])
+    assert bad.exit_code == 1 and "fund-coupon, coupon-fund" in bad.output
+    args = [*common, "--direction", "fund-coupon", "--keep", "0.5,1", "--models", "popularity,cdgnn", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--batch-size", "256"])
+    assert result.exit_code == 0, result.output
+    report = out.read_text()
+    assert "## Target coupon, 50% of target training rows kept" in report and "| cdgnn | cold |" in report
+    assert "Command: `graphrec" in report and "Wall time:" in report
+    assert out.with_suffix(".png").stat().st_size > 0

@@ -1,0 +1,156 @@
+"""``graphrec crossdomain``: write the two-domain synthetic set; evaluate CD-GNN against its baselines (issue 13)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from cli.context import CliError, console, err_console, settings_of
+from cli.output import JsonFlag, name_column, number_column, print_json
+
+if TYPE_CHECKING:
+    from training.crossdomain.task import CrossDomainTask
+
+app = typer.Typer(help="Cross-domain transfer: CD-GNN vs baselines on two domains (issue 13).", no_args_is_help=True)
+
+AMAZON_DIRECTIONS = {"both": (0, 1), "cloth-sport": (1,), "sport-cloth": (0,)}
+DEFAULT_MODELS = "popularity,lightgcn-target,gcn-merged,emcdr,cdgnn-noalign,cdgnn"
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CliError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise CliError(f"{option} takes shares in (0, 1], got {text!r}")
+    return sorted(set(values))
+
+
+def _synthetic_tasks(folder: Path, direction: str, keeps: list[float]) -> dict[float, CrossDomainTask]:
+    """One task per kept share on a two-domain folder; ``direction`` is 'SOURCE-TARGET' by domain name."""
+    from training.crossdomain.task import build_task
+    from training.data.dataset import load_dataset_dir
+    from training.synth.crossdomain import cross_domain_split
+
+    dataset = load_dataset_dir(folder)
+    names = [str(name) for name in dataset.domains[:2]]
+    pairs = {f"{names[0]}-{names[1]}": 1, f"{names[1]}-{names[0]}": 0} if len(names) == 2 else {}
+    if direction not in pairs:
+        raise CliError(f"--direction for {folder} is one of {', '.join(pairs) or '(no two named domains)'}")
+    target = pairs[direction]
+    return {keep: build_task(dataset, cross_domain_split(dataset, target, keep), (target,)) for keep in keeps}
+
+
+def _amazon_tasks(data_dir: Path, direction: str, keeps: list[float]) -> dict[float, CrossDomainTask]:
+    from training.crossdomain.task import build_task
+    from training.data.amazon import load_amazon
+
+    if direction not in AMAZON_DIRECTIONS:
+        raise CliError(f"--direction for amazon is one of {', '.join(AMAZON_DIRECTIONS)}")
+    if keeps != [1.0]:
+        raise CliError("the Amazon release is evaluated on its published split only: use --keep 1.0")
+    dataset, split = load_amazon(data_dir)
+    return {1.0: build_task(dataset, split, AMAZON_DIRECTIONS[direction])}
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., help="Folder to write (replaced atomically)."),
+    users: int = typer.Option(4000, min=2, help="Users."),
+    items: int = typer.Option(2000, min=0, help="Items (0: users / 10, at least 200)."),
+    seed: int = typer.Option(0, help="Generator seed."),
+) -> None:
+    """Write the synthetic funds/coupons set with half the users in both domains (docs/DATA_FORMAT.md)."""
+    from training.synth.crossdomain import cross_domain_config
+    from training.synth.generator import generate_dataset
+
+    summary = generate_dataset(cross_domain_config(users, seed, items), out)
+    console.print(f"wrote {out}: {summary.n_users:,} users, {summary.positives:,} positives in {summary.seconds:.1f}s")
+
+
+def _command_line() -> str:
+    return "graphrec " + " ".join(shlex.quote(word) for word in sys.argv[1:])
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    data: str = typer.Option("amazon", help="'amazon' (under GRAPHREC_DATA_DIR) or a two-domain dataset folder."),
+    direction: str = typer.Option("both", help="amazon: both, cloth-sport, sport-cloth; a folder: SOURCE-TARGET."),
+    keep: str = typer.Option("1.0", help="Shares of target training rows kept, comma-separated (folders only)."),
+    seeds: int = typer.Option(1, min=1, help="Model seeds 0..N-1 per model and share."),
+    epochs: int = typer.Option(5, min=1, help="Training epochs (test taken at the best validation MRR)."),
+    models: str = typer.Option(DEFAULT_MODELS, help="Comma-separated models."),
+    negatives: int = typer.Option(999, min=1, help="Sampled negatives per held-out row."),
+    batch_size: int = typer.Option(8192, min=1, help="Training rows per step (both domains together)."),
+    dim: int = typer.Option(32, min=1, help="Representation size."),
+    out: Path = typer.Option(Path("results/crossdomain.md"), help="Markdown report; a PNG is written beside it."),
+    json_output: JsonFlag = False,
+) -> None:
+    """Fit every model on every share and seed, rank the held-out rows, write the report (and the figure when there is
+    more than one share)."""
+    import torch
+
+    from training.crossdomain.experiment import MODEL_NAMES, eval_sets, run_model
+    from training.crossdomain.report import Sweep, markdown, plot
+
+    chosen = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in MODEL_NAMES]
+    if unknown or not chosen:
+        raise CliError(f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODEL_NAMES)}")
+    keeps = _floats(keep, "--keep")
+    started = time.perf_counter()
+    if data == "amazon":
+        tasks = _amazon_tasks(settings_of(ctx).data_dir, direction, keeps)
+    else:
+        tasks = _synthetic_tasks(Path(data), direction, keeps)
+    torch.set_num_threads(1)
+    runs = {}
+    for share, task in tasks.items():
+        sets = eval_sets(task, negatives, seed=0)
+        runs[share] = []
+        for name in chosen:
+            for seed in range(seeds):
+                err_console.print(f"share {share:g}: {name} seed {seed}", highlight=False)
+                runs[share].append(run_model(task, sets, name, seed, epochs, batch_size=batch_size, dim=dim))
+    notes = (
+        f"Data: {next(iter(tasks.values())).name}; direction {direction}; {seeds} seed(s); {epochs} epochs; "
+        f"batch {batch_size}; dim {dim}; 2 GNN layers; Adam lr 0.01.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other work, torch threads 1, "
+        f"torch {torch.__version__}. Epoch counts are what this CPU allowed, not tuned budgets.",
+    )
+    sweep = Sweep(runs, _command_line(), time.perf_counter() - started, notes, negatives)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure = out.with_suffix(".png") if len(runs) > 1 else None
+    if figure is not None:
+        plot(sweep, figure)
+    out.write_text(markdown(sweep, "Cross-domain transfer: CD-GNN and baselines", figure) + "\n")
+    if json_output:
+        print_json({str(share): runs[share] for share in runs})
+        return
+    table = Table(
+        name_column("model"),
+        name_column("target"),
+        number_column("keep"),
+        number_column("MRR"),
+        number_column("HR@10"),
+        number_column("AUC"),
+        title=f"Test at best validation MRR ({out})",
+    )
+    for share, fits in runs.items():
+        for fit in fits:
+            for domain, result in fit.domains.items():
+                test = result.test
+                table.add_row(
+                    fit.model, domain, f"{share:g}", f"{test['MRR']:.4f}", f"{test['HR@10']:.4f}", f"{test['AUC']:.4f}"
+                )
+    console.print(table)
