@@ -21,10 +21,10 @@ from mlflow.entities import Run
 
 from graphrec.settings import Settings
 from serving.catalogue import ENTITY_COLUMNS, KIND_ENTITY, KIND_ITEM, KIND_USER, Catalogue, relation_names
-from serving.contract import SEEN_FEATURE
+from serving.contract import ACTIVITY_TERCILE, SEEN_FEATURE
 from training.data.dataset import Dataset
 from training.data.load import LASTFM, load_dataset
-from training.data.splits import PROTOCOLS, make_split
+from training.data.splits import PROTOCOLS, activity_terciles, make_split
 
 ARTISTS_FILE = "hetrec-lastfm-2k/artists.dat"
 
@@ -49,9 +49,10 @@ def run_dataset(settings: Settings, run: Run) -> Dataset:
 
 
 def seen_items(dataset: Dataset, run: Run) -> pd.DataFrame:
-    """``user_id``, ``seen_items`` (item ids as float32 arrays, exact below 2**24, padded with -1 to one length):
-    the training positives of the run's split, one row per user with any. The split is replayed with the run's
-    ``seed`` and ``protocol`` params (``ctr`` when the run logged none, the training default)."""
+    """One row per user: ``seen_items`` (item ids as float32 arrays, exact below 2**24, padded with -1 to one
+    length), the training positives of the run's split, and ``activity_tercile`` (0 sparse .. 2 active) by their
+    count, as training defines it. The split is replayed with the run's ``seed`` and ``protocol`` params (``ctr``
+    when the run logged none, the training default)."""
     params = run.data.params
     protocol = params.get("protocol", "ctr")
     if protocol not in PROTOCOLS or "seed" not in params:
@@ -59,12 +60,18 @@ def seen_items(dataset: Dataset, run: Run) -> pd.DataFrame:
             f"run {run.info.run_id}: cannot replay its split (seed {params.get('seed')}, protocol {protocol!r})"
         )
     positives = make_split(dataset.interactions, int(params["seed"]), protocol).train_positives()  # type: ignore[arg-type]
-    grouped = positives.groupby("user")["item"].unique()
     if len(positives) and positives["item"].max() >= FLOAT32_EXACT_INTEGERS:
         raise ExplainTablesError(f"item ids >= 2**24 cannot be served exactly as a float32 {SEEN_FEATURE} list")
-    width = max((len(v) for v in grouped), default=1)  # a view's arrays share one length: -1 pads
-    padded = [np.pad(np.sort(v).astype(np.float32), (0, width - len(v)), constant_values=-1) for v in grouped]
-    return pd.DataFrame({"user_id": grouped.index.to_numpy(np.int64), SEEN_FEATURE: padded})
+    by_user = positives.groupby("user")["item"].unique()
+    seen = [np.sort(by_user.get(u, np.empty(0, dtype=np.int64))) for u in range(dataset.n_users)]
+    width = max((len(v) for v in seen), default=1) or 1  # a view's arrays share one length: -1 pads
+    return pd.DataFrame(
+        {
+            "user_id": np.arange(dataset.n_users, dtype=np.int64),
+            SEEN_FEATURE: [np.pad(v.astype(np.float32), (0, width - len(v)), constant_values=-1) for v in seen],
+            ACTIVITY_TERCILE: activity_terciles(positives, dataset.n_users).astype(np.int64),
+        }
+    )
 
 
 def artist_names(data_dir: Path) -> dict[int, str]:

@@ -24,9 +24,9 @@ from mlflow.exceptions import MlflowException
 from graphrec.settings import Settings
 from registry.evaluation import evaluate_version, frozen_eval_set
 from registry.servability import load_problems, servability_problems
-from serving.contract import CHALLENGER, CHAMPION
+from serving.contract import AUDIT_TAG_PREFIX, CHALLENGER, CHAMPION
 
-AUDIT_PREFIX = "graphrec.audit."
+AUDIT_PREFIX = AUDIT_TAG_PREFIX  # the service's model page reads the trail too
 
 
 class PromotionRefused(RuntimeError):

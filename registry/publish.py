@@ -26,6 +26,7 @@ from registry.explain_tables import build_catalogue, run_dataset, seen_items
 from registry.runs import EXPORT_DIR, ITEM_TABLE, USER_TABLE
 from serving.catalogue import Catalogue
 from serving.contract import (
+    ACTIVITY_TERCILE,
     CATALOGUE_ARTIFACT,
     CATALOGUE_TAG,
     FEATURE_SERVICE_TAG,
@@ -104,7 +105,7 @@ def publish_version(
     users, items = download_export(run_id)
     users, items = as_servable(users, "user"), as_servable(items, "item")
     seen = seen_items(dataset, run)
-    seen_features = {SEEN_FEATURE: ValueType.float32_list.value}
+    seen_features = {SEEN_FEATURE: ValueType.float32_list.value, ACTIVITY_TERCILE: ValueType.int64.value}
     entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID), seen_features)
     user_spec, item_spec = entry.view_specs()
     (seen_spec,) = entry.extra_specs()

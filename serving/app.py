@@ -1,10 +1,10 @@
 """The serving app factory (docs/ARCHITECTURE.md §6): lifespan, error handlers, routers and middleware.
 
 Routes: ``POST /v1/predict``, ``POST /v1/recommend``, ``GET /v1/model``, ``GET /healthz``, ``GET /readyz``,
-``GET /metrics``, ``POST /admin/reload`` (Bearer token), and unless ``serving_api_docs`` is false ``/docs``, ``/redoc``
-and ``/openapi.json``. Errors: 422 malformed body, 413 body over ``serving_max_body_bytes``, 401/403 admin auth, 503 +
-``Retry-After`` while no model is bound or the feature store / registry is unreachable, a generic 500 (logged, no
-trace in the body) for anything else.
+``GET /metrics``, ``POST /admin/reload`` (Bearer token), the web pages ``GET /ui/user`` and ``GET /ui/model``, and
+unless ``serving_api_docs`` is false ``/docs``, ``/redoc`` and ``/openapi.json``. Errors: 422 malformed body, 413
+body over ``serving_max_body_bytes``, 401/403 admin auth, 503 + ``Retry-After`` while no model is bound or the
+feature store / registry is unreachable, a generic 500 (logged, no trace in the body) for anything else.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from feast import FeatureStore
 
 from featurestore.config import feature_store
 from graphrec.settings import Settings
-from serving.api.routes import admin, health, model, scores
+from serving.api.routes import admin, health, model, scores, web
 from serving.binding import BindingManager, ModelSource, describe_error
 from serving.errors import install_error_handlers
 from serving.features import FeatureReader
@@ -74,7 +74,7 @@ def create_app(
     )
     app.state.settings, app.state.metrics = settings, metrics
     install_error_handlers(app, settings.serving_retry_after_s)
-    for group in (scores, model, health, admin):
+    for group in (scores, model, health, admin, web):
         app.include_router(group.router)
     app.add_middleware(BodyLimit, limit=settings.serving_max_body_bytes)
     app.add_middleware(Timing, metrics=metrics)

@@ -10,10 +10,11 @@ A version of the registered model ``Settings.registered_model_name`` is servable
 - those views are applied in the Feast registry and materialized into the online store.
 Aliases ``champion`` and ``challenger`` pick what is served.
 
-Optional, published by registration since issue 14: ``SEEN_VIEW_TAG`` names a view keyed by user whose ``seen_items``
-are the user's training interactions (/v1/recommend excludes them), and ``CATALOGUE_TAG`` holds the SHA-256 of each
-file of the entity catalogue (serving/catalogue.py) logged under the run's ``CATALOGUE_ARTIFACT`` folder. A version
-without them is served without seen-item exclusion and explains with ids only.
+Optional, published by registration since issue 14: ``SEEN_VIEW_TAG`` names a view keyed by user whose
+``seen_items`` are the user's training interactions (/v1/recommend excludes them) and ``activity_tercile`` their
+tercile, and ``CATALOGUE_TAG`` holds the SHA-256 of each file of the entity catalogue (serving/catalogue.py) logged
+under the run's ``CATALOGUE_ARTIFACT`` folder. A version without them is served without seen-item exclusion and
+explains with ids only.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ ITEM_VIEW_TAG = "graphrec.item_view"
 MODEL_KIND_TAG = "graphrec.model"
 SEEN_VIEW_TAG = "graphrec.seen_view"
 SEEN_FEATURE = "seen_items"
+ACTIVITY_TERCILE = "activity_tercile"  # also in the seen view: 0 sparse, 1 medium, 2 active
 CATALOGUE_TAG = "graphrec.catalogue_sha256"
 CATALOGUE_ARTIFACT = "explain"
+AUDIT_TAG_PREFIX = "graphrec.audit."  # registered-model tags: one JSON record per alias move (registry/promotion.py)
 
 # Shared catalogue features serving uses for its fallback ranking (feature_repo/catalog.py names them).
 FALLBACK_VIEW = "item_graph_stats"

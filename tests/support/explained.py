@@ -1,6 +1,7 @@
 """A small registered world for the explanation, seen-item and web-page tests: a seeded synthetic dataset, one KCAN
 and one BPR-MF version trained briefly, registered through ``registry`` (so their seen-items view and entity
-catalogue are published exactly as in production), KCAN holding @champion and BPR-MF @challenger."""
+catalogue are published exactly as in production), KCAN promoted to @champion and BPR-MF to @challenger (forced,
+with reasons, so the audit trail has records)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ class ExplainedWorld:
 def explained_world(root: Path) -> ExplainedWorld:
     """Generate the dataset, train, register and alias both versions under ``root``."""
     import torch
-    from mlflow import MlflowClient
 
+    from registry.promotion import promote
     from registry.tracking import configure_mlflow
     from registry.train import train_and_log
     from serving.contract import CHALLENGER, CHAMPION
@@ -50,7 +51,7 @@ def explained_world(root: Path) -> ExplainedWorld:
         outcome = train_and_log(settings, model, MODELS[model].Config(**fields), register_version=True, topk_users=20)
         assert outcome.version is not None
         versions[model] = str(outcome.version.version)
-    client = MlflowClient()
-    client.set_registered_model_alias(settings.registered_model_name, CHAMPION, versions["kcan"])
-    client.set_registered_model_alias(settings.registered_model_name, CHALLENGER, versions["bpr_mf"])
+    name = settings.registered_model_name
+    promote(settings, name, versions["kcan"], CHAMPION, force=True, reason="explanation tests: KCAN first")
+    promote(settings, name, versions["bpr_mf"], CHALLENGER, force=True, reason="a baseline beside it")
     return ExplainedWorld(settings, versions["kcan"], versions["bpr_mf"])
