@@ -143,6 +143,7 @@ def _serve_and_predict(settings: Settings) -> None:
     import os
     import sys
 
+    from cli.serve import explanation_text
     from graphrec.testing import free_port, http_service
     from serving.client import ServingClient
 
@@ -154,7 +155,7 @@ def _serve_and_predict(settings: Settings) -> None:
     }
     command = [str(Path(sys.executable).with_name("graphrec")), "serve", "--port", str(port), "--log-level", "warning"]
     with http_service(command, port, env=env) as (_, url):
-        console.print(f"service ready at {url}")
+        console.print(f"service ready at {url}; web page: {url}/ui/user (models: {url}/ui/model)")
         candidates = list(range(0, 40, 2))
         table = Table(*(text_column(header) for header in ("user", "model", "fallback", "top items (score)")))
         with ServingClient(url) as client:
@@ -164,10 +165,18 @@ def _serve_and_predict(settings: Settings) -> None:
                 label = "unknown" if user == 10**9 else str(user)
                 table.add_row(label, f"{result.model.name} v{result.model.version}", str(result.fallback or "-"), top)
             recommended = client.recommend(0, k=5)
+            explained = client.predict(0, candidates[:2], explain=True)
         console.print(table)
         console.print(
             "recommend(user 0, k=5): " + ", ".join(f"{s.item_id} ({s.score:.2f})" for s in recommended.scores)
         )
+        console.print("why (user 0, the first two candidates):")
+        for scored in explained.scores:
+            console.print(explanation_text(scored))
+    console.print(
+        "The service is stopped. To browse the pages, run `graphrec serve` with the same settings and open "
+        f"http://127.0.0.1:8000/ui/user (this demo's work dir: {settings.work_dir})."
+    )
 
 
 def demo(ctx: typer.Context) -> None:

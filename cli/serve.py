@@ -37,6 +37,7 @@ def serve(
     from serving.app import create_app
 
     app = create_app(settings_of(ctx))
+    console.print(f"web page: http://{host}:{port}/ui/user (models: http://{host}:{port}/ui/model)")
     uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=log_config(log_level))
 
 
