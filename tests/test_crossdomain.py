@@ -325,3 +325,31 @@ def test_cli_evaluates_a_synthetic_folder_and_writes_report_and_figure(tmp_path:
     assert "## Target coupon, 50% of target training rows kept" in report and "| cdgnn | cold |" in report
     assert "Command: `graphrec" in report and "Wall time:" in report
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_serving_form_scores_equal_the_model(coupon_task, single_thread) -> None:
+    import torch
+
+    from serving.scoring import build_scorer
+    from training.crossdomain.export import export_serving
+    from training.crossdomain.model import CrossDomainModel, variant_config
+
+    model = CrossDomainModel(coupon_task, variant_config("cdgnn", batch_size=512))
+    model.train_epoch(model.optimizer())
+    exported = export_serving(model, 1)
+    scorer = build_scorer(exported.scorer_kind, exported.scorer_state)
+    rng = np.random.default_rng(0)
+    users = np.concatenate([rng.integers(0, coupon_task.n_users, 50), coupon_task.test[1][:50, 0]])  # cold ones too
+    local = rng.integers(0, coupon_task.n_items[1], len(users))
+    user_table = exported.user_features.set_index("user_id")
+    item_table = exported.item_features.set_index("item_id")
+    user_rows = {"embedding": np.stack(user_table.loc[users, "embedding"].to_numpy())}
+    item_rows = {"embedding": np.stack(item_table.loc[coupon_task.items[1][local], "embedding"].to_numpy())}
+    served = scorer.score(user_rows, item_rows)
+    with torch.no_grad():  # the training path: views of this batch's users only, combined, through the head
+        own, source, items = model._views(model._outputs(), 1)
+        batch = torch.as_tensor(users)
+        vectors = model._head(1, model._combine(1, batch, own[batch], source[batch]))
+        expected = (vectors * items[torch.as_tensor(local)]).sum(1).numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert set(item_table.index) == set(coupon_task.items[1])  # only the target domain's items are served
