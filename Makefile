@@ -54,12 +54,15 @@ bench: install
 # Last.FM; add --regimes bce,bpr for the labelled-rows regime too (defaults: no bce study yet).
 # results/kg-synthetic.md: the same models in the bpr regime on the seeded KG-driven synthetic set, with KCAN's
 # ablations (the set is generated first: seconds, byte-identical).
+# results/intent-side-feature.md: BPR-MF and KCAN with and without the intent topics as a user side feature.
 SYNTH_KG := work/synthetic-kg0.7
 evaluate: install
 	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bpr --jobs 2 --threads 1 --out RESULTS.md
 	$(VENV)/bin/graphrec data synth --users 5000 --seed 0 --kg-driven-share 0.7 --out $(SYNTH_KG)
 	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bpr --datasets $(SYNTH_KG) --ablations all \
 	  --jobs 2 --threads 1 --out results/kg-synthetic.md
+	$(VENV)/bin/graphrec evaluate --models bpr_mf,kcan --seeds 3 --regimes bpr --extensions all --jobs 2 --threads 1 \
+	  --out results/intent-side-feature.md
 
 # Reliability tier of the serving service (saturation, hot swap under load, Redis outage, schemathesis).
 system-test: install
