@@ -263,6 +263,9 @@ def evaluate(
     out: Path = typer.Option(Path("results/topics.md"), "--out", help="Markdown report to write."),
     topics: int | None = typer.Option(None, "--topics", help="K (default 16)."),
     epochs: int | None = typer.Option(None, help="Training epochs of each neural variant (default 300)."),
+    kg_tokens: bool = typer.Option(
+        False, "--kg-tokens", help="Add the KG entities of a user's items as tokens (every variant, LDA included)."
+    ),
     threads: int = typer.Option(1, help="Torch threads."),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the metrics and the report to MLflow."),
     as_json: JsonFlag = False,
@@ -278,7 +281,7 @@ def evaluate(
 
     torch.set_num_threads(threads)
     settings = settings_of(ctx)
-    config = _config(topics, epochs, True, True, False, settings.seed)
+    config = _config(topics, epochs, True, True, kg_tokens, settings.seed)
     dataset = load_dataset(settings)
     command = _command_line(ctx)
     started = time.perf_counter()

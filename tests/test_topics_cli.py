@@ -139,7 +139,15 @@ def test_evaluate_writes_the_report_and_logs_it(world: tuple[list[str], Settings
     text = out.read_text()
     typed = " ".join(["graphrec", *base, "topics evaluate --out", str(out), "--topics 3 --epochs 5 --json"])
     assert f"Made by `{typed}`" in text and all(f"| {name} |" in text for name in names)
-    assert "## Activity tercile: sparse" in text
+    assert "## Activity tercile: sparse" in text and "KG tokens on" not in text
+    with_kg = runner.invoke(
+        app,
+        base
+        + ["topics", "evaluate", "--out", str(tmp_path / "kg.md"), "--topics", "3", "--epochs", "5"]
+        + ["--kg-tokens", "--no-track"],
+    )
+    assert with_kg.exit_code == 0, with_kg.output
+    assert "KG tokens on" in (tmp_path / "kg.md").read_text()
     run = mlflow.MlflowClient(settings.mlflow_uri).get_run(document["mlflow_run"])
     assert run.data.metrics["sklearn_LDA.all.perplexity"] == pytest.approx(
         document["results"][3]["groups"]["all"]["perplexity"]

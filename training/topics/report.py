@@ -86,8 +86,15 @@ def render_report(
         "",
         f"Config: K = {config.n_topics}, {config.epochs} epochs, lr {config.lr}, hidden {config.hidden}, "
         f"{config.gnn_layers} GNN layers, skip-gram dim {config.embedding_dim}, vocabulary: tags in ≥ "
-        f"{config.min_users} users' documents, item profiles: top {config.item_tags} tags. LDA: scikit-learn "
-        f"`LatentDirichletAllocation` (batch, 50 iterations, same K and seed) on the same observed counts.",
+        f"{config.min_users} users' documents, item profiles: top {config.item_tags} tags"
+        + (
+            "; KG tokens on (each consumed item's KG relation:entity pairs are tokens too, so perplexity and tag"
+            " recall are over a larger vocabulary and compare only within this report)"
+            if config.kg_tokens
+            else ""
+        )
+        + ". LDA: scikit-learn "
+        "`LatentDirichletAllocation` (batch, 50 iterations, same K and seed) on the same observed counts.",
         "",
         "## Reading (computed from the tables below)",
         "",
