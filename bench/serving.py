@@ -8,13 +8,22 @@ True)``) reads every (user, item) pair through Feast ``get_online_features`` int
 
 Usage: ``python bench/serving.py [--requests 2000] [--items 5000] [--stores sqlite redis]``. Latencies include the
 client (httpx) and depend on machine load; the load average is printed with the table.
+
+``--explain REV`` measures the cost of explanations instead (issue 14): a KCAN of the default width (dim 64, stars
+of 16) and a BPR-MF registered through ``registry`` on a small synthetic set (tests/support/explained.py), served on
+SQLite by the current code and by ``serving/`` as of git revision ``REV`` (the baseline, in the same run, servers
+taking turns), for /v1/predict (100 candidates) and /v1/recommend (k 10), with ``explain`` off and on. It prints the
+current/baseline ratio of the explain-off latencies and the explain-on/off ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -60,13 +69,15 @@ def build_world(work_dir: Path, store: str, redis_url: str | None, n_items: int)
     )
 
 
-def serve(work_dir: Path, store: str, redis_url: str | None, port: int, naive: bool) -> None:
+def serve(work_dir: Path, store: str, redis_url: str | None, port: int, naive: bool, model_name: str | None) -> None:
     """Run the app under uvicorn (child process)."""
     import uvicorn
 
     from serving.app import create_app
 
-    app = create_app(settings_for(work_dir, store, redis_url), naive=naive, poll=False)
+    settings = settings_for(work_dir, store, redis_url)
+    settings = settings.model_copy(update={"registered_model_name": model_name}) if model_name else settings
+    app = create_app(settings, naive=naive, poll=False)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -151,6 +162,103 @@ def run(stores: list[str], requests: int, naive_requests: int, n_items: int) -> 
     return cases
 
 
+EXPLAIN_CANDIDATES, EXPLAIN_K = 100, 10
+
+
+def baseline_serving(revision: str, into: Path) -> Path:
+    """``serving/`` as of git ``revision``, extracted under ``into`` (a folder to put first on a server's path)."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "serving"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def measure_calls(url: str, path: str, bodies: list[dict], variant: str) -> np.ndarray:
+    """Latencies (ms) of the bodies posted to ``path`` in order, the first ``WARMUP`` untimed."""
+    import httpx
+
+    latencies = []
+    with httpx.Client(base_url=url, timeout=60, headers={"X-Graphrec-Variant": variant}) as client:
+        for index, body in enumerate(bodies):
+            start = time.perf_counter()
+            response = client.post(path, json=body)
+            elapsed = time.perf_counter() - start
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            if index >= WARMUP:
+                latencies.append(elapsed * 1e3)
+    return np.asarray(latencies)
+
+
+def run_explain(revision: str, requests: int) -> list[Case]:
+    """(server, variant, call) cases: the current and the baseline serving, explain off and (current) on; the
+    servers take turns in rounds so that load drifts hit both alike."""
+    from graphrec.testing import free_port, http_service
+    from tests.support.explained import explained_world
+
+    cases: dict[tuple[str, str], list[np.ndarray]] = {}
+    with tempfile.TemporaryDirectory(prefix="graphrec-bench-explain-") as scratch:
+        root = Path(scratch)
+        world = explained_world(root / "world", {"dim": 64, "top_k": 16, "epochs": 1})
+        base = baseline_serving(revision, root / "baseline")
+        data = world.settings
+        rng = np.random.default_rng(0)
+        users = rng.integers(100, size=WARMUP + requests).tolist()
+        items = [rng.choice(200, EXPLAIN_CANDIDATES, replace=False).tolist() for _ in users]
+        calls = {
+            "predict": ("/v1/predict", [{"user_id": u, "item_ids": i} for u, i in zip(users, items, strict=True)]),
+            "recommend": ("/v1/recommend", [{"user_id": u, "k": EXPLAIN_K} for u in users]),
+        }
+        for _ in range(2):  # two rounds: baseline, current, baseline, current
+            for server in ("baseline", "current"):
+                port = free_port()
+                command = server_command(data.work_dir, "sqlite", None, False, port)
+                command += ["--model-name", data.registered_model_name]
+                command += ["--serving-root", str(base)] if server == "baseline" else []
+                with http_service(command, port, cwd=REPO_ROOT) as (_, url):
+                    for variant in ("champion", "challenger"):
+                        for call, (path, bodies) in calls.items():
+                            modes = ("off", "on") if server == "current" else ("off",)
+                            for mode in modes:
+                                sent = [b | {"explain": True} for b in bodies] if mode == "on" else bodies
+                                latencies = measure_calls(url, path, sent, variant)
+                                key = (f"{server}/{variant}", f"{call}/explain-{mode}")
+                                cases.setdefault(key, []).append(latencies)
+                                print(f"  {key}: p50 {np.median(latencies):.2f} ms", flush=True)
+    return [Case(server, call, EXPLAIN_CANDIDATES, np.concatenate(runs)) for (server, call), runs in cases.items()]
+
+
+def explain_table(cases: list[Case]) -> str:
+    """p50/p99 per case, current/baseline (explain off) and explain on/off ratios of the current server."""
+    by = {(c.store, c.path): c for c in cases}
+    lines = [
+        f"{'server/model':<22}{'call':<22}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}  ratio (p50, mean)",
+    ]
+    for case in cases:
+        server, model = case.store.split("/")
+        call, mode = case.path.split("/")
+        ratio = ""
+        if server == "current":
+            other = by.get(
+                (f"baseline/{model}", f"{call}/explain-off")
+                if mode == "explain-off"
+                else (case.store, f"{call}/explain-off")
+            )
+            label = "current/baseline" if mode == "explain-off" else "explain on/off"
+            if other is not None:
+                ratio = (
+                    f"{label} {case.percentile(50) / other.percentile(50):.2f}x "
+                    f"{case.latencies.mean() / other.latencies.mean():.2f}x"
+                )
+        lines.append(
+            f"{case.store:<22}{case.path:<22}{len(case.latencies):>6}{case.percentile(50):>9.2f}"
+            f"{case.percentile(99):>9.2f}{case.latencies.mean():>9.2f}  {ratio}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Parse arguments; as parent run the benchmark and print the table, as child serve."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,10 +276,23 @@ def main() -> None:
     parser.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--explain", metavar="REV", default=None, help="Measure explain's cost against REV's serving.")
+    parser.add_argument("--serving-root", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model-name", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
+    if args.serving_root is not None:  # the baseline's serving package shadows the checkout's
+        sys.path.insert(0, str(args.serving_root))
     if args.serve is not None:
-        serve(args.serve, args.store, args.redis_url, args.port, args.naive)
+        serve(args.serve, args.store, args.redis_url, args.port, args.naive, args.model_name)
+        return
+    if args.explain is not None:
+        load_before = os.getloadavg()
+        cases = run_explain(args.explain, args.requests)
+        print(explain_table(cases))
+        print(
+            f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min) before {load_before}, after {os.getloadavg()}"
+        )
         return
     load_before = os.getloadavg()
     cases = run(args.stores, args.requests, args.naive_requests or args.requests, args.items)

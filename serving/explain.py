@@ -8,6 +8,9 @@
   with in training (the seen-items view) most similar to the scored item, by cosine of item embeddings. This is a
   similarity, not a decomposition of the score, and the response says so (``method``).
 * Anything else: ``None`` — never an invented reason.
+
+Explanations are plain dicts shaped as :class:`serving.schemas.Explanation` (the response schema): building pydantic
+models for 100 items × 6 reasons cost more than the head's re-evaluation.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import numpy as np
 
 from serving.binding import Binding
 from serving.catalogue import INTERACT, Catalogue
-from serving.schemas import Explanation, Neighbour
+
+Reason = dict[str, object]  # a serving.schemas.Neighbour
+Explanation = dict[str, object]  # a serving.schemas.Explanation
 
 TOP = 3
 EMBEDDING = "embedding"
@@ -27,24 +32,38 @@ def item_name(catalogue: Catalogue | None, item_id: int) -> str:
     return catalogue.display_name(item_id) if catalogue is not None else f"item {item_id}"
 
 
-def _neighbour(catalogue: Catalogue | None, centre: int, node: int, **value: float) -> Neighbour:
-    if catalogue is None:
-        return Neighbour(node_id=node, kind=None, relation=None, name=f"node {node}", **value)
-    return Neighbour(
-        node_id=node,
-        kind=catalogue.kind(node),  # type: ignore[arg-type]
-        relation=catalogue.relation(centre, node),
-        name=catalogue.display_name(node),
-        **value,
-    )
+def _neighbour(
+    catalogue: Catalogue | None,
+    centre: int,
+    node: int,
+    contribution: float | None = None,
+    similarity: float | None = None,
+) -> Reason:
+    """One reason: the node, its kind, the relation from ``centre``, its display name and its number."""
+    known = catalogue is not None
+    return {
+        "node_id": node,
+        "kind": catalogue.kind(node) if known else None,
+        "relation": catalogue.relation(centre, node) if known else None,
+        "name": catalogue.display_name(node) if known else f"node {node}",
+        "contribution": contribution,
+        "similarity": similarity,
+    }
 
 
-def _top_side(catalogue: Catalogue | None, centre: int, ids: np.ndarray, contributions: np.ndarray) -> list[Neighbour]:
-    """The ``TOP`` kept neighbour nodes (contribution non-zero) of one star by absolute contribution."""
-    order = np.argsort(-np.abs(contributions), kind="stable")
-    first = {int(ids[j]): j for j in order[::-1] if contributions[j] != 0 and ids[j] >= 0}  # one slot per node
-    kept = sorted(first.values(), key=lambda j: -abs(contributions[j]))
-    return [_neighbour(catalogue, centre, int(ids[j]), contribution=float(contributions[j])) for j in kept[:TOP]]
+def _top_side(
+    catalogue: Catalogue | None, centre: int, ids: np.ndarray, contributions: np.ndarray, order: np.ndarray
+) -> list[Reason]:
+    """The ``TOP`` kept neighbour nodes (contribution non-zero) of one star by absolute contribution; ``order`` ranks
+    the star's slots by it (a node in two slots, linked by two relations, has one contribution and is listed once)."""
+    chosen: dict[int, float] = {}
+    for j in order:
+        node = int(ids[j])
+        if contributions[j] != 0 and node >= 0 and node not in chosen:
+            chosen[node] = float(contributions[j])
+            if len(chosen) == TOP:
+                break
+    return [_neighbour(catalogue, centre, node, contribution=value) for node, value in chosen.items()]
 
 
 def leave_one_out(binding: Binding, user_row: dict[str, np.ndarray], index: np.ndarray) -> list[Explanation]:
@@ -56,13 +75,15 @@ def leave_one_out(binding: Binding, user_row: dict[str, np.ndarray], index: np.n
     user_node = int(user_row["kcan_node_id"][0])
     item_nodes = items["kcan_node_id"].astype(np.int64)
     catalogue = binding.catalogue
+    user_order = np.argsort(-np.abs(user_side), axis=1, kind="stable")
+    item_order = np.argsort(-np.abs(item_side), axis=1, kind="stable")
     return [
-        Explanation(
-            method="leave_one_out",
-            item_name=item_name(catalogue, int(binding.items.ids[index[b]])),
-            user_side=_top_side(catalogue, user_node, user_ids[b], user_side[b]),
-            item_side=_top_side(catalogue, int(item_nodes[b]), item_ids[b], item_side[b]),
-        )
+        {
+            "method": "leave_one_out",
+            "item_name": item_name(catalogue, int(binding.items.ids[index[b]])),
+            "user_side": _top_side(catalogue, user_node, user_ids[b], user_side[b], user_order[b]),
+            "item_side": _top_side(catalogue, int(item_nodes[b]), item_ids[b], item_side[b], item_order[b]),
+        }
         for b in range(len(index))
     ]
 
@@ -79,11 +100,12 @@ def nearest_seen_items(binding: Binding, index: np.ndarray, seen: np.ndarray) ->
         other = seen_index != item_index
         order = [j for j in np.argsort(-similarity[b], kind="stable") if other[j]][:TOP]
         reasons = [
-            _neighbour(binding.catalogue, -1, int(seen_ids[j]), similarity=float(similarity[b, j])) for j in order
+            _neighbour(binding.catalogue, -1, int(seen_ids[j]), similarity=float(similarity[b, j]))
+            | {"relation": INTERACT}
+            for j in order
         ]
-        reasons = [r.model_copy(update={"relation": INTERACT}) for r in reasons]
         name = item_name(binding.catalogue, int(binding.items.ids[item_index]))
-        explanations.append(Explanation(method="nearest_seen_items", item_name=name, user_side=reasons, item_side=[]))
+        explanations.append({"method": "nearest_seen_items", "item_name": name, "user_side": reasons, "item_side": []})
     return explanations
 
 

@@ -13,11 +13,11 @@ import numpy as np
 
 from serving.binding import Binding, NotReady, RegistryUnavailable
 from serving.contract import ACTIVITY_TERCILE, CHALLENGER, CHAMPION
-from serving.explain import item_name
+from serving.explain import Explanation, item_name
 from serving.features import StoreUnavailable
 from serving.ranking import Ranked
 from serving.registry_view import registry_page
-from serving.schemas import MAX_K, Explanation, RecommendRequest
+from serving.schemas import MAX_K, RecommendRequest
 from serving.service import Service
 
 TERCILE_NAMES = ("sparse", "medium", "active")
@@ -51,12 +51,13 @@ def parse_user_id(raw: str | None) -> int | None:
 def reason_lines(explanation: Explanation) -> list[str]:
     """One readable line per reason: side, number, name, kind and relation."""
     lines = []
-    for side, reasons in (("user", explanation.user_side), ("item", explanation.item_side)):
-        for reason in reasons:
-            number = reason.contribution if reason.contribution is not None else reason.similarity
-            label = "similarity" if reason.contribution is None else "contribution"
-            via = f"{reason.kind or 'node'}" + (f", {reason.relation}" if reason.relation else "")
-            lines.append(f"{side} side · {reason.name} ({via}) · {label} {number:+.3f}")
+    for side in ("user", "item"):
+        for reason in explanation[f"{side}_side"]:  # type: ignore[attr-defined]
+            contribution = reason["contribution"]
+            number = contribution if contribution is not None else reason["similarity"]
+            label = "similarity" if contribution is None else "contribution"
+            via = f"{reason['kind'] or 'node'}" + (f", {reason['relation']}" if reason["relation"] else "")
+            lines.append(f"{side} side · {reason['name']} ({via}) · {label} {number:+.3f}")
     return lines
 
 
@@ -88,7 +89,7 @@ def _result(service: Service, ranked: Ranked, user_id: int) -> dict[str, object]
                 "no_reason": None if explanation is not None or not by_model else NO_REASON,
             }
         )
-    method = next((e.method for e in explanations if e is not None), None)
+    method = next((e["method"] for e in explanations if e is not None), None)
     fallback = None
     if ranked.fallback == "unknown_user":
         fallback = (
@@ -103,7 +104,7 @@ def _result(service: Service, ranked: Ranked, user_id: int) -> dict[str, object]
         "fallback": fallback,
         "excluded_seen": binding.seen_view is not None,
         "rows": items,
-        "method_note": METHOD_NOTES.get(method or "", ""),
+        "method_note": METHOD_NOTES.get(str(method), ""),
     }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.binding import Binding
-from serving.schemas import Explanation
+from serving.explain import Explanation
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def encode(result: Ranked) -> bytes:
     if result.explanations is not None:
         items = ",".join(
             f'{{"item_id":{i},"score":{s:.9g},"rank":{r},"source":"{"model" if m else "popularity"}",'
-            f'"explanation":{"null" if e is None else e.model_dump_json()}}}'
+            f'"explanation":{json.dumps(e, separators=(",", ":"))}}}'
             for r, (i, s, m, e) in enumerate(zip(ids, scores, sources, result.explanations, strict=True), start=1)
         )
     head = json.dumps(

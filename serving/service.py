@@ -11,11 +11,11 @@ import numpy as np
 
 from serving.binding import Binding, BindingManager
 from serving.contract import CHALLENGER, CHAMPION, SEEN_FEATURE
-from serving.explain import explain
+from serving.explain import Explanation, explain
 from serving.fallback import ITEMS_WITHOUT_FEATURES, UNKNOWN_USER, most_popular, popularity_scores
 from serving.features import FeatureReader
 from serving.ranking import Ranked, ranked
-from serving.schemas import Explanation, ModelInfo, ModelsResponse, PredictRequest, RecommendRequest
+from serving.schemas import ModelInfo, ModelsResponse, PredictRequest, RecommendRequest
 
 Scored = tuple[np.ndarray, np.ndarray, str | None]  # scores, scored-by-model mask, fallback reason
 

@@ -117,13 +117,27 @@ def kcan_logits(
     training: bool = False,
 ) -> Tensor:
     """Steps 4-5 for aligned (user, item) stars: ⟨user tower([r_u‖x_u]), item tower([r_v‖x_v])⟩ + b; shape (B,)."""
-    refined = refined_pair(user, item, weights, gamma, conditional)
-    user_out = tower(torch.cat((refined[0], user.centre), dim=-1), weights.user_tower, dropout, training)
-    item_out = tower(torch.cat((refined[1], item.centre), dim=-1), weights.item_tower, dropout, training)
+    user_out, item_out = tower_outputs(user, item, weights, gamma, conditional, dropout, training)
     logits = (user_out * item_out).sum(dim=-1) + weights.bias
     if weights.centre_dot:
         logits = logits + (user.centre * item.centre).sum(dim=-1)
     return logits if item.bias is None else logits + item.bias
+
+
+def tower_outputs(
+    user: Star,
+    item: Star,
+    weights: HeadWeights,
+    gamma: float,
+    conditional: bool,
+    dropout: float = 0.0,
+    training: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """The two towers' outputs for aligned stars, whose dot product is the logit's pair-dependent part."""
+    refined = refined_pair(user, item, weights, gamma, conditional)
+    user_out = tower(torch.cat((refined[0], user.centre), dim=-1), weights.user_tower, dropout, training)
+    item_out = tower(torch.cat((refined[1], item.centre), dim=-1), weights.item_tower, dropout, training)
+    return user_out, item_out
 
 
 def refined_pair(
@@ -131,16 +145,24 @@ def refined_pair(
 ) -> tuple[Tensor, Tensor]:
     """Target-specific representations (r_u, r_v) of aligned stars: each star with the other end masked out, its
     neighbours weighted by the conditional attention (when on) mixed with α."""
-    refined = []
-    for star, other in ((user, item), (item, user)):
-        kept = star.kept(other.node_id)
-        beta = (
-            conditional_attention(star, user.centre, item.centre, weights.attention, kept, weights.attention_transform)
-            if conditional
-            else None
-        )
-        refined.append(refine(star, kept, beta, gamma, weights.refine))
-    return refined[0], refined[1]
+    return (
+        refined_side(user, item.node_id, user.centre, item.centre, weights, gamma, conditional),
+        refined_side(item, user.node_id, user.centre, item.centre, weights, gamma, conditional),
+    )
+
+
+def refined_side(
+    star: Star, target: Tensor, h_user: Tensor, h_item: Tensor, weights: HeadWeights, gamma: float, conditional: bool
+) -> Tensor:
+    """One star's target-specific representation: ``target`` (the pair's other end) masked out, β conditioned on the
+    pair's centres ``h_user``, ``h_item`` (so one side's refinement never depends on the other side's neighbours)."""
+    kept = star.kept(target)
+    beta = (
+        conditional_attention(star, h_user, h_item, weights.attention, kept, weights.attention_transform)
+        if conditional
+        else None
+    )
+    return refine(star, kept, beta, gamma, weights.refine)
 
 
 def repeat_star(star: Star, times: int) -> Star:
@@ -171,19 +193,34 @@ def neighbour_contributions(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Leave-one-out contributions of each star's neighbours to the served logit: (logits (B,), user side (B, k_u),
     item side (B, k_v)), entry j = logit - logit with neighbour j's node removed from its star (0 where j is padding
-    or the pair's other end, which the head never reads). One batched head evaluation of B·(k_u + k_v) pairs.
+    or the pair's other end, which the head never reads).
 
     Why leave-one-out rather than α or β: the refined representation passes through LeakyReLU, two towers and a dot
     product, and removing a neighbour renormalises the others' weights, so neither attention weight is the change of
-    the score; the score change when the neighbour is absent is, by construction, what the served head does."""
-    logits = kcan_logits(user, item, weights, gamma, conditional)
-    batch, k_user = user.nbr_id.shape
-    k_item = item.nbr_id.shape[1]
-    user_removed = kcan_logits(without_each_neighbour(user), repeat_star(item, k_user), weights, gamma, conditional)
-    item_removed = kcan_logits(repeat_star(user, k_item), without_each_neighbour(item), weights, gamma, conditional)
-    user_side = (logits.unsqueeze(1) - user_removed.reshape(batch, k_user)) * user.kept(item.node_id)
-    item_side = (logits.unsqueeze(1) - item_removed.reshape(batch, k_item)) * item.kept(user.node_id)
-    return logits, user_side, item_side
+    the score; the score change when the neighbour is absent is, by construction, what the served head does.
+    It is cheap because a star's refinement depends on the other side only through the two centres: removing a user
+    neighbour changes the user tower's output alone, so the change is ⟨u - u_without_j, v⟩ (the biases cancel), one
+    batched refinement and tower pass of B·k_u rows per side."""
+    user_out, item_out = tower_outputs(user, item, weights, gamma, conditional)
+    logits = (user_out * item_out).sum(dim=-1) + weights.bias
+    if weights.centre_dot:
+        logits = logits + (user.centre * item.centre).sum(dim=-1)
+    logits = logits if item.bias is None else logits + item.bias
+    sides = []
+    for star, other, own_out, other_out, layers, is_user in (
+        (user, item, user_out, item_out, weights.user_tower, True),
+        (item, user, item_out, user_out, weights.item_tower, False),
+    ):
+        batch, k = star.nbr_id.shape
+        without = without_each_neighbour(star)
+        other_centre = other.centre.repeat_interleave(k, dim=0)
+        h_user, h_item = (without.centre, other_centre) if is_user else (other_centre, without.centre)
+        target = other.node_id.repeat_interleave(k, dim=0)
+        refined = refined_side(without, target, h_user, h_item, weights, gamma, conditional)
+        out_without = tower(torch.cat((refined, without.centre), dim=-1), layers, 0.0, False)
+        change = ((own_out.repeat_interleave(k, dim=0) - out_without) * other_out.repeat_interleave(k, dim=0)).sum(-1)
+        sides.append(change.reshape(batch, k) * star.kept(other.node_id))
+    return logits, sides[0], sides[1]
 
 
 def _float(values: object) -> Tensor:

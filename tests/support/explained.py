@@ -24,8 +24,9 @@ class ExplainedWorld:
     bpr_version: str
 
 
-def explained_world(root: Path) -> ExplainedWorld:
-    """Generate the dataset, train, register and alias both versions under ``root``."""
+def explained_world(root: Path, kcan_config: dict[str, object] | None = None) -> ExplainedWorld:
+    """Generate the dataset, train, register and alias both versions under ``root`` (``kcan_config`` overrides the
+    small KCAN config: bench/serving.py serves one of the default width)."""
     import torch
 
     from registry.promotion import promote
@@ -47,7 +48,7 @@ def explained_world(root: Path) -> ExplainedWorld:
     configure_mlflow(settings)
     load_models()
     versions = {}
-    for model, fields in (("kcan", KCAN_CONFIG), ("bpr_mf", BPR_CONFIG)):
+    for model, fields in (("kcan", KCAN_CONFIG | (kcan_config or {})), ("bpr_mf", BPR_CONFIG)):
         outcome = train_and_log(settings, model, MODELS[model].Config(**fields), register_version=True, topk_users=20)
         assert outcome.version is not None
         versions[model] = str(outcome.version.version)
