@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -77,6 +78,13 @@ def synth(
     console.print(f"wrote {out}: {summary.n_users:,} users, {summary.positives:,} positives in {summary.seconds:.1f}s")
 
 
+def _generator(folder: Path) -> str:
+    """The generating settings a synthetic folder records, so the report says how to rebuild its data."""
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8-sig"))
+    settings = meta.get("generator")
+    return json.dumps(settings, sort_keys=True) if settings else "none recorded (not a generated set)"
+
+
 def _command_line() -> str:
     return "graphrec " + " ".join(shlex.quote(word) for word in sys.argv[1:])
 
@@ -128,6 +136,8 @@ def evaluate(
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other work, torch threads 1, "
         f"torch {torch.__version__}. Epoch counts are what this CPU allowed, not tuned budgets.",
     )
+    if data != "amazon":
+        notes += (f"Dataset folder settings (dataset.json `generator`): {_generator(Path(data))}.",)
     sweep = Sweep(runs, _command_line(), time.perf_counter() - started, notes, negatives)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = out.with_suffix(".png") if len(runs) > 1 else None

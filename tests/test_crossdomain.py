@@ -323,7 +323,7 @@ def test_cli_evaluates_a_synthetic_folder_and_writes_report_and_figure(tmp_path:
     assert result.exit_code == 0, result.output
     report = out.read_text()
     assert "## Target coupon, 50% of target training rows kept" in report and "| cdgnn | cold |" in report
-    assert "Command: `graphrec" in report and "Wall time:" in report
+    assert "Command: `graphrec" in report and "Wall time:" in report and '"n_users": 400' in report
     assert out.with_suffix(".png").stat().st_size > 0
 
 

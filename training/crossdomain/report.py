@@ -57,6 +57,8 @@ def _domain_tables(runs: list[RunResult], domain: str) -> list[str]:
         overall.append([model, *cells, epochs, f"{per_epoch:.1f}"])
         for group in GROUPS:
             rows = results[0].group_rows.get(group, 0)
+            if rows == 0:  # e.g. the Amazon release, where every test user is cold in the target
+                continue
             groups.append(
                 [model, group, str(rows), *(_cell([r.groups[group][m] for r in results]) for m in GROUP_METRICS)]
             )
