@@ -242,3 +242,39 @@ def test_lastfm_catalogue_names_artists_and_relations(real_data_dir: Path, tmp_p
     loaded = Catalogue.load(tmp_path / "catalogue")
     assert list(loaded.names) == list(catalogue.names) and loaded.links == catalogue.links
     assert loaded.relations == catalogue.relations and list(loaded.kinds) == list(catalogue.kinds)
+
+
+def test_registration_refuses_a_run_of_another_dataset(world: ExplainedWorld) -> None:
+    from types import SimpleNamespace
+
+    from registry.explain_tables import ExplainTablesError, run_dataset, seen_items
+    from training.data.load import load_dataset
+
+    other = SimpleNamespace(data=SimpleNamespace(tags={"graphrec.input_files_fingerprint": "0123abcd"}, params={}))
+    other.info = SimpleNamespace(run_id="r1")
+    with pytest.raises(ExplainTablesError, match="GRAPHREC_DATASET"):
+        run_dataset(world.settings, other)  # type: ignore[arg-type]
+    unknown = SimpleNamespace(data=SimpleNamespace(tags={}, params={"seed": "3", "protocol": "weekly"}))
+    unknown.info = SimpleNamespace(run_id="r2")
+    with pytest.raises(ExplainTablesError, match="cannot replay its split"):
+        seen_items(load_dataset(world.settings), unknown)  # type: ignore[arg-type]
+
+
+def test_a_catalogue_that_does_not_match_its_digest_is_refused(world: ExplainedWorld) -> None:
+    import json
+
+    from mlflow import MlflowClient
+
+    from serving.binding import ModelSource, NotServable
+    from serving.contract import CATALOGUE_TAG
+
+    name = world.settings.registered_model_name
+    tags = MlflowClient(world.settings.mlflow_uri).get_model_version(name, world.kcan_version).tags
+    digests = json.loads(tags[CATALOGUE_TAG])
+    source = ModelSource(world.settings.mlflow_uri)
+    assert len(source.catalogue(name, world.kcan_version, tags[CATALOGUE_TAG])) > 0
+    tampered = json.dumps(digests | {"entities.parquet": "0" * 64})
+    with pytest.raises(NotServable, match="entities.parquet does not match"):
+        source.catalogue(name, world.kcan_version, tampered)
+    with pytest.raises(NotServable, match="is not JSON"):
+        source.catalogue(name, world.kcan_version, "{")
