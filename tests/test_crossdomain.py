@@ -353,3 +353,23 @@ def test_serving_form_scores_equal_the_model(coupon_task, single_thread) -> None
         expected = (vectors * items[torch.as_tensor(local)]).sum(1).numpy()
     np.testing.assert_allclose(served, expected, atol=1e-5)
     assert set(item_table.index) == set(coupon_task.items[1])  # only the target domain's items are served
+
+
+def test_pretraining_epochs_reconstruct_own_edges_only(coupon_task, single_thread) -> None:
+    import torch
+
+    from training.crossdomain.experiment import eval_sets, run_model
+    from training.crossdomain.model import CrossDomainModel, variant_config
+
+    model = CrossDomainModel(coupon_task, variant_config("cdgnn-pretrain", batch_size=512))
+    optimizer = model.optimizer()
+    losses = [model.train_epoch(optimizer, pretraining=True) for _ in range(2)]
+    assert losses[1] < losses[0]
+    for head in model.heads:  # the head gets no gradient while pre-training, so Adam leaves it at the identity
+        assert torch.equal(head.weight, torch.eye(head.weight.shape[0]))
+    before = [p.detach().clone() for p in model.encoders[0].parameters()]
+    model.train_epoch(optimizer)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.encoders[0].parameters(), strict=True))
+    assert not torch.equal(model.heads[1].weight, torch.eye(model.heads[1].weight.shape[0]))
+    result = run_model(coupon_task, eval_sets(coupon_task, 20, 0), "cdgnn-pretrain", 0, 3, batch_size=512)
+    assert result.domains["coupon"].best_epoch in (1, 2, 3)

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from training.crossdomain.evaluate import Candidates, full_catalogue, rank_rows, sample_candidates, sampled_metrics
-from training.crossdomain.model import CrossDomainModel, popularity_matrices, variant_config
+from training.crossdomain.model import VARIANTS, CrossDomainModel, popularity_matrices, variant_config
 from training.crossdomain.task import CrossDomainTask
 
 POPULARITY = "popularity"
-MODEL_NAMES = (POPULARITY, "lightgcn-target", "gcn-merged", "emcdr", "cdgnn-noalign", "cdgnn", "cdgnn-coral")
+MODEL_NAMES = (POPULARITY, *VARIANTS)
 GROUPS = {"cold": (0, 0), "sparse": (1, 3), "rest": (4, None)}  # target-domain training rows of the user
 
 
@@ -101,7 +101,7 @@ def run_model(task: CrossDomainTask, sets: EvalSets, name: str, seed: int, epoch
     training = 0.0
     for epoch in range(1, epochs + 1):
         tick = time.perf_counter()
-        model.train_epoch(optimizer)
+        model.train_epoch(optimizer, pretraining=epoch <= model.config.pretrain_epochs)
         training += time.perf_counter() - tick
         model.fit_mappings()
         for d in task.targets:

@@ -15,7 +15,8 @@ CD-GNN (the default config):
 A user's representation for domain d is the mean of the views they have: their own-domain view when they have
 training rows in d, the source view when they have rows in the other domain (with the cross view on). Baselines:
 ``lightgcn-target`` (each domain alone, LightGCN), ``gcn-merged`` (one graph of both domains, one shared encoder),
-``cdgnn-noalign`` and ``emcdr`` (single-domain LightGCN plus an MLP fitted on shared users to map source
+``cdgnn-noalign``, ``cdgnn-pretrain`` (the first two epochs of the budget pre-train each encoder on its own
+domain's edges) and ``emcdr`` (single-domain LightGCN plus an MLP fitted on shared users to map source
 representations to target ones, Man et al. IJCAI 2017, used for users cold in the target).
 """
 
@@ -49,6 +50,7 @@ class CrossDomainConfig(BaseModel):
     align_weight: float = 1.0
     head: bool = True
     mapping: bool = False  # EMCDR: map source representations of target-cold users through a fitted MLP
+    pretrain_epochs: int = 0  # first epochs of the budget spent on per-domain edge reconstruction only
     dim: int = 32
     layers: int = 2
     lr: float = 1e-2
@@ -65,6 +67,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cdgnn-noalign": {"align": "none"},
     "cdgnn": {},
     "cdgnn-coral": {"align": "coral"},
+    "cdgnn-pretrain": {"pretrain_epochs": 2},
 }
 
 
@@ -138,14 +141,19 @@ class CrossDomainModel(nn.Module):
             users = torch.arange(self.n_users)
             return self._head(domain, self._combine(domain, users, own, source)), items
 
-    def _domain_loss(self, outputs: list[torch.Tensor], domain: int, rows: np.ndarray) -> torch.Tensor:
+    def _domain_loss(
+        self, outputs: list[torch.Tensor], domain: int, rows: np.ndarray, pretraining: bool = False
+    ) -> torch.Tensor:
         own, source, items = self._views(outputs, domain)
         users = torch.as_tensor(rows[:, 0])
         positives = items[torch.as_tensor(rows[:, 1])]
         negatives = items[torch.as_tensor(self.rng.integers(0, self.task.n_items[domain], len(rows)))]
-        reps = self._head(domain, self._combine(domain, users, own[users], source[users]))
+        if pretraining:
+            reps = own[users]  # reconstruct the domain's own edges from its encoder alone: no head, view or transfer
+        else:
+            reps = self._head(domain, self._combine(domain, users, own[users], source[users]))
         loss = bpr(reps, positives, negatives)
-        if self.config.cross_view and self.config.graph == "per_domain":
+        if self.config.cross_view and self.config.graph == "per_domain" and not pretraining:
             shared = self.has_train[1 - domain, users]
             if shared.any():
                 cross = self._head(domain, source[users[shared]])
@@ -161,17 +169,21 @@ class CrossDomainModel(nn.Module):
         picked = torch.as_tensor(self.rng.choice(shared, min(self.config.align_batch, len(shared)), replace=False))
         return self.config.align_weight * ALIGNMENTS[self.config.align](outputs[0][picked], outputs[1][picked])
 
-    def train_epoch(self, optimizer: torch.optim.Optimizer) -> float:
-        """One pass over both domains' training rows (batches hold rows of both, in proportion); the mean loss."""
+    def train_epoch(self, optimizer: torch.optim.Optimizer, pretraining: bool = False) -> float:
+        """One pass over both domains' training rows (batches hold rows of both, in proportion); the mean loss.
+
+        ``pretraining``: the optional pre-training for scarce target labels, reconstruction of each domain's edges
+        by its own encoder (no head, cross view or alignment), so the encoders, the source one above all, start the
+        transfer objective with representations already shaped by the abundant side."""
         n_steps = max(1, -(-sum(len(t) for t in self.task.train) // self.config.batch_size))
         batches = [np.array_split(self.rng.permutation(rows), n_steps) for rows in self.task.train]
         total = 0.0
         for step in range(n_steps):
             outputs = self._outputs()
-            loss = self._alignment_loss(outputs)
+            loss = torch.zeros(()) if pretraining else self._alignment_loss(outputs)
             for domain in (0, 1):
                 if len(batches[domain][step]):
-                    loss = loss + self._domain_loss(outputs, domain, batches[domain][step])
+                    loss = loss + self._domain_loss(outputs, domain, batches[domain][step], pretraining)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
