@@ -282,3 +282,28 @@ def test_a_catalogue_that_does_not_match_its_digest_is_refused(world: ExplainedW
         source.catalogue(name, world.kcan_version, tampered)
     with pytest.raises(NotServable, match="is not JSON"):
         source.catalogue(name, world.kcan_version, "{")
+
+
+def test_predict_command_explain_flag_asks_for_and_prints_reasons(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from serving.client import ServingClient
+    from serving.schemas import ScoresResponse
+
+    asked: list[bool] = []
+
+    def predict(self: ServingClient, user_id: int, item_ids: list[int], explain: bool = False) -> ScoresResponse:
+        asked.append(explain)
+        body = {"user_id": user_id, "item_ids": item_ids, "explain": explain}
+        return ScoresResponse.model_validate(client.post("/v1/predict", json=body).json())
+
+    monkeypatch.setattr(ServingClient, "predict", predict)
+    result = CliRunner().invoke(app, ["predict", "--user", "5", "--items", "0,1", "--explain"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert asked == [True]
+    assert "user side" in result.stdout and "item side" in result.stdout and "(item, interact)" in result.stdout
+    plain = CliRunner().invoke(app, ["predict", "--user", "5", "--items", "0,1"], env={"COLUMNS": "80"})
+    assert asked == [True, False] and "user side" not in plain.stdout
