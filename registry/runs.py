@@ -45,6 +45,7 @@ class TrainedRun:
     # per-user side inputs the model was trained on besides the graph (e.g. ``user_intent``: θ, (n_users, K)), logged
     # with the run so the version records exactly which mixture its features bake in
     side_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    protocol: str = "ctr"  # the split protocol (training.data.splits): registration replays it to publish seen items
 
 
 def metric_key(name: str) -> str:
@@ -103,7 +104,8 @@ def log_training_run(settings: Settings, run: TrainedRun) -> str:
     model = scorer_model(export.scorer_kind, export.scorer_state, export.user_features, export.item_features)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{run.model_name}-seed{run.seed}") as active:
         mlflow.log_params(
-            {"model": run.model_name, "seed": run.seed} | {f"config.{k}": v for k, v in run.config.items()}
+            {"model": run.model_name, "seed": run.seed, "protocol": run.protocol}
+            | {f"config.{k}": v for k, v in run.config.items()}
         )
         for record in run.history:
             step = int(record["epoch"])

@@ -57,6 +57,7 @@ def train_and_log(
         export=result.model.export_serving(),
         diagnostics=result.diagnostics,
         side_inputs={"user_intent": data.user_intent} if getattr(result.config, "user_intent", False) else {},
+        protocol=protocol,
     )
     run_id = log_training_run(settings, run)
     version = None

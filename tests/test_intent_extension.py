@@ -120,13 +120,14 @@ def test_a_logged_run_records_the_mixture_its_features_bake_in(
     write_dataset(tagged_dataset(n_users=40), tmp_path / "tagged")
     settings = store_settings(dataset=str(tmp_path / "tagged"))
     config = with_intent("bpr_mf").model_copy(update={"epochs": 2})
-    outcome = train_and_log(settings, "bpr_mf", config, seed=0, topk_users=20)
+    outcome = train_and_log(settings, "bpr_mf", config, seed=0, topk_users=20, protocol="topk")
     run = mlflow.MlflowClient(settings.mlflow_uri).get_run(outcome.run_id)
     assert run.data.params["config.user_intent"] == "True"
+    assert run.data.params["protocol"] == "topk"  # registration replays this split to publish the seen items
     local = mlflow.artifacts.download_artifacts(
         run_id=outcome.run_id, artifact_path="side_inputs/user_intent.parquet", dst_path=str(tmp_path / "got")
     )
     logged = np.stack(pd.read_parquet(local)["user_intent"].to_numpy())
-    expected = prepare_data(load_dataset(settings), seed=0).user_intent
+    expected = prepare_data(load_dataset(settings), seed=0, protocol="topk").user_intent
     np.testing.assert_array_equal(logged, expected)
     assert run.data.tags["graphrec.side_input.user_intent.sha256"] == side_input_digest(expected)
