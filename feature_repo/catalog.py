@@ -16,6 +16,7 @@ class ValueType(str, Enum):
     int64 = "int64"
     float32 = "float32"
     float32_list = "float32_list"
+    int64_list = "int64_list"  # id arrays (e.g. neighbour or seen item ids): exact for every id below 2**63
 
 
 @dataclass(frozen=True)

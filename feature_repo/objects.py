@@ -37,6 +37,7 @@ FEAST_DTYPES: dict[ValueType, PrimitiveFeastType | ComplexFeastType] = {
     ValueType.int64: Int64,
     ValueType.float32: Float32,
     ValueType.float32_list: Array(Float32),
+    ValueType.int64_list: Array(Int64),
 }
 UNBOUNDED_TTL = timedelta(0)  # Feast: a ttl of 0 means feature values never expire
 

@@ -8,6 +8,8 @@ one protobuf object per value:
 * int64 feature: tag 0x20 (field 4 ``int64_val``, varint) + the value as an unsigned 64-bit varint
 * float32 feature: tag 0x35 (field 6 ``float_val``, fixed32) + 4 little-endian bytes; NaN or null -> ``b""`` (unset)
 * float32 list: tag 0x82 0x01 (field 16 ``float_list_val``) + varint length + [0x0a + varint 4n + n floats]
+* int64 list: tag 0x72 (field 14 ``int64_list_val``) + varint length + [0x0a + varint m + the n values as packed
+  unsigned 64-bit varints, m bytes in all]; the empty list is ``0x72 0x00``
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SUPPORTED_KEY_VERSION = 3
 INT64_TAG = b"\x20"
 FLOAT_TAG = b"\x35"
 FLOAT_LIST_TAG = b"\x82\x01"
+INT64_LIST_TAG = b"\x72"
 PACKED_VALUES_TAG = b"\x0a"
 MAX_VARINT_BYTES = 10
 
@@ -67,16 +70,40 @@ def entity_keys(join_key: str, values: np.ndarray, version: int) -> list[bytes]:
     return split_fixed(matrix)
 
 
-def _int64_values(column: pa.Array) -> list[bytes]:
-    unsigned = np.ascontiguousarray(column.to_numpy(), dtype=np.int64).view(np.uint64)
+def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Protobuf varints of int64 values (negatives as their unsigned 64-bit form, 10 bytes): a (n, 10) uint8 matrix
+    whose row i starts with value i's varint, and each varint's length in bytes."""
+    unsigned = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
     groups = np.stack([(unsigned >> np.uint64(7 * k)) & np.uint64(0x7F) for k in range(MAX_VARINT_BYTES)], axis=1)
     more = np.stack([(unsigned >> np.uint64(7 * k)) != 0 for k in range(1, MAX_VARINT_BYTES)], axis=1)
-    n_bytes = 1 + more.sum(axis=1)
     groups[:, :-1] |= more.astype(np.uint64) << np.uint64(7)
-    matrix = np.empty((len(unsigned), 1 + MAX_VARINT_BYTES), dtype=np.uint8)
+    return groups.reshape(-1, MAX_VARINT_BYTES).astype(np.uint8), 1 + more.sum(axis=1)
+
+
+def _int64_values(column: pa.Array) -> list[bytes]:
+    varints, n_bytes = _varints(column.to_numpy())
+    matrix = np.empty((len(n_bytes), 1 + MAX_VARINT_BYTES), dtype=np.uint8)
     matrix[:, 0] = INT64_TAG[0]
-    matrix[:, 1:] = groups.astype(np.uint8)
+    matrix[:, 1:] = varints
     return split_ragged(matrix, 1 + n_bytes)
+
+
+def _int64_list_header(payload: int) -> bytes:
+    inner = PACKED_VALUES_TAG + varint(payload) if payload else b""
+    return INT64_LIST_TAG + varint(len(inner) + payload) + inner
+
+
+def _int64_list_values(column: pa.Array) -> list[bytes]:
+    if column.null_count:
+        raise ValueError("null arrays cannot be encoded")
+    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    varints, n_bytes = _varints(flat)
+    blob = varints[np.arange(MAX_VARINT_BYTES)[None, :] < n_bytes[:, None]].tobytes()  # every varint, in order
+    element_ends = np.concatenate([[0], np.cumsum(n_bytes)])
+    ends = element_ends[np.cumsum(pc.list_value_length(column).to_numpy())].tolist()
+    starts = [0, *ends[:-1]] if ends else []
+    # the header varies with each row's payload size, so rows are joined one by one (a few bytes of header each)
+    return [_int64_list_header(end - start) + blob[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
 def _float32_values(column: pa.Array) -> list[bytes]:
@@ -126,6 +153,7 @@ ENCODERS = {
     ValueType.int64: _int64_values,
     ValueType.float32: _float32_values,
     ValueType.float32_list: _float32_list_values,
+    ValueType.int64_list: _int64_list_values,
 }
 
 
@@ -138,7 +166,7 @@ def feature_values(dtype: ValueType, column: pa.Array | pa.ChunkedArray) -> list
 
 def value_texts(dtype: ValueType, column: pa.Array | pa.ChunkedArray) -> list[str | None]:
     """The SQLite store's ``value_text`` of each value: ``str()`` of an int64 or float32 scalar, None otherwise."""
-    if dtype is ValueType.float32_list:
+    if dtype in (ValueType.float32_list, ValueType.int64_list):
         return [None] * len(column)
     values = column.to_numpy(zero_copy_only=False) if isinstance(column, pa.Array) else column.to_numpy()
     if dtype is ValueType.float32:

@@ -3,8 +3,9 @@ build, older ones kept.
 
 A snapshot has exactly the catalogue's columns for its view: the entity join key (int64, no nulls), ``event_timestamp``
 and ``created`` (timestamp[us, UTC], no nulls), then the features in catalogue order: int64 (no nulls), float32 (nulls
-and NaN allowed: Feast serves them as missing) and float32_list (list<float32>, no null lists or elements, every row of
-one snapshot the same length). A (join key, event_timestamp) pair appears at most once per snapshot.
+and NaN allowed: Feast serves them as missing), float32_list (list<float32>) and int64_list (list<int64>: id arrays,
+exact for any id below 2**63), lists with no null lists or elements, every row of one snapshot the same length. A
+(join key, event_timestamp) pair appears at most once per snapshot.
 
 File names carry the snapshot's latest event time and created time (``event-<t>__created-<t>.parquet``, UTC); a file
 is written under a hidden temporary name and then linked into place, so readers never see half a file and an existing
@@ -35,6 +36,7 @@ ARROW_TYPES = {
     ValueType.int64: pa.int64(),
     ValueType.float32: pa.float32(),
     ValueType.float32_list: pa.list_(pa.float32()),
+    ValueType.int64_list: pa.list_(pa.int64()),
 }
 
 
@@ -119,13 +121,17 @@ def _conform_float32(spec: ViewSpec, name: str, column: pa.ChunkedArray) -> pa.C
     return column
 
 
-def _conform_float32_list(spec: ViewSpec, name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
-    kind = column.type
-    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-    if not is_list or kind.value_type != pa.float32():
-        raise _column_error(spec, name, f"expected a list of float32, got {kind}")
+def _is_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _conform_list(spec: ViewSpec, name: str, column: pa.ChunkedArray, dtype: ValueType) -> pa.ChunkedArray:
+    """A list column cast to the canonical list type of ``dtype``: no null lists or elements, one length."""
+    try:
+        column = column.cast(ARROW_TYPES[dtype])  # safe cast: refuses values out of range
+    except pa.ArrowInvalid as error:
+        raise _column_error(spec, name, f"values out of the {dtype.value} range: {error}") from None
     _check_no_nulls(spec, name, column)
-    column = column.cast(ARROW_TYPES[ValueType.float32_list])
     lengths = pc.unique(pc.list_value_length(column)).to_pylist()
     if len(lengths) > 1:
         raise _column_error(spec, name, f"arrays of different lengths {sorted(lengths)} in one snapshot")
@@ -135,10 +141,25 @@ def _conform_float32_list(spec: ViewSpec, name: str, column: pa.ChunkedArray) ->
     return column
 
 
+def _conform_float32_list(spec: ViewSpec, name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if not _is_list(kind) or kind.value_type != pa.float32():
+        raise _column_error(spec, name, f"expected a list of float32, got {kind}")
+    return _conform_list(spec, name, column, ValueType.float32_list)
+
+
+def _conform_int64_list(spec: ViewSpec, name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if not _is_list(kind) or not pa.types.is_integer(kind.value_type):
+        raise _column_error(spec, name, f"expected a list of int64, got {kind}")
+    return _conform_list(spec, name, column, ValueType.int64_list)
+
+
 CONFORMERS = {
     ValueType.int64: _conform_int64,
     ValueType.float32: _conform_float32,
     ValueType.float32_list: _conform_float32_list,
+    ValueType.int64_list: _conform_int64_list,
 }
 
 
@@ -249,6 +270,6 @@ def latest_per_entity(table: pa.Table, join_key: str) -> pa.Table:
 
 def read_latest(offline_dir: Path, spec: ViewSpec, as_of: datetime | None = None) -> pd.DataFrame:
     """The latest row of every entity across all snapshots (event time <= ``as_of`` if given), sorted by join key,
-    in the snapshot columns; arrays come back as numpy float32 arrays."""
+    in the snapshot columns; arrays come back as numpy float32 or int64 arrays."""
     latest = latest_per_entity(read_snapshots(offline_dir, spec, end=as_of), spec.entity.join_key)
     return latest.drop_columns(["snapshot"]).to_pandas()

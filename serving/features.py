@@ -41,14 +41,18 @@ class StoreUnavailable(RuntimeError):
     """The online store or the Feast registry could not be read."""
 
 
+LIST_DTYPES = {"float_list_val": np.float32, "double_list_val": np.float32, "int64_list_val": np.int64}
+
+
 def decode_value(value: object) -> object:
-    """A Feast ValueProto as a Python scalar or a float32 array (None when unset)."""
+    """A Feast ValueProto as a Python scalar, a float32 array or an int64 array (id lists, exact) (None when
+    unset)."""
     kind = value.WhichOneof("val")  # type: ignore[attr-defined]
     if kind is None or kind == "null_val":
         return None
     field = getattr(value, kind)
     if kind.endswith("_list_val"):
-        return np.asarray(field.val, dtype=np.float32 if kind in ("float_list_val", "double_list_val") else None)
+        return np.asarray(field.val, dtype=LIST_DTYPES.get(kind))
     return field
 
 
@@ -230,5 +234,10 @@ class FeatureReader:
             if frame[column].dtype == np.float64:
                 frame[column] = frame[column].astype(np.float32)
             elif frame[column].dtype == object:
-                frame[column] = [None if v is None else np.asarray(v, dtype=np.float32) for v in frame[column]]
+                frame[column] = [None if v is None else _narrowed(np.asarray(v)) for v in frame[column]]
         return frame
+
+
+def _narrowed(array: np.ndarray) -> np.ndarray:
+    """A list value as served: int64 id lists stay int64 (exact), float lists become float32."""
+    return array.astype(np.int64) if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32)

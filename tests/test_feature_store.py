@@ -20,6 +20,7 @@ from feast.feature_view import DUMMY_ENTITY_NAME
 from feast.repo_operations import parse_repo
 
 from feature_repo.catalog import (
+    CREATED_TIMESTAMP,
     EVENT_TIMESTAMP,
     FAMILIES,
     GRAPH_FEATURES_SERVICE,
@@ -29,6 +30,9 @@ from feature_repo.catalog import (
     USER_GRAPH_STATS,
     USER_TRANSH,
     VIEWS,
+    FeatureSpec,
+    ValueType,
+    ViewSpec,
 )
 from feature_repo.objects import family_service_name
 from featurestore.offline import SnapshotError, read_latest, read_snapshots, snapshot_files, write_snapshot
@@ -201,3 +205,40 @@ def test_training_set_names_missing_entity_columns_and_unbuilt_views(store_setti
     entity_df = pd.DataFrame({USER.join_key: [1], ITEM.join_key: [1], EVENT_TIMESTAMP: [pd.Timestamp(T1)]})
     with pytest.raises(ValueError, match=USER_GRAPH_STATS.name):
         training_set(settings, entity_df)
+
+
+ID_VIEW = ViewSpec(
+    "ids", USER, "test", (FeatureSpec("nbr_id", ValueType.int64_list, "neighbour ids"),), "int64 id arrays"
+)
+
+
+def id_frame(ids: list) -> pd.DataFrame:
+    """A snapshot frame of ID_VIEW: one user per row of ``ids``."""
+    return pd.DataFrame(
+        {USER.join_key: np.arange(len(ids)), EVENT_TIMESTAMP: pd.Timestamp(T1), CREATED_TIMESTAMP: CREATED_1}
+    ).assign(nbr_id=ids)
+
+
+def test_int64_id_arrays_are_stored_exactly(settings_for: MakeSettings) -> None:
+    settings = settings_for()
+    ids = [np.array([2**40 + 3, 2**63 - 1, -1]), np.array([-(2**63), 2**32 + 1, 0])]
+    write_snapshot(settings.offline_dir, ID_VIEW, id_frame(ids))
+    assert read_snapshots(settings.offline_dir, ID_VIEW).schema.field("nbr_id").type == pa.list_(pa.int64())
+    latest = read_latest(settings.offline_dir, ID_VIEW)["nbr_id"]
+    assert latest.iloc[0].dtype == np.int64 and [v.tolist() for v in latest] == [v.tolist() for v in ids]
+
+
+BAD_ID_ARRAYS = {
+    "float arrays": [np.array([1.0, 2.0]), np.array([3.0, 4.0])],
+    "above int64": [np.array([2**63, 1], dtype=np.uint64), np.array([2, 3], dtype=np.uint64)],
+    "null element": [[1, None], [2, 3]],
+    "mixed lengths": [np.array([1, 2]), np.array([3])],
+}
+
+
+@pytest.mark.parametrize("ids", BAD_ID_ARRAYS.values(), ids=BAD_ID_ARRAYS.keys())
+def test_bad_id_arrays_are_refused_by_name(settings_for: MakeSettings, ids: list) -> None:
+    settings = settings_for()
+    with pytest.raises(SnapshotError, match="'ids'.*'nbr_id'"):
+        write_snapshot(settings.offline_dir, ID_VIEW, id_frame(ids))
+    assert not snapshot_files(settings.offline_dir, ID_VIEW)

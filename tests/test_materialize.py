@@ -17,16 +17,32 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 import redis
 import yaml
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
+from feast.type_map import python_values_to_proto_values
 from feast.types import Int64, String
 from feast.value_type import ValueType
 
-from feature_repo.catalog import ENTITIES, ITEM, ITEM_TRANSH, USER, USER_GRAPH_STATS, USER_TRANSH, VIEWS
+from feature_repo.catalog import (
+    CREATED_TIMESTAMP,
+    ENTITIES,
+    EVENT_TIMESTAMP,
+    ITEM,
+    ITEM_TRANSH,
+    USER,
+    USER_GRAPH_STATS,
+    USER_TRANSH,
+    VIEWS,
+)
+from feature_repo.catalog import ValueType as CatalogueType
+from feature_repo.model_views import ModelViews, save_manifest
 from featurestore.config import LOCAL_ENGINE, STOCK_CONFIG, config_dict, feature_store
+from featurestore.encoding import feature_values
 from featurestore.engine import (
     ENGINE_TYPE,
     GraphrecComputeEngine,
@@ -39,6 +55,7 @@ from featurestore.materialize import EPOCH, materialize
 from featurestore.offline import write_snapshot
 from featurestore.store import apply, online_features
 from graphrec.settings import OnlineStoreKind, Settings
+from serving.features import FeatureReader
 from tests.support.snapshots import CREATED_1, CREATED_2, T1, T2, random_frame, write_two_snapshots
 
 MakeSettings = Callable[..., Settings]  # the store_settings fixture
@@ -282,3 +299,44 @@ def test_views_it_cannot_write_are_refused_by_name(tmp_path: Path) -> None:
         schema=[Field(name="user_id", dtype=Int64), Field(name="count", dtype=Int64)],
     )
     assert view_spec_of(counts).feature_names == ["count"]
+
+
+def test_int64_id_lists_match_feast_and_serve_exactly(store_settings: MakeSettings, online_store: dict) -> None:
+    """Id arrays of a published version's views (int64 lists): the engine stores Feast's bytes, serving reads every
+    id back exactly as int64, ids above 2**32 and 2**53 included."""
+    ours, theirs = pair(store_settings, online_store)
+    entry = ModelViews("ids", 1, {"nbr_id": "int64_list", "node_id": "int64"}, {"nbr_id": "int64_list"})
+    big = [2**40 + 3, 2**63 - 1, -(2**63), 2**32 + 1, -1, 0]  # above 2**32 and 2**53, and the int64 extremes
+    rng = np.random.default_rng(3)
+    ids = rng.integers(-(2**63), 2**63 - 1, size=(N, len(big)), dtype=np.int64)
+    ids[0] = big
+    for settings in (ours, theirs):
+        save_manifest(settings.work_dir, [entry])
+        for spec in entry.view_specs():
+            frame = {spec.entity.join_key: np.arange(N), EVENT_TIMESTAMP: T1, CREATED_TIMESTAMP: CREATED_1}
+            frame |= {"nbr_id": list(ids)} | ({"node_id": ids[:, 0]} if "node_id" in spec.feature_names else {})
+            write_snapshot(settings.offline_dir, spec, pd.DataFrame(frame))
+        apply(settings)
+    names = [spec.name for spec in entry.view_specs()]
+    local_engine(theirs).materialize(EPOCH, END, feature_views=names)
+    materialize(feature_store(ours), end=END, views=names)
+
+    assert online_dump(ours) == online_dump(theirs)  # the same stored bytes as Feast's own encoding
+    user_view, item_view = names
+    for settings in (ours, theirs):  # both stores hold every id, and serving reads them back exactly
+        reader = FeatureReader(feature_store(settings))
+        row = reader.user_row(user_view, ["nbr_id", "node_id"], 0)
+        assert row is not None and row["nbr_id"].dtype == np.int64 and row["nbr_id"][0].tolist() == big
+        assert row["node_id"].tolist() == [big[0]]
+        table = reader.item_table(item_view, ["nbr_id"])
+        assert table.columns["nbr_id"].dtype == np.int64 and np.array_equal(table.columns["nbr_id"], ids)
+
+
+def test_int64_list_bytes_equal_feasts_own_encoding() -> None:
+    rows = [[2**40 + 3, -1, 0, 2**63 - 1, -(2**63)], [], [5], [127, 128, 2**32 + 1]]
+    rows += [list(r) for r in np.random.default_rng(1).integers(-(2**63), 2**63 - 1, (50, 7), dtype=np.int64)]
+    column = pa.array(rows, type=pa.list_(pa.int64()))
+    expected = [v.SerializeToString() for v in python_values_to_proto_values(rows, ValueType.INT64_LIST)]
+    assert feature_values(CatalogueType.int64_list, column) == expected
+    assert feature_values(CatalogueType.int64_list, column.slice(2, 30)) == expected[2:32]  # offsets honoured
+    assert feature_values(CatalogueType.int64_list, column.slice(0, 0)) == []
