@@ -29,7 +29,6 @@ from training.data.splits import PROTOCOLS, activity_terciles, make_split
 ARTISTS_FILE = "hetrec-lastfm-2k/artists.dat"
 
 FINGERPRINT_TAG = "graphrec.input_files_fingerprint"
-FLOAT32_EXACT_INTEGERS = 2**24
 
 
 class ExplainTablesError(ValueError):
@@ -49,9 +48,9 @@ def run_dataset(settings: Settings, run: Run) -> Dataset:
 
 
 def seen_items(dataset: Dataset, run: Run) -> pd.DataFrame:
-    """One row per user: ``seen_items`` (item ids as float32 arrays, exact below 2**24, padded with -1 to one
-    length), the training positives of the run's split, and ``activity_tercile`` (0 sparse .. 2 active) by their
-    count, as training defines it. The split is replayed with the run's ``seed`` and ``protocol`` params (``ctr``
+    """One row per user: ``seen_items`` (item ids as int64 arrays, padded with -1 to one length), the training
+    positives of the run's split, and ``activity_tercile`` (0 sparse .. 2 active) by their count, as training
+    defines it. The split is replayed with the run's ``seed`` and ``protocol`` params (``ctr``
     when the run logged none, the training default)."""
     params = run.data.params
     protocol = params.get("protocol", "ctr")
@@ -60,15 +59,13 @@ def seen_items(dataset: Dataset, run: Run) -> pd.DataFrame:
             f"run {run.info.run_id}: cannot replay its split (seed {params.get('seed')}, protocol {protocol!r})"
         )
     positives = make_split(dataset.interactions, int(params["seed"]), protocol).train_positives()  # type: ignore[arg-type]
-    if len(positives) and positives["item"].max() >= FLOAT32_EXACT_INTEGERS:
-        raise ExplainTablesError(f"item ids >= 2**24 cannot be served exactly as a float32 {SEEN_FEATURE} list")
     by_user = positives.groupby("user")["item"].unique()
     seen = [np.sort(by_user.get(u, np.empty(0, dtype=np.int64))) for u in range(dataset.n_users)]
     width = max((len(v) for v in seen), default=1) or 1  # a view's arrays share one length: -1 pads
     return pd.DataFrame(
         {
             "user_id": np.arange(dataset.n_users, dtype=np.int64),
-            SEEN_FEATURE: [np.pad(v.astype(np.float32), (0, width - len(v)), constant_values=-1) for v in seen],
+            SEEN_FEATURE: [np.pad(v.astype(np.int64), (0, width - len(v)), constant_values=-1) for v in seen],
             ACTIVITY_TERCILE: activity_terciles(positives, dataset.n_users).astype(np.int64),
         }
     )

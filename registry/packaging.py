@@ -34,8 +34,9 @@ def pip_requirements() -> list[str]:
 
 
 def _colspec(name: str, sample: object) -> ColSpec:
-    if isinstance(sample, (list, tuple, np.ndarray)):
-        return ColSpec(Array(DataType.float), name)
+    if isinstance(sample, (list, tuple, np.ndarray)):  # id arrays are int64 (exact), other arrays float32
+        integer = np.issubdtype(np.asarray(sample).dtype, np.integer)
+        return ColSpec(Array(DataType.long if integer else DataType.float), name)
     if isinstance(sample, (int, np.integer)):
         return ColSpec(DataType.long, name)
     return ColSpec(DataType.float, name)

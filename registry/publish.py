@@ -39,30 +39,14 @@ from serving.pyfunc_model import ITEM_ID, USER_ID
 
 
 def value_type(column: pd.Series) -> ValueType:
-    """The catalogue value type of an exported feature column."""
+    """The catalogue value type of an exported feature column: integer arrays (node or item ids) are int64 lists,
+    exact for any id, other arrays float32 lists."""
     first = column.iloc[0]
     if isinstance(first, (list, tuple, np.ndarray)):
-        return ValueType.float32_list
+        return ValueType.int64_list if np.issubdtype(np.asarray(first).dtype, np.integer) else ValueType.float32_list
     if pd.api.types.is_integer_dtype(column):
         return ValueType.int64
     return ValueType.float32
-
-
-FLOAT32_EXACT_INTEGERS = 2**24
-
-
-def as_servable(frame: pd.DataFrame, view: str) -> pd.DataFrame:
-    """Integer arrays (e.g. KCAN's neighbour node ids) as float32 arrays: the catalogue's list type is float32, which
-    holds integers exactly below 2**24; larger ids are refused rather than silently rounded."""
-    converted = frame.copy()
-    for name in frame.columns:
-        first = frame[name].iloc[0]
-        if isinstance(first, np.ndarray) and np.issubdtype(first.dtype, np.integer):
-            stacked = np.stack(frame[name].to_numpy())
-            if np.abs(stacked).max(initial=0) >= FLOAT32_EXACT_INTEGERS:
-                raise ValueError(f"feature {view}.{name}: integer ids >= 2**24 cannot be served as float32 arrays")
-            converted[name] = list(stacked.astype(np.float32))
-    return converted
 
 
 def _features(frame: pd.DataFrame, key: str) -> dict[str, str]:
@@ -90,22 +74,23 @@ def log_catalogue(client: MlflowClient, run_id: str, catalogue: Catalogue) -> di
         return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 
 
-def publish_version(
-    settings: Settings, model_name: str, version: int, run_id: str, materialize_features: bool = True
+def publish_frames(
+    settings: Settings,
+    model_name: str,
+    version: int,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    seen: pd.DataFrame,
+    materialize_features: bool = True,
 ) -> ModelViews:
-    """Write, apply and (unless told not to) materialize the version's feature views, then tag the version."""
+    """Write the version's user, item and seen-items tables as offline snapshots of its views, list the views in the
+    manifest, apply them and (unless told not to) materialize them; value types are inferred from the columns."""
     from featurestore.config import feature_store
     from featurestore.materialize import materialize
     from featurestore.offline import write_snapshot
     from featurestore.store import apply
 
-    client = MlflowClient()
-    run = client.get_run(run_id)
-    dataset = run_dataset(settings, run)
-    users, items = download_export(run_id)
-    users, items = as_servable(users, "user"), as_servable(items, "item")
-    seen = seen_items(dataset, run)
-    seen_features = {SEEN_FEATURE: ValueType.float32_list.value, ACTIVITY_TERCILE: ValueType.int64.value}
+    seen_features = {SEEN_FEATURE: ValueType.int64_list.value, ACTIVITY_TERCILE: ValueType.int64.value}
     entry = ModelViews(model_name, int(version), _features(users, USER_ID), _features(items, ITEM_ID), seen_features)
     user_spec, item_spec = entry.view_specs()
     (seen_spec,) = entry.extra_specs()
@@ -118,6 +103,19 @@ def publish_version(
     apply(settings)
     if materialize_features:
         materialize(feature_store(settings), views=[user_spec.name, item_spec.name, seen_spec.name])
+    return entry
+
+
+def publish_version(
+    settings: Settings, model_name: str, version: int, run_id: str, materialize_features: bool = True
+) -> ModelViews:
+    """Write, apply and (unless told not to) materialize the version's feature views, then tag the version."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    dataset = run_dataset(settings, run)
+    users, items = download_export(run_id)
+    seen = seen_items(dataset, run)
+    entry = publish_frames(settings, model_name, version, users, items, seen, materialize_features)
     digests = log_catalogue(client, run_id, build_catalogue(settings, dataset))
     service, user_view, item_view = entry.names
     tags = {

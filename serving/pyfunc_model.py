@@ -1,7 +1,8 @@
 """The MLflow pyfunc every graphrec model is logged as: a registered scorer applied to served feature columns.
 
 Input: a DataFrame with ``user_id``, ``item_id`` and one column per feature of the model's feature service, named
-``user_<feature>`` / ``item_<feature>`` (array features as lists/arrays of float32). Output: one logit per row.
+``user_<feature>`` / ``item_<feature>`` (array features as arrays of float32, id arrays of int64). Output: one logit
+per row.
 Depends only on numpy, pandas, torch and ``serving.scoring`` — never on ``training`` or DGL — so a model loads in
 the serving process and in any bare environment with the logged pip requirements.
 
@@ -28,10 +29,12 @@ SCORER_ARTIFACT = "scorer"  # the pyfunc artefact holding scorer.json + scorer.n
 
 
 def column_values(values: object) -> np.ndarray:
-    """A feature column as a numpy array: scalars as (B,), equal-length arrays stacked to (B, n)."""
+    """A feature column as a numpy array: scalars as (B,), equal-length arrays stacked to (B, n), integer arrays (ids)
+    as int64, exact, other arrays as float32."""
     array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
     if len(array) and isinstance(array[0], (list, tuple, np.ndarray)):
-        return np.stack([np.asarray(v, dtype=np.float32) for v in array])
+        stacked = np.stack([np.asarray(v) for v in array])
+        return stacked.astype(np.int64 if np.issubdtype(stacked.dtype, np.integer) else np.float32)
     return np.asarray(array)
 
 

@@ -271,14 +271,33 @@ def test_list_shows_champion_and_prune_keeps_aliases_and_rollback_targets(versio
     assert rollback(settings, name).to_version == first  # the target survived the prune
 
 
-def test_integer_id_arrays_are_served_exactly_or_refused() -> None:
+def test_ids_above_2_32_round_trip_through_publication_and_serving(store_settings) -> None:
     import numpy as np
     import pandas as pd
 
-    from registry.publish import as_servable
+    from feature_repo.catalog import ValueType
+    from featurestore.config import feature_store
+    from registry.publish import publish_frames, value_type
+    from serving.contract import ACTIVITY_TERCILE, SEEN_FEATURE
+    from serving.features import FeatureReader
+    from serving.pyfunc_model import column_values
 
-    frame = pd.DataFrame({"user_id": [0, 1], "ids": [np.array([3, -1]), np.array([16_777_215, 7])]})
-    converted = as_servable(frame, "user")
-    assert converted["ids"].iloc[1].dtype == np.float32 and converted["ids"].iloc[1][0] == 16_777_215
-    with pytest.raises(ValueError, match="2\\*\\*24"):
-        as_servable(pd.DataFrame({"user_id": [0], "ids": [np.array([2**24])]}), "user")
+    settings = store_settings()
+    big = np.array([2**40 + 3, 2**32 + 1, -1])  # -1: padding, as KCAN and the seen view pad
+    users = pd.DataFrame({"user_id": [0, 1], "nbr_id": [big, big[::-1].copy()], "repr": [np.ones(2, "float32")] * 2})
+    items = pd.DataFrame({"item_id": [2**40 + 3, 7], "nbr_id": [big, big + 1]})
+    seen = pd.DataFrame({"user_id": [0, 1], SEEN_FEATURE: [big, big], ACTIVITY_TERCILE: np.array([0, 2])})
+    assert value_type(users["nbr_id"]) is ValueType.int64_list and value_type(users["repr"]) is ValueType.float32_list
+    entry = publish_frames(settings, "ids-test", 1, users, items, seen)  # no longer refused above 2**24
+
+    reader = FeatureReader(feature_store(settings))
+    _, user_view, item_view = entry.names
+    (seen_view,) = (spec.name for spec in entry.extra_specs())
+    rows = reader.user_rows({user_view: ["nbr_id"], seen_view: [SEEN_FEATURE]}, 0)  # the service's one read
+    assert rows[user_view]["nbr_id"].dtype == np.int64 and rows[user_view]["nbr_id"][0].tolist() == big.tolist()
+    assert rows[seen_view][SEEN_FEATURE][0].tolist() == big.tolist()
+    table = reader.item_table(item_view, ["nbr_id"])
+    assert table.ids.tolist() == [7, 2**40 + 3]
+    assert table.columns["nbr_id"].tolist() == [(big + 1).tolist(), big.tolist()]
+    # the pyfunc's input columns (what every scorer receives) keep id arrays int64, exact
+    assert column_values(users["nbr_id"]).tolist() == np.stack(users["nbr_id"]).tolist()
