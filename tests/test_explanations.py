@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from graphrec.settings import Settings
 from serving.app import create_app
 from serving.catalogue import Catalogue
+from serving.contract import SEEN_FEATURE
 from serving.pyfunc_model import ITEM_ID, USER_ID
 from serving.scoring.kcan import KCANScorer
 from tests.support.explained import ExplainedWorld, explained_world
@@ -307,3 +308,11 @@ def test_predict_command_explain_flag_asks_for_and_prints_reasons(
     assert "user side" in result.stdout and "item side" in result.stdout and "(item, interact)" in result.stdout
     plain = CliRunner().invoke(app, ["predict", "--user", "5", "--items", "0,1"], env={"COLUMNS": "80"})
     assert asked == [True, False] and "user side" not in plain.stdout
+
+
+def test_kcan_neighbour_ids_and_seen_items_are_published_as_int64_lists(world: ExplainedWorld) -> None:
+    from feature_repo.model_views import load_manifest
+
+    (kcan,) = (e for e in load_manifest(world.settings.work_dir) if e.version == int(world.kcan_version))
+    assert kcan.user_features["kcan_nbr_id"] == kcan.item_features["kcan_nbr_id"] == "int64_list"
+    assert kcan.seen_features[SEEN_FEATURE] == "int64_list"
