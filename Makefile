@@ -55,6 +55,7 @@ bench: install
 # results/kg-synthetic.md: the same models in the bpr regime on the seeded KG-driven synthetic set, with KCAN's
 # ablations (the set is generated first: seconds, byte-identical).
 # results/intent-side-feature.md: BPR-MF and KCAN with and without the intent topics as a user side feature.
+# results/lastfm-topk.md: every model under the top-K protocol (per-user 8:1:1, full-catalogue ranking).
 SYNTH_KG := work/synthetic-kg0.7
 evaluate: install
 	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bpr --jobs 2 --threads 1 --out RESULTS.md
@@ -63,6 +64,8 @@ evaluate: install
 	  --jobs 2 --threads 1 --out results/kg-synthetic.md
 	$(VENV)/bin/graphrec evaluate --models bpr_mf,kcan --seeds 3 --regimes bpr --extensions all --jobs 2 --threads 1 \
 	  --out results/intent-side-feature.md
+	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bpr --protocol topk --jobs 2 --threads 1 \
+	  --out results/lastfm-topk.md
 
 # Reliability tier of the serving service (saturation, hot swap under load, Redis outage, schemathesis).
 system-test: install
