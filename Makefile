@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@# torch first, pinned: the CPU wheel on local disk; letting pip choose would pull a multi-GB CUDA build.
 	@{ $(PY) -m pip install --upgrade pip \
 	  && $(PY) -m pip install torch==2.13.0 \
-	  && $(PY) -m pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 \
+	  && $(PY) -m pip install -e '.[test,postgres]'; } > $(VENV)/install.log 2>&1 \
 	  || { tail -n 60 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log" >&2; exit 1; }
 	touch $(STAMP)
 
@@ -42,7 +42,7 @@ format: install
 # Benchmarks print their own tables; BENCHMARKS.md records them. Run as modules so bench/serving.py
 # cannot shadow the serving package.
 bench: install
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,postgres,bench]'
 	$(PY) -m bench.synth
 	$(PY) -m bench.transh
 	$(PY) -m bench.materialize

@@ -1,5 +1,5 @@
 """Local services for tests, benchmarks and the demo: free loopback ports, waiting until a service answers, a
-throwaway ``redis-server``, a real ``mlflow server`` and a served HTTP process.
+throwaway ``redis-server``, a throwaway PostgreSQL cluster, a real ``mlflow server`` and a served HTTP process.
 
 Everything here starts processes on 127.0.0.1 only and stops them when the ``with`` block ends. It imports nothing
 else of graphrec, so any layer (and tests, bench, the CLI's demo) can use it.
@@ -8,6 +8,9 @@ else of graphrec, so any layer (and tests, bench, the CLI's demo) can use it.
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -155,10 +158,85 @@ class RedisProcess:
         self.process = None
 
 
+POSTGRES_START_TIMEOUT_S = 60.0
+POSTGRES_DATABASE = "mlflow"
+POSTGRES_ROLE = "graphrec"
+POSTGRES_SYSTEM_USERS = ("postgres", "nobody")  # who runs the server when we are root (postgres refuses root)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The ``bin`` folder of the newest PostgreSQL under /usr/lib/postgresql (Debian's layout) holding ``initdb``,
+    ``pg_ctl`` and ``createdb``, else the folder of an ``initdb`` on PATH; None when PostgreSQL is not installed."""
+    needed = ("initdb", "pg_ctl", "createdb")
+    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if all((p / n).is_file() for n in needed)]
+    if found:
+        return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    initdb = shutil.which("initdb")
+    if initdb is not None and all((Path(initdb).resolve().parent / n).is_file() for n in needed):
+        return Path(initdb).resolve().parent
+    return None
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The account the server runs as: None (ourselves) unless we are root, else the first of
+    POSTGRES_SYSTEM_USERS that exists (Debian's package creates ``postgres``)."""
+    if os.geteuid() != 0:
+        return None
+    for name in POSTGRES_SYSTEM_USERS:
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise RuntimeError(f"running as root and none of the accounts {POSTGRES_SYSTEM_USERS} exists to run PostgreSQL")
+
+
+def _as_account(command: list[str], account: pwd.struct_passwd | None) -> list[str]:
+    """``command`` run as ``account`` (through runuser, or su where runuser is missing), or as is for None."""
+    if account is None:
+        return command
+    runuser = shutil.which("runuser")
+    if runuser is not None:
+        return [runuser, "-u", account.pw_name, "--", *command]
+    return ["su", "-s", "/bin/sh", account.pw_name, "-c", shlex.join(command)]
+
+
 @contextmanager
-def mlflow_server(folder: Path, timeout_s: float = 90.0) -> Iterator[str]:
-    """Run a real ``mlflow server`` (SQLite backend, proxied artefacts under ``folder``) until the block exits;
-    yields its tracking URI."""
+def running_postgres(timeout_s: float = POSTGRES_START_TIMEOUT_S) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust authentication, no fsync, no Unix socket) with an empty
+    database ``mlflow`` owned by role ``graphrec``; yields its SQLAlchemy URL (SQLAlchemy 2.1 reads ``postgresql://``
+    with psycopg 3) and stops and deletes the cluster afterwards. As root the server runs as ``postgres`` (or
+    ``nobody``): PostgreSQL refuses to run as root."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise FileNotFoundError("PostgreSQL is not installed (e.g. `apt-get install postgresql`)")
+    account = _server_account()
+    folder = Path(tempfile.mkdtemp(prefix="graphrec-postgres-"))
+    try:
+        if account is not None:  # the cluster's files belong to the account that runs the server
+            os.chown(folder, account.pw_uid, account.pw_gid)
+        data, log_file, port = folder / "data", folder / "server.log", free_port()
+
+        def run(command: list[str]) -> None:
+            done = subprocess.run(_as_account(command, account), capture_output=True, text=True, timeout=timeout_s)
+            if done.returncode != 0:
+                log_tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+                raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-2000:]}{log_tail}")
+
+        run([str(bin_dir / "initdb"), "-D", str(data), "-U", POSTGRES_ROLE, "--auth=trust", "-E", "UTF8", "--no-sync"])
+        options = f"-h {LOOPBACK} -p {port} -k '' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        start = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options, "-w"]
+        run([*start, "-t", str(int(timeout_s)), "start"])
+        try:
+            run([str(bin_dir / "createdb"), "-h", LOOPBACK, "-p", str(port), "-U", POSTGRES_ROLE, POSTGRES_DATABASE])
+            yield f"postgresql://{POSTGRES_ROLE}@{LOOPBACK}:{port}/{POSTGRES_DATABASE}"
+        finally:
+            run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def mlflow_server(folder: Path, timeout_s: float = 90.0, backend_store_uri: str | None = None) -> Iterator[str]:
+    """Run a real ``mlflow server`` (proxied artefacts under ``folder``; tracking and registry in
+    ``backend_store_uri``, by default a SQLite file under ``folder``) until the block exits; yields its tracking URI."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [
@@ -171,7 +249,7 @@ def mlflow_server(folder: Path, timeout_s: float = 90.0) -> Iterator[str]:
         "--port",
         str(port),
         "--backend-store-uri",
-        f"sqlite:///{folder / 'mlflow.db'}",
+        backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
         "--artifacts-destination",
         str(folder / "artifacts"),
         "--workers",

@@ -1,12 +1,14 @@
 """Registry contract: tracked runs with lineage, pyfunc packaging, publication to Feast, the promotion gate,
-forced promotion with a reason, rollback, racing promotions, pruning -- on the embedded SQLite store and on a
-real ``mlflow server``."""
+forced promotion with a reason, rollback, racing promotions, pruning, a service following the alias -- on the
+embedded SQLite store, on a real ``mlflow server`` (SQLite backend) and on a real ``mlflow server`` whose tracking
+and registry live in PostgreSQL (the team deployment of docs/DEPLOY.md; skipped, saying so, without PostgreSQL)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -14,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from graphrec.settings import REPO_ROOT, Settings
-from graphrec.testing import mlflow_server
+from graphrec.testing import mlflow_server, postgres_bin_dir, running_postgres, wait_until
 from registry.promotion import AuditEntry, PromotionRefused, alias_history, audit_trail, promote, rollback
 from registry.runs import lineage_fingerprint
 from registry.servability import servability_problems
@@ -44,11 +46,14 @@ def head_before_training() -> str | None:
     return head.stdout.strip() if head.returncode == 0 else None
 
 
-@pytest.fixture(scope="module", params=["sqlite", "server"])
+@pytest.fixture(scope="module", params=["sqlite", "server", "postgres"])
 def registry_env(request, tmp_path_factory):
-    """A synthetic dataset, a work dir, and the tracking store (embedded SQLite or a live mlflow server)."""
+    """A synthetic dataset, a work dir, and the tracking store (embedded SQLite, a live mlflow server on SQLite, or
+    a live mlflow server on a throwaway PostgreSQL cluster with a file artefact store)."""
     from training.synth.generator import SynthConfig, generate_dataset
 
+    if request.param == "postgres" and postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); the registry on PostgreSQL is skipped")
     root = tmp_path_factory.mktemp(f"registry-{request.param}")
     generate_dataset(SynthConfig(n_users=400, seed=5), root / "data")
     overrides: dict[str, object] = {
@@ -59,6 +64,9 @@ def registry_env(request, tmp_path_factory):
     }
     if request.param == "server":
         with mlflow_server(root / "server") as uri:
+            yield Settings(mlflow_tracking_uri=uri, **overrides)
+    elif request.param == "postgres":
+        with running_postgres() as database, mlflow_server(root / "server", backend_store_uri=database) as uri:
             yield Settings(mlflow_tracking_uri=uri, **overrides)
     else:
         yield Settings(**overrides)
@@ -143,6 +151,34 @@ def test_gate_promotes_good_and_refuses_worse(versions) -> None:
     with pytest.raises(PromotionRefused, match=r"AUC 0\.\d+ is worse than champion v\d+ AUC 0\.\d+"):
         promote(settings, name, bad.version.version)
     assert MlflowClient().get_model_version_by_alias(name, CHAMPION).version == good.version.version
+
+
+def test_a_running_service_follows_the_alias_through_the_gate(versions) -> None:
+    """The service's poller binds whatever @champion names: a forced move to v2, then v1 promoted back through the
+    metric gate, each followed without a restart, and each answered by the version the registry names."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    settings, good, bad = versions
+    name, first, second = settings.registered_model_name, str(good.version.version), str(bad.version.version)
+    promote(settings, name, first, force=True, reason="service baseline")
+    service_settings = settings.model_copy(update={"serving_poll_interval_s": 0.1})
+    with TestClient(create_app(service_settings)) as client:
+
+        def serves(version: str) -> Callable[[], bool]:
+            return lambda: client.get("/v1/model").json()["version"] == version
+
+        wait_until(serves(first), 60, f"the service binding v{first}")
+        promote(settings, name, second, force=True, reason="canary for the service")
+        wait_until(serves(second), 60, f"the service following @champion to v{second}")
+        answer = client.post("/v1/predict", json={"user_id": 0, "item_ids": [0, 1, 2]})
+        assert answer.status_code == 200 and answer.json()["model"]["version"] == second, answer.text
+        entry = promote(settings, name, first)  # unforced: v1's AUC beats the champion's
+        assert entry is not None and entry.action == "promote" and "candidate" in entry.gate
+        wait_until(serves(first), 60, f"the service following @champion back to v{first}")
+        answer = client.post("/v1/predict", json={"user_id": 0, "item_ids": [0, 1, 2]})
+        assert answer.status_code == 200 and answer.json()["model"]["version"] == first, answer.text
 
 
 def test_force_needs_reason_and_is_recorded_then_rollback(versions) -> None:
