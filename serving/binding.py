@@ -49,6 +49,7 @@ from serving.model_integrity import UnverifiedModel, load_verified_model
 from serving.pyfunc_model import ScorerModel
 from serving.redact import redact_text
 from serving.scorer_files import ScorerFileError
+from serving.scoring import CandidateScorer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,6 +99,7 @@ class Binding:
     item_view: str
     model: ScorerModel = field(repr=False)
     items: ItemTable = field(repr=False)
+    candidates: CandidateScorer = field(repr=False)  # the model's scorer prepared over ``items`` (the hot path)
     item_watermark: datetime | None
     stats: ItemTable | None = field(repr=False)
     stats_watermark: datetime | None
@@ -118,8 +120,7 @@ class Binding:
 
     def score(self, user_row: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
         """Logits of the user against the cached items at ``index``."""
-        users = {f: np.repeat(v, len(index), axis=0) for f, v in user_row.items()}
-        return self.model.score_arrays(users, self.items.gather(index))
+        return np.asarray(self.candidates.score(user_row, index), dtype=np.float32)
 
     def retrieve(self, user_row: dict[str, np.ndarray], n: int) -> np.ndarray | None:
         """Indices of the ``n`` cached items with the largest dot product with the user (None: no shared vector)."""
@@ -250,6 +251,7 @@ def load_binding(source: ModelSource, reader: FeatureReader, name: str, version:
     catalogue = source.catalogue(name, version, tags[CATALOGUE_TAG]) if CATALOGUE_TAG in tags else None
     seen_view = tags.get(SEEN_VIEW_TAG)
     stats, stats_watermark = _stats(reader)
+    items = reader.item_table(tags[ITEM_VIEW_TAG], model.item_features)
     return Binding(
         name=name,
         version=version,
@@ -258,7 +260,8 @@ def load_binding(source: ModelSource, reader: FeatureReader, name: str, version:
         user_view=tags[USER_VIEW_TAG],
         item_view=tags[ITEM_VIEW_TAG],
         model=model,
-        items=reader.item_table(tags[ITEM_VIEW_TAG], model.item_features),
+        items=items,
+        candidates=model.candidates(items.columns),
         item_watermark=watermark,
         stats=stats,
         stats_watermark=stats_watermark,
@@ -273,10 +276,8 @@ def refreshed_features(reader: FeatureReader, binding: Binding) -> Binding:
     changes: dict[str, object] = {}
     watermark = reader.watermark(binding.item_view)
     if watermark is not None and watermark != binding.item_watermark:
-        changes |= {
-            "items": reader.item_table(binding.item_view, binding.model.item_features),
-            "item_watermark": watermark,
-        }
+        items = reader.item_table(binding.item_view, binding.model.item_features)
+        changes |= {"items": items, "item_watermark": watermark, "candidates": binding.model.candidates(items.columns)}
     if reader.watermark(FALLBACK_VIEW) != binding.stats_watermark:
         stats, stats_watermark = _stats(reader)
         changes |= {"stats": stats, "stats_watermark": stats_watermark}

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from serving.scorer_files import ScorerSpec, load_scorer
-from serving.scoring import Scorer, build_scorer
+from serving.scoring import CandidateScorer, Scorer, build_scorer, prepare_candidates
 
 USER_ID, ITEM_ID = "user_id", "item_id"
 USER_PREFIX, ITEM_PREFIX = "user_", "item_"
@@ -95,6 +95,11 @@ class ScorerModel(mlflow.pyfunc.PythonModel):
     def score_arrays(self, user_rows: dict[str, np.ndarray], item_rows: dict[str, np.ndarray]) -> np.ndarray:
         """The hot path for serving: logits from per-side feature arrays (no pandas)."""
         return np.asarray(self.scorer().score(user_rows, item_rows), dtype=np.float32)
+
+    def candidates(self, item_columns: dict[str, np.ndarray]) -> CandidateScorer:
+        """The serving hot path's form: one user against items of a cached table (``item_columns``, one row per item),
+        with the scorer's item-only work done here, once."""
+        return prepare_candidates(self.scorer(), item_columns)
 
     def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         """Logits for each row of ``model_input`` (see the module docstring for its columns)."""

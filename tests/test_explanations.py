@@ -16,7 +16,7 @@ from serving.app import create_app
 from serving.catalogue import Catalogue
 from serving.contract import SEEN_FEATURE
 from serving.pyfunc_model import ITEM_ID, USER_ID
-from serving.scoring.kcan import KCANScorer
+from serving.scoring.kcan_scorer import KCANScorer
 from tests.support.explained import ExplainedWorld, explained_world
 
 

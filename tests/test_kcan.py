@@ -82,6 +82,28 @@ def test_scorer_on_exported_features_equals_predict_logits(data: TrainingData, o
     np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "overrides", ABLATIONS, ids=["full", "no_knowledge", "no_conditional", "no_distillation", "selecting"]
+)
+def test_candidate_form_equals_the_pair_form(data: TrainingData, overrides: dict) -> None:
+    """The service's one-user form over the whole cached catalogue (items prepared once, in shuffled order, some
+    repeated) equals the per-pair scorer for every user, masking of the pair's own edge included."""
+    model = make(data, **overrides)
+    export = model.export_serving()
+    scorer = build_scorer(export.scorer_kind, export.scorer_state)
+    catalogue = np.random.default_rng(0).permutation(data.dataset.n_items)
+    candidates = scorer.prepare(served_rows(export.item_features, "item_id", catalogue))
+    positions = np.concatenate([np.arange(len(catalogue)), [0, 0, 3]])
+    for user in range(data.dataset.n_users):
+        user_row = served_rows(export.user_features, "user_id", np.array([user]))
+        items = catalogue[positions]
+        expected = scorer.score(
+            served_rows(export.user_features, "user_id", np.full(len(items), user)),
+            served_rows(export.item_features, "item_id", items),
+        )
+        np.testing.assert_allclose(candidates.score(user_row, positions), expected, atol=1e-5)
+
+
 def test_exported_features_have_the_documented_shapes(data: TrainingData) -> None:
     model = make(data)
     export = model.export_serving()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving.scoring import build_scorer
+from serving.scoring import build_scorer, prepare_candidates
 from tests.support.scoring import served_rows
 from training.models.base import MODELS, Batch, Recommender, TrainingData, load_models
 from training.trainer import fit, resolve_config, rows_as_tensors, seed_everything
@@ -28,7 +28,8 @@ def trainable(name: str, data: TrainingData) -> bool:
 
 
 def assert_scorer_equals_model(model: Recommender, data: TrainingData) -> None:
-    """The serving scorer built from the model's export gives its predict_logits on random pairs (atol 1e-5)."""
+    """The serving scorer built from the model's export gives its predict_logits on random pairs (atol 1e-5), in both
+    forms: per pair, and one user against many items of a prepared item table (the service's hot path)."""
     model.eval()
     pair_users = np.repeat(np.arange(data.dataset.n_users), 3)
     pair_items = np.random.default_rng(1).integers(0, data.dataset.n_items, len(pair_users))
@@ -42,6 +43,12 @@ def assert_scorer_equals_model(model: Recommender, data: TrainingData) -> None:
     )
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    every_item = served_rows(export.item_features, "item_id", np.arange(data.dataset.n_items))
+    candidates = prepare_candidates(scorer, every_item)
+    for user in np.unique(pair_users):
+        own = pair_users == user
+        user_row = served_rows(export.user_features, "user_id", np.array([user]))
+        np.testing.assert_allclose(candidates.score(user_row, pair_items[own]), expected[own], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -22,6 +22,34 @@ class Scorer(Protocol):
         ...
 
 
+class CandidateScorer(Protocol):
+    """Scores one user against the items at given positions of the item table it was prepared with."""
+
+    def score(self, user_rows: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
+        """Logits of the user (rows of one entity: (1, ...) arrays) against the items at ``index``, shape (B,)."""
+        ...
+
+
+class RepeatedUser:
+    """The generic candidate form: the user's row repeated per candidate, the items' rows gathered, ``score``."""
+
+    def __init__(self, scorer: Scorer, item_columns: dict[str, np.ndarray]):
+        self.scorer, self.item_columns = scorer, item_columns
+
+    def score(self, user_rows: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
+        """Logits, shape (B,)."""
+        users = {f: np.repeat(v, len(index), axis=0) for f, v in user_rows.items()}
+        items = {f: column[index] for f, column in self.item_columns.items()}
+        return self.scorer.score(users, items)
+
+
+def prepare_candidates(scorer: Scorer, item_columns: dict[str, np.ndarray]) -> CandidateScorer:
+    """The scorer's own candidate form over ``item_columns`` (one row per item) when it has one, else
+    :class:`RepeatedUser`."""
+    prepare = getattr(scorer, "prepare", None)
+    return prepare(item_columns) if prepare is not None else RepeatedUser(scorer, item_columns)
+
+
 SCORERS: dict[str, type] = {}
 
 

@@ -76,6 +76,24 @@ class DotScorer:
         bias = _tensor(item_rows["bias"]) if self.item_bias else None
         return dot_logits(_tensor(user_rows["embedding"]), _tensor(item_rows["embedding"]), bias).numpy()
 
+    def prepare(self, item_columns: dict[str, np.ndarray]) -> DotCandidates:
+        """The one-user form over a cached item table: one matrix-vector product per request."""
+        return DotCandidates(item_columns, self.item_bias)
+
+
+class DotCandidates:
+    """⟨user, item⟩ (+ bias) of one user against the items at given positions; numpy: at 100 candidates half the
+    cost of torch's index_select + matmul (its dispatch), the same at 1,000."""
+
+    def __init__(self, item_columns: dict[str, np.ndarray], item_bias: bool):
+        self.embedding = np.ascontiguousarray(item_columns["embedding"], dtype=np.float32)
+        self.bias = np.asarray(item_columns["bias"], dtype=np.float32) if item_bias else None
+
+    def score(self, user_rows: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
+        """Logits, shape (B,)."""
+        logits = self.embedding[index] @ np.asarray(user_rows["embedding"][0], dtype=np.float32)
+        return logits if self.bias is None else logits + self.bias[index]
+
 
 @register_scorer("nfm")
 class NFMScorer:

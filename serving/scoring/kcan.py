@@ -8,7 +8,7 @@ neighbours' representations flattened), ``kcan_nbr_alpha`` (k, their knowledge-a
 star — the same rule as in training, so the label edge never informs its own score.
 
 The formulas are plain torch functions: the trained model (``training.models.kcan``) computes its logits with this
-very code, which is what makes the scorer equal the model.
+very code, which is what makes the scorer (``serving.scoring.kcan_scorer``) equal the model.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-
-from serving.scoring import register_scorer
 
 NEGATIVE_SLOPE = 0.2
 
@@ -221,70 +218,3 @@ def neighbour_contributions(
         change = ((own_out.repeat_interleave(k, dim=0) - out_without) * other_out.repeat_interleave(k, dim=0)).sum(-1)
         sides.append(change.reshape(batch, k) * star.kept(other.node_id))
     return logits, sides[0], sides[1]
-
-
-def _float(values: object) -> Tensor:
-    return torch.as_tensor(np.asarray(values, dtype=np.float32))
-
-
-def _long(values: object) -> Tensor:
-    return torch.as_tensor(np.asarray(values, dtype=np.int64))
-
-
-def star_from_rows(rows: dict[str, np.ndarray]) -> Star:
-    """A :class:`Star` batch from served feature rows (array features as 2-D arrays, one row per pair); the optional
-    ``kcan_bias`` feature is the centre's logit offset."""
-    centre = _float(rows["kcan_repr"])
-    nbr_id = _long(rows["kcan_nbr_id"])
-    return Star(
-        node_id=_long(rows["kcan_node_id"]),
-        centre=centre,
-        nbr_id=nbr_id,
-        nbr_repr=_float(rows["kcan_nbr_repr"]).reshape(nbr_id.shape[0], nbr_id.shape[1], centre.shape[1]),
-        nbr_alpha=_float(rows["kcan_nbr_alpha"]),
-        bias=_float(rows["kcan_bias"]) if "kcan_bias" in rows else None,
-    )
-
-
-@register_scorer("kcan")
-class KCANScorer:
-    """KCAN steps 4-5 from the served rows; state = numpy weights of the head and its hyper-parameters."""
-
-    def __init__(
-        self,
-        attention: np.ndarray,
-        refine: np.ndarray,
-        user_tower: list[tuple[np.ndarray, np.ndarray]],
-        item_tower: list[tuple[np.ndarray, np.ndarray]],
-        bias: float,
-        gamma: float,
-        conditional: bool,
-        attention_transform: np.ndarray | None = None,
-        centre_dot: bool = False,
-    ):
-        self.weights = HeadWeights(
-            attention=_float(attention),
-            refine=_float(refine),
-            user_tower=[(_float(w), _float(b)) for w, b in user_tower],
-            item_tower=[(_float(w), _float(b)) for w, b in item_tower],
-            bias=_float(bias),
-            attention_transform=None if attention_transform is None else _float(attention_transform),
-            centre_dot=centre_dot,
-        )
-        self.gamma, self.conditional = gamma, conditional
-
-    @torch.no_grad()
-    def score(self, user_rows: dict[str, np.ndarray], item_rows: dict[str, np.ndarray]) -> np.ndarray:
-        """Logits, shape (B,)."""
-        user, item = star_from_rows(user_rows), star_from_rows(item_rows)
-        return kcan_logits(user, item, self.weights, self.gamma, self.conditional).numpy()
-
-    @torch.no_grad()
-    def contributions(
-        self, user_rows: dict[str, np.ndarray], item_rows: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(logits (B,), user-side (B, k), item-side (B, k)) leave-one-out neighbour contributions; see
-        :func:`neighbour_contributions`."""
-        user, item = star_from_rows(user_rows), star_from_rows(item_rows)
-        logits, user_side, item_side = neighbour_contributions(user, item, self.weights, self.gamma, self.conditional)
-        return logits.numpy(), user_side.numpy(), item_side.numpy()
