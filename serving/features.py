@@ -1,7 +1,10 @@
 """Online feature reads for serving, through Feast.
 
-* The user row: one ``get_online_features`` call per request (one entity row), decoded from its protobuf response
-  straight into numpy arrays.
+* The user row: one ``OnlineStore.online_read`` per view per request (one entity key), decoded straight into numpy
+  arrays. ``online_read`` is the narrow contract every Feast online store implements and ``get_online_features``
+  wraps; calling it directly skips that wrapper's per-call request planning and response assembly, which cost about
+  ten times the read itself for one entity (BENCHMARKS.md, issue 17). Values past a view's ttl count as missing, as
+  ``get_online_features`` reports them (graphrec's views have an unbounded ttl).
 * Item rows: an in-process :class:`ItemTable` (one numpy array per feature, rows sorted by item id) loaded through
   ``get_online_features`` for every item of the view's offline source, tagged with the view's materialization watermark
   (the latest interval end in the Feast registry); the binding poller reloads it when the watermark moves.
@@ -19,7 +22,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -27,8 +30,10 @@ import pyarrow.dataset as pads
 from feast import FeatureStore, FeatureView, FileSource
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
 
-from featurestore.internals import fail_fast_redis, sqlite_db_path
+from featurestore.internals import fail_fast_redis, online_store_of, sqlite_db_path
 from serving.files import file_identity
 from serving.pyfunc_model import ITEM_ID, ITEM_PREFIX, USER_ID, USER_PREFIX
 
@@ -94,6 +99,7 @@ class FeatureReader:
         self._store: FeatureStore | None = store
         self._identity = file_identity(self.online_path) if self.online_path is not None else None
         self._lock = threading.Lock()
+        self._read_views: dict[str, FeatureView] = {}  # views read per request, until the next refresh
         fail_fast_redis(store)
 
     @property
@@ -112,6 +118,7 @@ class FeatureReader:
             if self._store is None or identity != self._identity:
                 log.info("online store file %s was replaced or restored: reopening it", self.online_path)
                 self._store, self._identity = FeatureStore(config=self.config), identity
+                self._read_views = {}
             return self._store
 
     def refresh(self) -> None:
@@ -121,6 +128,7 @@ class FeatureReader:
             store.refresh_registry()
         except Exception as error:  # any registry backend failure, re-raised as StoreUnavailable
             raise StoreUnavailable(f"Feast registry unreadable: {error}") from error
+        self._read_views = {}
 
     def view(self, name: str) -> FeatureView | None:
         """A feature view from the cached registry, or None when it is not applied."""
@@ -156,27 +164,29 @@ class FeatureReader:
         return self.user_rows({view: features}, user_id)[view]
 
     def user_rows(self, views: dict[str, Sequence[str]], user_id: int) -> dict[str, dict[str, np.ndarray] | None]:
-        """Several views' rows of one user in one online read: per view, its features as (1, ...) arrays, or None
-        when the user has no (or incomplete) features in that view."""
-        refs = [f"{view}:{f}" for view, features in views.items() for f in features]
-        response = self._online(refs, [{USER_ID: user_id}], full_names=len(views) > 1)
-        names = list(response.metadata.feature_names.val)
-        rows: dict[str, dict[str, np.ndarray] | None] = {view: {} for view in views}
-        full = len(views) > 1
-        where = {(f"{view}__{f}" if full else f): (view, f) for view, features in views.items() for f in features}
-        for name, result in zip(names, response.results, strict=True):
-            if name not in where:
-                continue
-            view, feature = where[name]
-            row = rows[view]
-            if row is None:
-                continue
-            value = decode_value(result.values[0]) if result.statuses[0] == FieldStatus.PRESENT else None
-            if value is None:
-                rows[view] = None
-                continue
-            row[feature] = np.asarray(value)[None, ...]
+        """Several views' rows of one user, one ``online_read`` each: per view, its features as (1, ...) arrays, or
+        None when the user has no (or incomplete, or expired) features in that view."""
+        store = self.store
+        key = EntityKey(join_keys=[USER_ID], entity_values=[Value(int64_val=user_id)])
+        rows: dict[str, dict[str, np.ndarray] | None] = {}
+        for name, features in views.items():
+            view = self._read_view(name)
+            try:
+                [(written, values)] = online_store_of(store).online_read(self.config, view, [key], list(features))
+            except Exception as error:  # any online store failure, re-raised as StoreUnavailable
+                raise StoreUnavailable(f"online store read failed: {type(error).__name__}") from error
+            rows[name] = _entity_row(values, features, written, view)
         return rows
+
+    def _read_view(self, name: str) -> FeatureView:
+        """The applied view ``name`` for per-request reads, cached until the next :meth:`refresh`."""
+        view = self._read_views.get(name)
+        if view is None:
+            view = self.view(name)
+            if view is None:
+                raise StoreUnavailable(f"feature view {name!r} is not applied")
+            self._read_views[name] = view
+        return view
 
     def entity_ids(self, view: FeatureView, join_key: str) -> np.ndarray:
         """Distinct join-key values of the view's offline source (the entities it materializes)."""
@@ -236,6 +246,25 @@ class FeatureReader:
             elif frame[column].dtype == object:
                 frame[column] = [None if v is None else _narrowed(np.asarray(v)) for v in frame[column]]
         return frame
+
+
+def _entity_row(
+    values: dict[str, object] | None, features: Sequence[str], written: datetime | None, view: FeatureView
+) -> dict[str, np.ndarray] | None:
+    """One entity's ``online_read`` result as (1, ...) arrays; None when a feature is missing or the row is older
+    than the view's ttl (0: never expires)."""
+    if values is None or written is None:
+        return None
+    written = written if written.tzinfo is not None else written.replace(tzinfo=UTC)  # stores return naive UTC
+    if view.ttl and written < datetime.now(UTC) - view.ttl:
+        return None
+    row = {}
+    for feature in features:
+        value = decode_value(values[feature]) if feature in values else None
+        if value is None:
+            return None
+        row[feature] = np.asarray(value)[None, ...]
+    return row
 
 
 def _narrowed(array: np.ndarray) -> np.ndarray:
