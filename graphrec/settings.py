@@ -69,6 +69,24 @@ class Settings(BaseSettings):
     serving_recommend_candidates: int = Field(
         default=300, gt=0, description="Candidates /v1/recommend retrieves by dot product before re-ranking."
     )
+    serving_request_log: bool = Field(
+        default=True,
+        description="Log every served request and accept POST /v1/feedback (a background writer, never blocking).",
+    )
+    serving_request_log_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the request log; default: SQLite requests.db under work_dir. A shared "
+        "database (postgresql://...) when several replicas serve.",
+    )
+    serving_request_log_queue: int = Field(
+        default=10_000, gt=0, description="Bounded queue of log rows awaiting the writer; beyond it logging is shed."
+    )
+    serving_request_log_feature_share: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Share of logged requests that also log their served feature values."
+    )
+    serving_request_log_recent: int = Field(
+        default=100_000, gt=0, description="Recent requests kept in memory to validate feedback without a read."
+    )
 
     @property
     def graphs_dir(self) -> Path:
@@ -89,6 +107,13 @@ class Settings(BaseSettings):
     def feast_registry_path(self) -> Path:
         """The Feast file registry."""
         return self.work_dir / "feast_registry.db"
+
+    @property
+    def request_log_uri(self) -> str:
+        """The request log actually used: the configured URL, else SQLite under work_dir."""
+        if self.serving_request_log_url:
+            return self.serving_request_log_url
+        return f"sqlite:///{(self.work_dir / 'requests.db').resolve()}"
 
     @property
     def mlflow_uri(self) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from serving.schemas import ModelsResponse, ScoresResponse
+from serving.schemas import FeedbackAccepted, ModelsResponse, ScoresResponse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -54,6 +54,11 @@ class ServingClient:
         """Top-``k`` items for ``user_id`` (training interactions left out unless ``exclude_seen`` is false)."""
         body = {"user_id": user_id, "k": k, "exclude_seen": exclude_seen, "explain": explain}
         return ScoresResponse.model_validate(self._json(self.http.post("/v1/recommend", json=body)))
+
+    def feedback(self, request_id: str, events: Sequence[tuple[int, str]]) -> FeedbackAccepted:
+        """Record ``(item_id, "impression" | "click")`` events on the answer named by ``request_id``."""
+        body = {"request_id": request_id, "events": [{"item_id": i, "event": e} for i, e in events]}
+        return FeedbackAccepted.model_validate(self._json(self.http.post("/v1/feedback", json=body)))
 
     def model(self) -> ModelsResponse:
         """What the service serves."""

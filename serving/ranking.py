@@ -22,6 +22,7 @@ class Ranked:
     fallback: str | None
     items_without_features: list[int]
     explanations: list[Explanation | None] | None = None  # None: not asked for (the key is left out)
+    user_row: dict[str, np.ndarray] | None = None  # the user's served features (the request log samples them)
 
 
 def ranked(
@@ -32,6 +33,7 @@ def ranked(
     fallback: str | None,
     missing: list[int] | None = None,
     explanations: list[Explanation | None] | None = None,
+    user_row: dict[str, np.ndarray] | None = None,
 ) -> Ranked:
     """Sort by (model-scored first, descending score), explanations (aligned with ``item_ids``) along; fails on
     non-finite scores (a model bug: a 500)."""
@@ -39,12 +41,13 @@ def ranked(
         raise ValueError(f"{binding.name} v{binding.version} produced non-finite scores")
     order = np.lexsort((-scores, ~by_model))
     ordered = None if explanations is None else [explanations[i] for i in order]
-    return Ranked(binding, item_ids[order], scores[order], by_model[order], fallback, missing or [], ordered)
+    return Ranked(binding, item_ids[order], scores[order], by_model[order], fallback, missing or [], ordered, user_row)
 
 
-def encode(result: Ranked) -> bytes:
-    """The ScoresResponse JSON of ``result``, written directly: the scores list dominates, and json.dumps of 1,000
-    dicts costs about twice as much. Scores are float32, so 9 significant digits round-trip them exactly."""
+def encode(result: Ranked, request_id: str) -> bytes:
+    """The ScoresResponse JSON of ``result`` answering request ``request_id``, written directly: the scores list
+    dominates, and json.dumps of 1,000 dicts costs about twice as much. Scores are float32, so 9 significant digits
+    round-trip them exactly."""
     ids, scores, sources = result.item_ids.tolist(), result.scores.tolist(), result.by_model.tolist()
     items = ",".join(
         [
@@ -60,6 +63,8 @@ def encode(result: Ranked) -> bytes:
         )
     head = json.dumps(
         {
+            "request_id": request_id,
+            "arm": result.binding.alias,
             "model": _model_ref(result.binding),
             "fallback": result.fallback,
             "items_without_features": result.items_without_features,

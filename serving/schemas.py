@@ -90,12 +90,43 @@ class ScoredItem(BaseModel):
 
 
 class ScoresResponse(BaseModel):
-    """Ranked items (rank 1 = best). Model-scored items rank before fallback-scored ones."""
+    """Ranked items (rank 1 = best). Model-scored items rank before fallback-scored ones. ``request_id`` names this
+    answer for ``POST /v1/feedback``; ``arm`` is the alias that answered (the A/B arm; ``model`` has its version)."""
 
+    request_id: str
+    arm: Literal["champion", "challenger"]
     model: ModelRef
     scores: list[ScoredItem]
     fallback: Fallback | None = None
     items_without_features: list[int] = Field(default_factory=list)
+
+
+MAX_FEEDBACK_EVENTS = 2 * MAX_CANDIDATES  # an impression and a click per served item
+
+
+class FeedbackEvent(BaseModel):
+    """One user event on one served item: shown (``impression``) or clicked (``click``, which implies shown)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: StrictInt = Field(ge=0, lt=2**63)
+    event: Literal["impression", "click"]
+
+
+class FeedbackRequest(BaseModel):
+    """Events on the items of one scoring response, named by its ``request_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64)
+    events: list[FeedbackEvent] = Field(min_length=1, max_length=MAX_FEEDBACK_EVENTS)
+
+
+class FeedbackAccepted(BaseModel):
+    """How many events of the request were queued for the request log."""
+
+    request_id: str
+    accepted: int
 
 
 class ModelInfo(BaseModel):

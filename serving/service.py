@@ -7,6 +7,8 @@ a pandas frame, the pyfunc model's ``predict``) behind the same HTTP stack, as t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 
 from serving.binding import Binding, BindingManager
@@ -102,7 +104,7 @@ class Service:
             scores, by_model, fallback = self._scores(binding, user_row, item_ids)
         missing = item_ids[~by_model].tolist() if fallback == ITEMS_WITHOUT_FEATURES else []
         explanations = self._explanations(binding, user_row, seen, item_ids, by_model) if body.explain else None
-        return ranked(binding, item_ids, scores, by_model, fallback, missing, explanations)
+        return ranked(binding, item_ids, scores, by_model, fallback, missing, explanations, user_row)
 
     def recommend(self, body: RecommendRequest, variant: str | None) -> Ranked:
         """The /v1/recommend result: retrieval by dot product over cached item vectors, then the scorer re-ranks;
@@ -127,7 +129,7 @@ class Service:
         best = np.argsort(-scores, kind="stable")[: body.k]
         top, by_model = binding.items.ids[candidates[best]], np.ones(len(best), dtype=bool)
         explanations = self._explanations(binding, user_row, seen, top, by_model) if body.explain else None
-        return ranked(binding, top, scores[best], by_model, None, None, explanations)
+        return ranked(binding, top, scores[best], by_model, None, None, explanations, user_row)
 
     def model(self) -> ModelsResponse:
         """The /v1/model body: champion, challenger (if any), the challenger's share and the last refresh error."""
@@ -139,6 +141,20 @@ class Service:
             challenger_share=self.manager.challenger_share,
             last_refresh_error=self.manager.last_error,
         )
+
+    def watermark_ages(self) -> dict[str, float]:
+        """Seconds since the latest materialization of every online view in the cached Feast registry (empty while
+        the registry cannot be read: /metrics must answer during an outage)."""
+        try:
+            views = self.reader.store.list_feature_views(allow_cache=True)
+        except Exception:  # noqa: BLE001  any registry or store failure: no samples this scrape
+            return {}
+        now = datetime.now(UTC)
+        return {
+            view.name: (now - max(end for _, end in view.materialization_intervals)).total_seconds()
+            for view in views
+            if view.online and view.materialization_intervals
+        }
 
     def reload(self) -> ModelsResponse:
         """Re-read the aliases and reload every binding now (not waiting for the poller); the new /v1/model body."""

@@ -229,6 +229,8 @@ def test_models_show_at_80_columns(registry: list[str]) -> None:
 
 def test_predict_json_is_the_service_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     answer = ScoresResponse(
+        request_id="0123abcd",
+        arm=CHAMPION,
         model=ModelRef(name=NAME, version="2", alias=CHAMPION),
         scores=[
             ScoredItem(item_id=7, score=1.25, rank=1, source="model"),

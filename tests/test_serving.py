@@ -221,6 +221,7 @@ def test_admin_disabled_without_token(world: tuple[Settings, PublishedVersion]) 
 ROUTES = {
     "/v1/predict": ["post"],
     "/v1/recommend": ["post"],
+    "/v1/feedback": ["post"],
     "/v1/model": ["get"],
     "/healthz": ["get"],
     "/readyz": ["get"],

@@ -1,4 +1,4 @@
-"""Typed dependencies of the routes: the app's service, settings and metrics, and admin authentication.
+"""Typed dependencies of the routes: the app's service, settings, metrics and request log, and admin authentication.
 
 ``create_app`` puts the settings and metrics on ``app.state`` and the lifespan adds the service; routes declare what
 they need with the ``...Dep`` aliases. The providers are ``async`` so FastAPI calls them on the event loop rather than
@@ -14,6 +14,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from graphrec.settings import Settings
 from serving.metrics import ServingMetrics
+from serving.requestlog import RequestLog
 from serving.schemas import ErrorBody
 from serving.service import Service
 
@@ -35,9 +36,15 @@ async def get_metrics(request: Request) -> ServingMetrics:
     return request.app.state.metrics
 
 
+async def get_request_log(request: Request) -> RequestLog | None:
+    """The app's request log (None: logging is off)."""
+    return request.app.state.request_log
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]
+RequestLogDep = Annotated[RequestLog | None, Depends(get_request_log)]
 
 
 async def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:

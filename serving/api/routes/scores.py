@@ -1,17 +1,23 @@
-"""``POST /v1/predict`` and ``POST /v1/recommend``: ranked items for a user, from the champion or the challenger."""
+"""``POST /v1/predict`` and ``POST /v1/recommend``: ranked items for a user, from the champion or the challenger.
+
+Every answer carries a fresh ``request_id`` and its ``arm``; the request log (serving/requestlog.py) gets the result
+without the response waiting on it.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from serving.api.deps import MetricsDep, ServiceDep
+from serving.api.deps import MetricsDep, RequestLogDep, ServiceDep
 from serving.errors import UNAVAILABLE
 from serving.metrics import ServingMetrics
 from serving.middleware import OUTCOME_KEY
 from serving.ranking import Ranked, encode
+from serving.requestlog import RequestLog
 from serving.schemas import PredictRequest, RecommendRequest, ScoresResponse
 
 VARIANT_HEADER = "X-Graphrec-Variant"
@@ -23,23 +29,48 @@ router = APIRouter()
 
 @router.post("/v1/predict", response_model=ScoresResponse, responses=UNAVAILABLE)
 def predict(
-    body: PredictRequest, request: Request, service: ServiceDep, metrics: MetricsDep, variant: VariantHeader = None
+    body: PredictRequest,
+    request: Request,
+    service: ServiceDep,
+    metrics: MetricsDep,
+    request_log: RequestLogDep,
+    variant: VariantHeader = None,
 ) -> Response:
     """Score and rank candidate items for a user."""
-    return _scores_response(request, metrics, service.predict(body, variant))
+    result = service.predict(body, variant)
+    return _scores_response(request, metrics, request_log, "predict", body.user_id, variant, result)
 
 
 @router.post("/v1/recommend", response_model=ScoresResponse, responses=UNAVAILABLE)
 def recommend(
-    body: RecommendRequest, request: Request, service: ServiceDep, metrics: MetricsDep, variant: VariantHeader = None
+    body: RecommendRequest,
+    request: Request,
+    service: ServiceDep,
+    metrics: MetricsDep,
+    request_log: RequestLogDep,
+    variant: VariantHeader = None,
 ) -> Response:
     """Top-k items of the catalogue for a user."""
-    return _scores_response(request, metrics, service.recommend(body, variant))
+    result = service.recommend(body, variant)
+    return _scores_response(request, metrics, request_log, "recommend", body.user_id, variant, result)
 
 
-def _scores_response(request: Request, metrics: ServingMetrics, result: Ranked) -> Response:
-    """The encoded scores body, marking fallbacks for the metrics (the Timing middleware reads the scope mark)."""
+def _scores_response(
+    request: Request,
+    metrics: ServingMetrics,
+    request_log: RequestLog | None,
+    route: str,
+    user_id: int,
+    variant: str | None,
+    result: Ranked,
+) -> Response:
+    """The encoded scores body under a new request id, queued for the request log, fallbacks marked for the metrics
+    (the Timing middleware reads the scope mark)."""
     if result.fallback is not None:
         request.scope[OUTCOME_KEY] = "fallback"
         metrics.fallback(result.fallback)
-    return Response(encode(result), media_type="application/json")
+    metrics.scored(result.fallback is not None)
+    request_id = uuid.uuid4().hex
+    if request_log is not None:
+        request_log.served(request_id, route, user_id, variant is not None, result)
+    return Response(encode(result, request_id), media_type="application/json")
