@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import typer
@@ -30,15 +31,24 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="TCP port."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    workers: int = typer.Option(
+        1, min=1, help="Server processes on the one port, each with its own binding and item table (one per core)."
+    ),
 ) -> None:
     """Serve models:/<registered model>@champion over HTTP (see serving/app.py for the API)."""
     import uvicorn
 
-    from serving.app import create_app
-
-    app = create_app(settings_of(ctx))
     console.print(f"web page: http://{host}:{port}/ui/user (models: http://{host}:{port}/ui/model)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=log_config(log_level))
+    options = {"host": host, "port": port, "log_level": log_level, "log_config": log_config(log_level)}
+    if workers == 1:
+        from serving.app import create_app
+
+        uvicorn.run(create_app(settings_of(ctx)), **options)
+        return
+    from graphrec.environment import settings_environment
+
+    os.environ.update(settings_environment(settings_of(ctx)))  # the workers read their settings from it
+    uvicorn.run("serving.workers:app_from_environment", factory=True, workers=workers, **options)
 
 
 def _item_ids(items: str) -> list[int]:

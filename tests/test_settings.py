@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,26 @@ def test_importing_packages_creates_nothing(tmp_path: Path) -> None:
     env = {"GRAPHREC_WORK_DIR": str(tmp_path / "w"), "PATH": ""}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env)
     assert not (tmp_path / "w").exists()
+
+
+def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What ``graphrec serve --workers`` exports is what each worker's ``Settings()`` reads back, secrets included."""
+    from graphrec.environment import settings_environment
+
+    original = Settings(
+        work_dir=tmp_path,
+        online_store=OnlineStoreKind.redis,
+        serving_admin_token="s3cret",
+        serving_challenger_share=0.25,
+        serving_api_docs=False,
+        registered_model_name="graphrec-other",
+    )
+    for name in list(os.environ):
+        if name.startswith("GRAPHREC_"):
+            monkeypatch.delenv(name)
+    for name, value in settings_environment(original).items():
+        monkeypatch.setenv(name, value)
+    restored = Settings(_env_file=None)
+    assert restored.serving_admin_token is not None
+    assert restored.serving_admin_token.get_secret_value() == "s3cret"
+    assert restored.model_dump(exclude={"serving_admin_token"}) == original.model_dump(exclude={"serving_admin_token"})
