@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli import crossdomain, data, demo, features, models, topics, train, work
+from cli import crossdomain, data, demo, features, models, monitor, simulate, topics, train, work
 from cli import serve as serve_cli
 from cli.context import DEBUG_KEY, ReportedErrorsGroup
 from graphrec.settings import Settings
@@ -24,6 +24,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(topics.app, name="topics")
 app.add_typer(work.app, name="work")
 app.add_typer(crossdomain.app, name="crossdomain")
+app.add_typer(monitor.app, name="monitor")
+app.add_typer(simulate.app, name="simulate")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="evaluate")(train.evaluate)

@@ -1,0 +1,108 @@
+"""``graphrec monitor ab`` (champion vs challenger from the request log) and ``graphrec monitor skew`` (served vs
+offline features)."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from cli.context import console, reported_errors, settings_of
+from cli.output import JsonFlag, name_column, number_column, print_json
+
+if TYPE_CHECKING:
+    from registry.ab import AbReport
+
+app = typer.Typer(help="Watch the online loop: the A/B report and training-serving skew.", no_args_is_help=True)
+
+RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str | None, now: float | None = None) -> float | None:
+    """``--since`` as unix seconds: a duration back from now (``30m``, ``2h``, ``7d``) or an ISO 8601 time (UTC
+    unless it names a zone); None when not given."""
+    if text is None:
+        return None
+    now = time.time() if now is None else now
+    relative = RELATIVE.match(text.strip())
+    if relative:
+        return now - float(relative.group(1)) * SECONDS[relative.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"--since {text!r}: give a duration such as 30m, 2h or 7d, or an ISO time such as 2026-01-31T12:00"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    if value != value:  # NaN
+        return "-"
+    return f"{value:.3f}\n[{low:.3f}, {high:.3f}]"
+
+
+def ab_tables(report: AbReport) -> list[Table]:
+    """One table per user group: each arm's impressions, clicks, CTR and AUC with their intervals."""
+    from registry.ab import GROUPS
+
+    level = f"{report.confidence_level:.0%}"
+    tables = []
+    for group in GROUPS:
+        table = Table(
+            name_column("arm"),
+            number_column("impr."),
+            number_column("clicks"),
+            number_column(f"CTR\n{level} Wilson"),
+            number_column(f"AUC\n{level} bootstrap"),
+            title=f"users: {group}",
+        )
+        for arm, stats in report.groups[group].items():
+            table.add_row(
+                f"{arm} v{stats.version}",
+                f"{stats.impressions:,}",
+                f"{stats.clicks:,}",
+                _interval(stats.ctr, stats.ctr_low, stats.ctr_high),
+                _interval(stats.auc, stats.auc_low, stats.auc_high),
+            )
+        tables.append(table)
+    return tables
+
+
+@app.command("ab")
+def ab(
+    ctx: typer.Context,
+    since: str | None = typer.Option(None, help="Only requests since then: 30m, 2h, 7d or an ISO time."),
+    confidence: float = typer.Option(0.95, min=0.5, max=0.999, help="Confidence of intervals and of the verdict."),
+    resamples: int = typer.Option(500, min=50, help="Bootstrap resamples of each AUC interval."),
+    plot: Path | None = typer.Option(None, help="PNG path; default: <work>/monitor/ab.png."),
+    include_forced: bool = typer.Option(False, help="Count requests whose arm the variant header forced."),
+    mlflow: bool = typer.Option(True, help="Log the numbers, verdict and plot to both versions' MLflow runs."),
+    json_out: JsonFlag = False,
+) -> None:
+    """Per arm: impressions, CTR and AUC of served scores vs clicks, overall and per activity tercile; a verdict."""
+    settings = settings_of(ctx)
+    with reported_errors():
+        from registry.ab import ab_report, log_to_mlflow, plot_png
+
+        report = ab_report(
+            settings, parse_since(since), level=confidence, resamples=resamples, include_forced=include_forced
+        )
+        path = plot_png(report, plot or settings.work_dir / "monitor" / "ab.png")
+        runs = log_to_mlflow(settings, report, path) if mlflow else []
+        if json_out:
+            print_json(report.to_json() | {"plot": str(path), "mlflow_runs": runs})
+            return
+        for table in ab_tables(report):
+            console.print(table)
+        if report.forced_left_out:
+            console.print(f"{report.forced_left_out:,} requests with a forced arm (variant header) left out")
+        console.print(f"terciles: {report.tercile_source}")
+        console.print(f"[bold]verdict:[/bold] {report.verdict}")
+        console.print(f"plot: {path}" + (f"; logged to MLflow runs {', '.join(runs)}" if runs else ""))
