@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -18,6 +19,10 @@ DEMO_SYNTH_USERS = 5_000
 DEMO_MODEL = "kcan"
 DEMO_EPOCHS = 8
 DEMO_TRANSH_EPOCHS = 30
+DEMO_AB_MODEL = "bpr_mf"  # the challenger: trains in seconds
+DEMO_AB_EPOCHS = 5
+DEMO_AB_REQUESTS = 400
+DEMO_AB_RESAMPLES = 200
 
 
 def _stage(title: str, action: Callable[[], object]) -> object:
@@ -138,23 +143,36 @@ def _models_table(settings: Settings) -> None:
     console.print(versions_table(name, list_versions(settings, name)))
 
 
-def _serve_and_predict(settings: Settings) -> None:
-    """Start ``graphrec serve`` in a subprocess, ask it for predictions (one user unknown), print them, stop it."""
+@contextmanager
+def _service(settings: Settings, **env: str) -> Iterator[str]:
+    """``graphrec serve`` on a free port in a subprocess with the demo's settings (and ``env``); yields its URL and
+    stops it (SIGTERM: the request log drains before the process exits)."""
     import os
     import sys
 
-    from cli.serve import explanation_text
     from graphrec.testing import free_port, http_service
-    from serving.client import ServingClient
 
     port = free_port()
-    env = os.environ | {
-        "GRAPHREC_WORK_DIR": str(settings.work_dir),
-        "GRAPHREC_DATASET": settings.dataset,
-        "GRAPHREC_DATA_DIR": str(settings.data_dir),
-    }
+    environment = (
+        os.environ
+        | env
+        | {
+            "GRAPHREC_WORK_DIR": str(settings.work_dir),
+            "GRAPHREC_DATASET": settings.dataset,
+            "GRAPHREC_DATA_DIR": str(settings.data_dir),
+        }
+    )
     command = [str(Path(sys.executable).with_name("graphrec")), "serve", "--port", str(port), "--log-level", "warning"]
-    with http_service(command, port, env=env) as (_, url):
+    with http_service(command, port, env=environment) as (_, url):
+        yield url
+
+
+def _serve_and_predict(settings: Settings) -> None:
+    """Start ``graphrec serve`` in a subprocess, ask it for predictions (one user unknown), print them, stop it."""
+    from cli.serve import explanation_text
+    from serving.client import ServingClient
+
+    with _service(settings) as url:
         console.print(f"service ready at {url}; web page: {url}/ui/user (models: {url}/ui/model)")
         candidates = list(range(0, 40, 2))
         table = Table(*(text_column(header) for header in ("user", "model", "fallback", "top items (score)")))
@@ -179,8 +197,47 @@ def _serve_and_predict(settings: Settings) -> None:
     )
 
 
+def _ab_loop(settings: Settings) -> None:
+    """Train a second model on a short schedule and make it the challenger, serve both 50/50 with the request log,
+    send simulated traffic that clicks the data's held-out positives, and print the A/B report."""
+    from cli.monitor import ab_tables
+    from registry.ab import ab_report, log_to_mlflow, plot_png
+    from registry.promotion import promote
+    from registry.tracking import configure_mlflow
+    from registry.train import train_and_log
+    from serving.contract import CHALLENGER
+    from training.data.load import load_dataset
+    from training.models.base import MODELS
+    from training.simulation import ClickTruth, simulate_traffic
+
+    configure_mlflow(settings)
+    outcome = train_and_log(
+        settings, DEMO_AB_MODEL, MODELS[DEMO_AB_MODEL].Config(epochs=DEMO_AB_EPOCHS), register_version=True
+    )
+    assert outcome.version is not None
+    version = str(outcome.version.version)
+    promote(settings, settings.registered_model_name, version, alias=CHALLENGER)
+    console.print(f"{DEMO_AB_MODEL} v{version} (test AUC {outcome.run.test['auc']:.4f}) is the challenger")
+    truth = ClickTruth.held_out(load_dataset(settings), settings.seed)
+    since = time.time()
+    with _service(settings, GRAPHREC_SERVING_CHALLENGER_SHARE="0.5", GRAPHREC_SERVING_REQUEST_LOG="true") as url:
+        traffic = simulate_traffic(url, truth, DEMO_AB_REQUESTS, concurrency=4, seed=settings.seed)
+    console.print(
+        f"{traffic.requests:,} simulated requests ({traffic.failed} failed), {traffic.feedback_events:,} feedback "
+        "events; the service drained its request log on stop"
+    )
+    report = ab_report(settings, since, resamples=DEMO_AB_RESAMPLES)
+    plot = plot_png(report, settings.work_dir / "monitor" / "ab.png")
+    log_to_mlflow(settings, report, plot)
+    for table in ab_tables(report):
+        console.print(table)
+    console.print(f"[bold]verdict:[/bold] {report.verdict}")
+    console.print(f"plot: {plot} (and on both versions' MLflow runs); again: graphrec monitor ab")
+
+
 def demo(ctx: typer.Context) -> None:
-    """Data -> graphs -> features -> Feast apply + materialize -> train KCAN -> register, promote -> serve, predict."""
+    """Data -> graphs -> features -> Feast apply + materialize -> train KCAN -> register, promote -> serve, predict
+    -> A/B against a challenger on simulated traffic."""
     settings = resolve_demo_data(settings_of(ctx))
     with reported_errors():
         _stage("1. load, validate and summarise the data", lambda: _summarise(settings))
@@ -193,3 +250,7 @@ def demo(ctx: typer.Context) -> None:
         )
         _stage("6. the registry", lambda: _models_table(settings))
         _stage("7. serve the champion, predict online (one unknown user), stop", lambda: _serve_and_predict(settings))
+        _stage(
+            f"8. A/B: {DEMO_AB_MODEL} as challenger, 50/50 split, simulated clicks, the report",
+            lambda: _ab_loop(settings),
+        )
