@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from cli.context import console, reported_errors, settings_of
-from cli.output import JsonFlag, name_column, number_column, print_json
+from cli.output import JsonFlag, name_column, number_column, print_json, text_column
 
 if TYPE_CHECKING:
     from registry.ab import AbReport
@@ -106,3 +106,58 @@ def ab(
         console.print(f"terciles: {report.tercile_source}")
         console.print(f"[bold]verdict:[/bold] {report.verdict}")
         console.print(f"plot: {path}" + (f"; logged to MLflow runs {', '.join(runs)}" if runs else ""))
+
+
+@app.command("skew")
+def skew(
+    ctx: typer.Context,
+    since: str | None = typer.Option(None, help="Only requests since then: 30m, 2h, 7d or an ISO time."),
+    sample: int = typer.Option(500, min=1, help="Latest requests (with logged feature values) to compare."),
+    max_mismatch: float = typer.Option(0.0, min=0.0, max=1.0, help="Largest mismatch rate a feature may have."),
+    max_psi: float = typer.Option(0.25, min=0.0, help="Largest training-vs-serving PSI a feature may have."),
+    json_out: JsonFlag = False,
+) -> None:
+    """Served feature values vs Feast's point-in-time offline values (mismatch rate, max abs difference) and the
+    training vs serving distribution (PSI) per feature; exit 1 above the thresholds (a deploy gate)."""
+    settings = settings_of(ctx)
+    with reported_errors():
+        from registry.skew import skew_report
+
+        report = skew_report(
+            settings, parse_since(since), sample=sample, max_mismatch_rate=max_mismatch, max_psi=max_psi
+        )
+        if json_out:
+            print_json(
+                {
+                    "requests": report.requests,
+                    "passed": report.passed,
+                    "failures": report.failures,
+                    "features": [f.to_json() for f in report.features],
+                }
+            )
+        else:
+            table = Table(
+                text_column("view"),
+                name_column("feature"),
+                number_column("n"),
+                number_column("mismatch"),
+                number_column("max |diff|"),
+                number_column("PSI"),
+            )
+            for row in report.features:
+                table.add_row(
+                    row.view,
+                    row.feature,
+                    f"{row.compared:,}",
+                    f"{row.mismatch_rate:.1%}",
+                    f"{row.max_abs_diff:.3g}",
+                    "-" if row.psi is None else f"{row.psi:.3f}",
+                )
+            console.print(table)
+            console.print(f"{report.requests:,} logged requests with feature values compared")
+            for failure in report.failures:
+                console.print(f"[red]skew:[/red] {failure}")
+            if report.passed:
+                console.print("no feature above the thresholds")
+        if not report.passed:
+            raise typer.Exit(1)

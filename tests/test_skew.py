@@ -1,0 +1,76 @@
+"""``graphrec monitor skew``: served features vs Feast's offline point-in-time values, right after a materialize (no
+mismatch) and after a view was rebuilt offline but not materialized (flagged, exit 1)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from cli.main import app as cli
+from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from graphrec.settings import Settings
+from serving.app import create_app
+from serving.pyfunc_model import ITEM_ID
+from tests.support.serving import dot_tables, popularity_table, publish_dot_version
+
+runner = CliRunner()
+N_USERS, N_ITEMS = 20, 30
+
+
+def skew(settings: Settings, *args: str) -> tuple[int, dict]:
+    result = runner.invoke(
+        cli, ["--work-dir", str(settings.work_dir), "monitor", "skew", "--json", *args], env={"COLUMNS": "80"}
+    )
+    return result.exit_code, json.loads(result.stdout)
+
+
+def serve(settings: Settings, requests: int) -> None:
+    with TestClient(create_app(settings, poll=False)) as client:
+        for index in range(requests):
+            answer = client.post("/v1/predict", json={"user_id": index % N_USERS, "item_ids": [1, 2, 3, 4, 5, 6]})
+            assert answer.status_code == 200
+        assert client.app.state.request_log.flush(30)
+
+
+def test_skew_is_zero_after_materialize_and_flags_an_unmaterialized_rebuild(tmp_path: Path) -> None:
+    settings = Settings(work_dir=tmp_path / "work", serving_request_log_feature_share=1.0)
+    users, items = dot_tables(N_USERS, N_ITEMS, 4, seed=0)
+    published = publish_dot_version(settings, users, items, popularity_table(items[ITEM_ID].to_numpy(), seed=0))
+    serve(settings, 2 * N_USERS)
+
+    code, fresh = skew(settings, "--max-psi", "100")
+    assert code == 0 and fresh["passed"] and fresh["requests"] == 2 * N_USERS
+    by_feature = {(f["view"], f["feature"]): f for f in fresh["features"]}
+    user_view, item_view = f"graphrec_kcan_v{published.version}_user", f"graphrec_kcan_v{published.version}_item"
+    assert set(by_feature) == {(user_view, "embedding"), (item_view, "embedding"), (item_view, "bias")}
+    assert all(f["mismatches"] == 0 and f["max_abs_diff"] == 0.0 for f in fresh["features"])
+    assert by_feature[(user_view, "embedding")]["psi"] is not None  # 40 served rows of 20 users
+
+    rebuilt_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    moved = users.assign(embedding=[e + 1.0 for e in users["embedding"]])
+    stamp = pd.Timestamp(rebuilt_at)
+    moved.assign(**{EVENT_TIMESTAMP: stamp, CREATED_TIMESTAMP: stamp}).to_parquet(
+        settings.offline_dir / user_view / f"{rebuilt_at:%Y%m%dT%H%M%S%f}-rebuilt.parquet", index=False
+    )
+    since = time.time()
+    time.sleep(1.0)  # served strictly after the rebuilt snapshot's timestamp
+    serve(settings, N_USERS)
+
+    code, stale = skew(settings, "--since", datetime.fromtimestamp(since, UTC).isoformat(), "--max-psi", "100")
+    assert code == 1 and not stale["passed"]
+    flagged = {(f["view"], f["feature"]): f for f in stale["features"]}
+    assert flagged[(user_view, "embedding")]["mismatch_rate"] == 1.0
+    assert np.isclose(flagged[(user_view, "embedding")]["max_abs_diff"], 1.0)
+    assert flagged[(item_view, "embedding")]["mismatches"] == 0
+    assert stale["failures"] == [f"{user_view}:embedding mismatch rate 100.0% > 0.0%"]
+    text = runner.invoke(
+        cli, ["--work-dir", str(settings.work_dir), "monitor", "skew", "--since", "5m"], env={"COLUMNS": "80"}
+    )
+    assert text.exit_code == 1 and f"skew: {user_view}:embedding mismatch rate" in text.stdout
