@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from serving.binding import Binding
 from serving.explain import Explanation
@@ -45,33 +45,27 @@ def ranked(
 
 
 def encode(result: Ranked, request_id: str) -> bytes:
-    """The ScoresResponse JSON of ``result`` answering request ``request_id``, written directly: the scores list
-    dominates, and json.dumps of 1,000 dicts costs about twice as much. Scores are float32, so 9 significant digits
-    round-trip them exactly."""
-    ids, scores, sources = result.item_ids.tolist(), result.scores.tolist(), result.by_model.tolist()
-    items = ",".join(
-        [
-            f'{{"item_id":{i},"score":{s:.9g},"rank":{r},"source":"{"model" if m else "popularity"}"}}'
-            for r, (i, s, m) in enumerate(zip(ids, scores, sources, strict=True), start=1)
-        ]
-    )
-    if result.explanations is not None:
-        items = ",".join(
-            f'{{"item_id":{i},"score":{s:.9g},"rank":{r},"source":"{"model" if m else "popularity"}",'
-            f'"explanation":{json.dumps(e, separators=(",", ":"))}}}'
-            for r, (i, s, m, e) in enumerate(zip(ids, scores, sources, result.explanations, strict=True), start=1)
+    """The ScoresResponse JSON of ``result`` answering request ``request_id``. orjson, not json: at 1,000 items it
+    takes about 60% of the time of formatting each item in Python (0.29 vs 0.45 ms, BENCHMARKS.md), and it writes
+    numpy float32 scores as the shortest text that reads back as the same float32 (exact, and shorter than 9 digits)."""
+    items = [
+        {"item_id": i, "score": s, "rank": r, "source": "model" if m else "popularity"}
+        for r, (i, s, m) in enumerate(
+            zip(result.item_ids.tolist(), result.scores, result.by_model.tolist(), strict=True), start=1
         )
-    head = json.dumps(
-        {
-            "request_id": request_id,
-            "arm": result.binding.alias,
-            "model": _model_ref(result.binding),
-            "fallback": result.fallback,
-            "items_without_features": result.items_without_features,
-        },
-        separators=(",", ":"),
-    )
-    return f'{head[:-1]},"scores":[{items}]}}'.encode()
+    ]
+    if result.explanations is not None:
+        for item, explanation in zip(items, result.explanations, strict=True):
+            item["explanation"] = explanation
+    body = {
+        "request_id": request_id,
+        "arm": result.binding.alias,
+        "model": _model_ref(result.binding),
+        "fallback": result.fallback,
+        "items_without_features": result.items_without_features,
+        "scores": items,
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _model_ref(binding: Binding) -> dict[str, str]:
