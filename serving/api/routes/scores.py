@@ -2,15 +2,22 @@
 
 Every answer carries a fresh ``request_id`` and its ``arm``; the request log (serving/requestlog.py) gets the result
 without the response waiting on it.
+
+The routes are ``async`` and score on the event loop: a request is a millisecond or two of CPU, and handing it to
+the thread pool (what a plain ``def`` route does) cost about 0.2 ms of every request (BENCHMARKS.md, issue 17) and
+buys no parallelism in one process. Concurrency comes from ``graphrec serve --workers``, one per core. Explanations
+(tens of ms) still go to the thread pool so they do not hold up the other requests of the worker.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from serving.api.deps import MetricsDep, RequestLogDep, ServiceDep
 from serving.errors import UNAVAILABLE
@@ -28,7 +35,7 @@ router = APIRouter()
 
 
 @router.post("/v1/predict", response_model=ScoresResponse, responses=UNAVAILABLE)
-def predict(
+async def predict(
     body: PredictRequest,
     request: Request,
     service: ServiceDep,
@@ -37,12 +44,12 @@ def predict(
     variant: VariantHeader = None,
 ) -> Response:
     """Score and rank candidate items for a user."""
-    result = service.predict(body, variant)
+    result = await _run(body.explain, service.predict, body, variant)
     return _scores_response(request, metrics, request_log, "predict", body.user_id, variant, result)
 
 
 @router.post("/v1/recommend", response_model=ScoresResponse, responses=UNAVAILABLE)
-def recommend(
+async def recommend(
     body: RecommendRequest,
     request: Request,
     service: ServiceDep,
@@ -51,8 +58,13 @@ def recommend(
     variant: VariantHeader = None,
 ) -> Response:
     """Top-k items of the catalogue for a user."""
-    result = service.recommend(body, variant)
+    result = await _run(body.explain, service.recommend, body, variant)
     return _scores_response(request, metrics, request_log, "recommend", body.user_id, variant, result)
+
+
+async def _run(off_loop: bool, call: Callable[..., Ranked], *args: object) -> Ranked:
+    """``call(*args)`` on the event loop, or in the thread pool when ``off_loop`` (slow work)."""
+    return await run_in_threadpool(call, *args) if off_loop else call(*args)
 
 
 def _scores_response(
