@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app as cli
+from cli.monitor import parse_since
 from graphrec.settings import Settings
+from registry.ab import ArmStats, verdict
 from serving.app import create_app
 from tests.support.datasets import synthetic_dataset
 from tests.support.online import live_server, publish_ab_world
@@ -98,3 +101,28 @@ def test_report_without_traffic_says_not_enough_data(tmp_path: Path) -> None:
     settings = Settings(work_dir=tmp_path / "work", dataset=str(tmp_path / "data"))
     text = graphrec(settings, "monitor", "ab", "--no-mlflow")
     assert "verdict: not enough data: no impressions logged yet" in text
+
+
+def _arm(arm: str, shown: int, clicks: int) -> ArmStats:
+    nan = float("nan")
+    return ArmStats(arm, "1", shown, shown, shown, clicks, clicks / shown, nan, nan, nan, nan, nan)
+
+
+def test_verdict_names_the_winner_or_the_impressions_still_needed() -> None:
+    line, winner, confidence, more = verdict(_arm("champion", 5000, 250), _arm("challenger", 5000, 400), 0.95)
+    assert winner == "challenger" and confidence > 0.999 and more is None
+    assert line.startswith("challenger v1 wins: CTR 0.0800 vs 0.0500 (+60%), confidence >99.9%")
+    line, winner, confidence, more = verdict(_arm("champion", 500, 25), _arm("challenger", 500, 30), 0.95)
+    assert winner is None and confidence < 0.95
+    # 0.05 vs 0.06 at 95% and 80% power: 7.85 * (0.0475 + 0.0564) / 0.01**2 = 8,155 per arm, 16,310 in all
+    assert 15_000 < more < 17_500 and line.startswith(f"not enough data: need about {more:,} more impressions")
+    line, *_ = verdict(_arm("champion", 100, 5), None, 0.95)
+    assert line == "not enough data: no impressions on the challenger arm yet"
+
+
+def test_since_takes_durations_and_iso_times() -> None:
+    assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+    assert parse_since("2026-01-01T00:00") == 1_767_225_600
+    assert parse_since("2026-01-01T01:00+01:00") == 1_767_225_600
+    with pytest.raises(typer.BadParameter, match="give a duration such as 30m"):
+        parse_since("yesterday")
