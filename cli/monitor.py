@@ -155,6 +155,9 @@ def skew(
                 )
             console.print(table)
             console.print(f"{report.requests:,} logged requests with feature values compared")
+            if not report.requests:
+                console.print("nothing compared: no logged request carries feature values (see the setting")
+                console.print("GRAPHREC_SERVING_REQUEST_LOG_FEATURE_SHARE)")
             for failure in report.failures:
                 console.print(f"[red]skew:[/red] {failure}")
             if report.passed:

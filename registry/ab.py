@@ -209,7 +209,7 @@ def ab_report(
     include_forced: bool = False,
 ) -> AbReport:
     """The A/B report of the requests logged since ``since`` (unix seconds; None: all) and their feedback."""
-    sink = SqlSink(settings.request_log_uri)
+    sink = SqlSink(settings.request_log_uri, create=False)
     requests = sink.requests(since)
     forced = requests["assignment"] == HEADER if not requests.empty else pd.Series(dtype=bool)
     left_out = 0 if include_forced else int(forced.sum())

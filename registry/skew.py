@@ -172,7 +172,7 @@ def skew_report(
 ) -> SkewReport:
     """Compare the latest ``sample`` requests (since ``since``) that logged their features with the offline store."""
     store = store if store is not None else feature_store(settings)
-    requests = SqlSink(settings.request_log_uri).requests(since)
+    requests = SqlSink(settings.request_log_uri, create=False).requests(since)
     if not requests.empty:
         requests = requests[requests["features"].notna()].tail(sample)
     results = []

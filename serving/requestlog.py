@@ -15,6 +15,7 @@ Converting a result to its row (lists, the feature sample) happens on the writer
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import threading
@@ -129,11 +130,18 @@ def sql_engine(url: str) -> Engine:
 
 
 class SqlSink:
-    """The two append-only tables in a SQLAlchemy database (created when missing)."""
+    """The two append-only tables in a SQLAlchemy database (created when missing, unless ``create`` is false: a
+    reader of a SQLite log that does not exist gets FileNotFoundError instead of a new empty file)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
+        parsed = make_url(url)
+        if not create and parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+            raise FileNotFoundError(
+                errno.ENOENT, "no request log (is GRAPHREC_SERVING_REQUEST_LOG on?)", parsed.database
+            )
         self.engine = sql_engine(url)
-        metadata.create_all(self.engine)
+        if create:
+            metadata.create_all(self.engine)
 
     def _insert_feedback(self) -> Any:
         """INSERT that skips a stored duplicate (two replicas may both accept one) where the dialect can say so."""

@@ -17,6 +17,7 @@ from cli.monitor import parse_since
 from graphrec.settings import Settings
 from registry.ab import ArmStats, verdict
 from serving.app import create_app
+from serving.requestlog import SqlSink
 from tests.support.datasets import synthetic_dataset
 from tests.support.online import live_server, publish_ab_world
 from training.data.dataset import write_dataset
@@ -99,6 +100,10 @@ def test_report_without_traffic_says_not_enough_data(tmp_path: Path) -> None:
     dataset = synthetic_dataset()
     write_dataset(dataset, tmp_path / "data")
     settings = Settings(work_dir=tmp_path / "work", dataset=str(tmp_path / "data"))
+    missing = runner.invoke(cli, ["--work-dir", str(settings.work_dir), "monitor", "ab"])
+    assert missing.exit_code == 1 and "no such file or folder" in missing.stderr and "requests.db" in missing.stderr
+    assert not (settings.work_dir / "requests.db").exists()
+    SqlSink(settings.request_log_uri)  # an empty log, as a service with no traffic leaves it
     text = graphrec(settings, "monitor", "ab", "--no-mlflow")
     assert "verdict: not enough data: no impressions logged yet" in text
 
