@@ -3,7 +3,9 @@
 The scoring routes hand each result to :meth:`RequestLog.served`: one ``put_nowait`` onto a bounded queue and an entry
 in the in-memory index of recent requests that ``POST /v1/feedback`` is validated against. When the queue is full the
 row is shed and counted (``graphrec_request_log_shed`` in /metrics); a response is never delayed or failed by logging.
-Feedback takes the same queue but is refused with a 503 when it is full: the client is told and can retry.
+Feedback takes the same queue but is refused with a 503 when it is full: the client is told and can retry. A request
+id not in memory (served before a restart, or by another worker or replica sharing the log) is read back from the
+sink, re-read twice within 0.2 s while the other writer may still hold its row in a batch.
 
 One writer thread drains the queue in batches into two append-only tables (:class:`SqlSink`): ``served_requests``
 (id, time, route, user, arm and how it was assigned, model name and version, items and scores in served order,
@@ -59,6 +61,7 @@ SPLIT, HEADER = "split", "header"  # how the arm was chosen: the challenger shar
 BATCH = 500  # rows per write transaction
 SAMPLED_ITEMS = 3  # model-scored items, best first, whose served feature rows a sampled request logs
 RETRY_S = 0.5
+LOOKUP_RETRIES_S = (0.05, 0.15)  # pauses before re-reading the log for a request id not held in memory
 
 metadata = MetaData()
 served_requests = Table(
@@ -326,6 +329,11 @@ class RequestLog:
         if entry is not None:
             return entry
         stored = self.sink.find(request_id)
+        for pause in LOOKUP_RETRIES_S:  # served by another worker or replica, its row may be a batch away
+            if stored is not None:
+                break
+            time.sleep(pause)
+            stored = self.sink.find(request_id)
         if stored is None:
             raise FeedbackRejected(
                 404, f"unknown request_id {request_id!r}: no request with this id was logged (or its row was shed)"
