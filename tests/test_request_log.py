@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graphrec.settings import Settings
+from graphrec.testing import postgres_bin_dir, running_postgres
 from serving.app import create_app
 from serving.requestlog import LoggedRequest, SqlSink
 from tests.support.serving import PublishedVersion
@@ -196,3 +197,29 @@ def test_metrics_show_watermark_ages_and_fallback_ratio(served: tuple[TestClient
     ages = re.findall(r'^graphrec_feature_watermark_age_seconds\{view="([^"]+)"\} (\S+)$', text, re.MULTILINE)
     assert "item_graph_stats" in {view for view, _ in ages}
     assert all(float(age) >= 0 for _, age in ages)
+
+
+def test_replicas_share_one_postgresql_log(serving_world: World) -> None:
+    """Two services on one PostgreSQL log (the scaled-out setup): feedback reaches either replica, the same event
+    accepted by both is stored once."""
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); the shared request log is skipped")
+    with running_postgres() as database:
+        settings = serving_world[0].model_copy(update={"serving_request_log_url": database})
+        with (
+            TestClient(create_app(settings, poll=False)) as first,
+            TestClient(create_app(settings, poll=False)) as second,
+        ):
+            request_id = first.post("/v1/predict", json={"user_id": 3, "item_ids": ITEMS}).json()["request_id"]
+            flush(first)
+            click = {"request_id": request_id, "events": [{"item_id": 2, "event": "click"}]}
+            assert second.post("/v1/feedback", json=click).status_code == 202
+            assert first.post("/v1/feedback", json=click).status_code == 202  # neither replica saw the other's event
+            assert second.post("/v1/feedback", json=click).status_code == 409
+            unknown = second.post("/v1/feedback", json={**click, "request_id": "missing"})
+            assert unknown.status_code == 404
+            flush(first)
+            flush(second)
+        sink = SqlSink(database)
+        assert sink.requests()["request_id"].tolist() == [request_id]
+        assert sink.feedback()[["item_id", "event"]].values.tolist() == [[2, "click"]]
