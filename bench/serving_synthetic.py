@@ -1,4 +1,5 @@
-"""Benchmark serving latency over loopback HTTP: our hot path against the naive path, on SQLite and Redis.
+"""Serving latency on a synthetic world over loopback HTTP: our hot path against the naive path, on SQLite and Redis
+(``bench/serving.py`` measures the real champions instead).
 
 Builds a 64-d dot model over a few thousand items (tests/support/serving.py: MLflow registry + Feast views,
 materialized with Feast), starts uvicorn in a subprocess per (store, path), warms it up, then sends ``--requests``
@@ -6,7 +7,7 @@ sequential ``POST /v1/predict`` calls (random known user, random distinct candid
 keep-alive connection, and prints p50/p99 per case and the naive/ours ratios. The naive path (``create_app(naive=
 True)``) reads every (user, item) pair through Feast ``get_online_features`` into pandas and calls ``pyfunc.predict``.
 
-Usage: ``python bench/serving.py [--requests 2000] [--items 5000] [--stores sqlite redis]``. Latencies include the
+Usage: ``python -m bench.serving_synthetic [--requests 2000] [--items 5000] [--stores sqlite redis]``. Latencies include the
 client (httpx) and depend on machine load; the load average is printed with the table.
 
 ``--explain REV`` measures the cost of explanations instead (issue 14): a KCAN of the default width (dim 64, stars
