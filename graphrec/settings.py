@@ -22,6 +22,13 @@ class OnlineStoreKind(str, Enum):
     redis = "redis"
 
 
+class EngineKind(str, Enum):
+    """Where the feature jobs and materialization run: in this process, or on a Ray cluster (docs/DEPLOY.md)."""
+
+    local = "local"
+    ray = "ray"
+
+
 class Settings(BaseSettings):
     """Paths, URIs and names shared by training, the feature store, the registry and serving."""
 
@@ -47,6 +54,18 @@ class Settings(BaseSettings):
     online_store: OnlineStoreKind = Field(default=OnlineStoreKind.sqlite, description="Feast online store kind.")
     redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when online_store is redis.")
     seed: int = Field(default=2021, description="Default random seed for splits and training.")
+    engine: EngineKind = Field(
+        default=EngineKind.local, description="Feature jobs and materialization: 'local' or on a Ray cluster ('ray')."
+    )
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster to join (e.g. 10.0.0.5:6379); unset: start a local Ray on demand."
+    )
+    ray_num_cpus: int | None = Field(
+        default=None, gt=0, description="CPUs of the local Ray started on demand (unset: every core)."
+    )
+    ray_object_store_mb: int | None = Field(
+        default=None, gt=0, description="Object store of the local Ray started on demand, MiB (unset: Ray's default)."
+    )
     serving_poll_interval_s: float = Field(
         default=10.0, gt=0, description="How often serving re-reads the model aliases and the item-view watermark."
     )
