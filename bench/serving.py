@@ -18,8 +18,10 @@ model, ``graphrec-<family>``; when it has no champion yet, the benchmark trains 
   median is uvicorn, FastAPI and the client.
 
 Prints p50/p99/p999 per case, ratios to the naive path and to the HTTP floor, the stage table, the machine's load
-average before and after. The client runs on the same 2 cores as the server. Usage:
-``python -m bench.serving [--work-dir work] [--families bpr_mf] [--requests 2000] [--naive-requests 200]``.
+average before and after. The client runs on the same 2 cores as the server. ``--request-log`` measures only the
+request log's cost (issue 15): KCAN with the log on and off, sequential and 16 clients, in the same run, with the
+on/off ratios. Usage: ``python -m bench.serving [--work-dir work] [--families bpr_mf] [--requests 2000]
+[--naive-requests 200] [--request-log]``.
 """
 
 from __future__ import annotations
@@ -234,15 +236,17 @@ def stage_profile(work_dir: Path, name: str, bodies: list[bytes]) -> dict[str, n
     return {stage: np.asarray(values) for stage, values in times.items()}
 
 
-def measure(work_dir: Path, families: list[str], requests: int, naive_requests: int) -> tuple[list[Case], dict]:
-    """Every case and, per (family, candidates), the stage profile."""
+def measure(
+    work_dir: Path, families: list[str], requests: int, naive_requests: int, log_only: bool = False
+) -> tuple[list[Case], dict]:
+    """Every case and, per (family, candidates), the stage profile; ``log_only``: KCAN's request-log cases only."""
     from graphrec.environment import settings_environment
     from graphrec.settings import Settings
     from graphrec.testing import free_port, http_service
 
     cases: list[Case] = []
     profiles: dict[tuple[str, int], dict[str, np.ndarray]] = {}
-    names = {family: ensure_champion(work_dir, family) for family in [KCAN, *families]}
+    names = {family: ensure_champion(work_dir, family) for family in [KCAN, *([] if log_only else families)]}
 
     def serve(family: str, workers: int = 1, naive: bool = False, threads: int = 1, request_log: bool = True):
         settings = Settings(
@@ -273,13 +277,13 @@ def measure(work_dir: Path, families: list[str], requests: int, naive_requests: 
             for n in CANDIDATES:
                 record(Case(family, "ours", n, "sequential", sequential(port, bodies[n])))
                 if family == KCAN:
-                    for clients in CLIENTS:
+                    for clients in CLIENTS[-1:] if log_only else CLIENTS:
                         record(
                             Case(
                                 family, "ours", n, f"{clients} clients / 1 worker", concurrent(port, bodies[n], clients)
                             )
                         )
-        if family == KCAN:
+        if family == KCAN and not log_only:
             port, server = serve(family, workers=2)
             with server:
                 for n in CANDIDATES:
@@ -290,10 +294,15 @@ def measure(work_dir: Path, families: list[str], requests: int, naive_requests: 
             with server:
                 for n in CANDIDATES:
                     record(Case(family, "ours", n, "sequential, 2 threads", sequential(port, bodies[n])))
+        if family == KCAN:
             port, server = serve(family, request_log=False)
             with server:
                 for n in CANDIDATES:
                     record(Case(family, "ours", n, "sequential, log off", sequential(port, bodies[n])))
+                    latencies = concurrent(port, bodies[n], CLIENTS[-1])
+                    record(Case(family, "ours", n, f"{CLIENTS[-1]} clients / 1 worker, log off", latencies))
+        if log_only:
+            continue
         port, server = serve(family, naive=True)
         with server:
             for n in CANDIDATES:
@@ -313,7 +322,7 @@ def latency_table(cases: list[Case]) -> str:
     floor = next(c for c in cases if c.path == "floor")
     ours = {(c.family, c.candidates): c for c in cases if c.path == "ours" and c.setup == "sequential"}
     lines = [
-        f"{'family':<8}{'path':<7}{'cands':>6} {'setup':<24}{'n':>6}{'p50':>8}{'p99':>8}{'p999':>8}  ratios (p50, p99)",
+        f"{'family':<8}{'path':<7}{'cands':>6} {'setup':<31}{'n':>6}{'p50':>8}{'p99':>8}{'p999':>8}  ratios (p50, p99)",
     ]
     for case in cases:
         if case.path == "naive":
@@ -323,9 +332,24 @@ def latency_table(cases: list[Case]) -> str:
         else:
             ratio = "the HTTP floor (GET /healthz)"
         lines.append(
-            f"{case.family:<8}{case.path:<7}{case.candidates:>6} {case.setup:<24}{len(case.latencies):>6}"
+            f"{case.family:<8}{case.path:<7}{case.candidates:>6} {case.setup:<31}{len(case.latencies):>6}"
             f"{case.percentile(50):>8.2f}{case.percentile(99):>8.2f}{case.percentile(99.9):>8.2f}  {ratio}"
         )
+    return "\n".join(lines)
+
+
+def log_table(cases: list[Case]) -> str:
+    """The request log's cost: each log-on case's p50 and p99 over the same case with the log off."""
+    off = {(c.candidates, c.setup.removesuffix(", log off")): c for c in cases if c.setup.endswith(", log off")}
+    lines = [f"{'cands':>6} {'setup':<22}{'on p50':>8}{'off p50':>8}{'on p99':>8}{'off p99':>8}  on/off (p50, p99)"]
+    for case in cases:
+        base = off.get((case.candidates, case.setup))
+        if case.path == "ours" and base is not None:
+            lines.append(
+                f"{case.candidates:>6} {case.setup:<22}{case.percentile(50):>8.2f}{base.percentile(50):>8.2f}"
+                f"{case.percentile(99):>8.2f}{base.percentile(99):>8.2f}  "
+                f"{case.percentile(50) / base.percentile(50):.2f}x {case.percentile(99) / base.percentile(99):.2f}x"
+            )
     return "\n".join(lines)
 
 
@@ -349,13 +373,18 @@ def main() -> None:
     parser.add_argument("--families", nargs="*", default=["bpr_mf"], help="Baseline families served beside KCAN.")
     parser.add_argument("--requests", type=int, default=2000, help="Timed requests per case (after the warm-up).")
     parser.add_argument("--naive-requests", type=int, default=200, help="Timed requests per naive case.")
+    parser.add_argument("--request-log", action="store_true", help="Only KCAN with the request log on vs off.")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
     load_before = os.getloadavg()
-    cases, profiles = measure(args.work_dir.resolve(), args.families, args.requests, args.naive_requests)
+    work_dir = args.work_dir.resolve()
+    cases, profiles = measure(work_dir, args.families, args.requests, args.naive_requests, args.request_log)
     print(latency_table(cases))
-    print("\nin-process stages, median ms and share of the sequential HTTP median:")
-    print(stage_table(profiles, cases))
+    print("\nthe request log (issue 15), on over off:")
+    print(log_table(cases))
+    if profiles:
+        print("\nin-process stages, median ms and share of the sequential HTTP median:")
+        print(stage_table(profiles, cases))
     print(f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min) before {load_before}, after {os.getloadavg()}")
 
 
