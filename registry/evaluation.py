@@ -3,7 +3,8 @@
 The set is stored once under ``<work_dir>/eval/`` (the test rows of the platform's seeded CTR split) with its
 fingerprint, so every candidate and champion are compared on exactly the same rows, whatever happens to the data
 later. Each version is scored by its verified model (serving.model_integrity), from the offline snapshot of its own
-per-version feature views.
+per-version feature views. Each row carries the name of its domain, so a version fixed to one domain of a two-domain
+dataset (serving.contract.DOMAIN_TAG) is scored on that domain's rows (:func:`rows_of_domain`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from serving.pyfunc_model import ITEM_ID, USER_ID, ScorerModel, column_values
 
 EVAL_DIR = "eval"
 EVAL_FILE = "frozen_eval.parquet"
+DOMAIN = "domain"
 
 
 def frozen_eval_set(settings: Settings) -> tuple[pd.DataFrame, str]:
@@ -37,6 +39,8 @@ def frozen_eval_set(settings: Settings) -> tuple[pd.DataFrame, str]:
         dataset = load_dataset(settings)
         test = ctr_split(dataset.interactions, settings.seed).test
         rows = test.rename(columns={"user": USER_ID, "item": ITEM_ID})[[USER_ID, ITEM_ID, "label"]]
+        names = [str(name) for name in dataset.domains]
+        rows[DOMAIN] = [names[d] if d < len(names) else str(d) for d in test["domain"].to_numpy()]
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".{EVAL_FILE}.tmp"
         rows.to_parquet(temporary, index=False)
@@ -47,6 +51,25 @@ def frozen_eval_set(settings: Settings) -> tuple[pd.DataFrame, str]:
     if hashlib.sha256(path.read_bytes()).hexdigest()[:16] != fingerprint:
         raise RuntimeError(f"the frozen evaluation set {path} was modified: its fingerprint no longer matches")
     return pd.read_parquet(path), fingerprint
+
+
+def rows_of_domain(rows: pd.DataFrame, domain: str | None) -> pd.DataFrame:
+    """The frozen rows a version is scored on: all of them, or only those of ``domain`` for a version fixed to one
+    domain; :class:`LookupError` when the set cannot say (written before rows carried a domain) or has none."""
+    if domain is None:
+        return rows
+    if DOMAIN not in rows:
+        raise LookupError(
+            f"the frozen evaluation set predates per-domain rows, so it cannot score a version of domain {domain!r} "
+            "(its rows carry no domain)"
+        )
+    picked = rows[rows[DOMAIN] == domain]
+    if picked.empty:
+        raise LookupError(
+            f"the frozen evaluation set has no rows of domain {domain!r}; its domains: "
+            + ", ".join(sorted(rows[DOMAIN].unique()))
+        )
+    return picked
 
 
 def version_feature_tables(settings: Settings, name: str, version: str) -> tuple[pd.DataFrame, pd.DataFrame]:

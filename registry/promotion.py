@@ -22,9 +22,9 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from graphrec.settings import Settings
-from registry.evaluation import evaluate_version, frozen_eval_set
+from registry.evaluation import evaluate_version, frozen_eval_set, rows_of_domain
 from registry.servability import load_problems, servability_problems
-from serving.contract import AUDIT_TAG_PREFIX, CHALLENGER, CHAMPION
+from serving.contract import AUDIT_TAG_PREFIX, CHALLENGER, CHAMPION, DOMAIN_TAG
 
 AUDIT_PREFIX = AUDIT_TAG_PREFIX  # the service's model page reads the trail too
 
@@ -191,15 +191,29 @@ def protected_versions(client: MlflowClient, name: str) -> dict[str, str]:
 
 
 def _gate(settings: Settings, name: str, version: str, incumbent: str | None, tolerance: float) -> dict[str, object]:
-    """The candidate and the incumbent on the same frozen evaluation set (servability is checked before)."""
-    rows, fingerprint = frozen_eval_set(settings)
+    """The candidate and the incumbent on the same frozen evaluation set (servability is checked before); a version
+    fixed to one domain (``DOMAIN_TAG``) is scored on that domain's rows, and only against an incumbent of the same."""
+    client = MlflowClient()
+    domain = model_version(client, name, version).tags.get(DOMAIN_TAG)
+    if incumbent is not None and incumbent != version:
+        held = model_version(client, name, incumbent).tags.get(DOMAIN_TAG)
+        if held != domain:
+            raise PromotionRefused(
+                f"version {version} scores {_scope(domain)} but champion v{incumbent} scores {_scope(held)}: the gate "
+                "compares versions on the same rows (register one model name per domain, or --force with a reason)"
+            )
+    frozen, fingerprint = frozen_eval_set(settings)
+    try:
+        rows = rows_of_domain(frozen, domain)
+    except LookupError as error:
+        raise PromotionRefused(f"version {version}: {error}") from error
     candidate = evaluate_version(settings, name, version, rows)
     gate: dict[str, object] = {
         "eval_set": fingerprint,
         "metric": "auc",
         "candidate": round(candidate, 6),
         "tolerance": tolerance,
-    }
+    } | ({"domain": domain} if domain is not None else {})
     if incumbent is not None and incumbent != version:
         champion = evaluate_version(settings, name, incumbent, rows)
         gate["incumbent"] = round(champion, 6)
@@ -209,6 +223,10 @@ def _gate(settings: Settings, name: str, version: str, incumbent: str | None, to
                 f"by more than the tolerance {tolerance} on frozen evaluation set {fingerprint}"
             )
     return gate
+
+
+def _scope(domain: str | None) -> str:
+    return "every domain" if domain is None else f"domain {domain!r} only"
 
 
 def _servable_or_refuse(settings: Settings, name: str, version: str) -> None:

@@ -46,6 +46,7 @@ class TrainedRun:
     # with the run so the version records exactly which mixture its features bake in
     side_inputs: dict[str, np.ndarray] = field(default_factory=dict)
     protocol: str = "ctr"  # the split protocol (training.data.splits): registration replays it to publish seen items
+    tags: dict[str, str] = field(default_factory=dict)  # extra run tags, e.g. serving.contract.DOMAIN_TAG
 
 
 def metric_key(name: str) -> str:
@@ -126,6 +127,7 @@ def log_training_run(settings: Settings, run: TrainedRun) -> str:
                 "git_commit": git_commit(),
             }
             | {f"graphrec.side_input.{name}.sha256": side_input_digest(v) for name, v in run.side_inputs.items()}
+            | run.tags
         )
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)

@@ -28,20 +28,22 @@ from registry.promotion import (
 )
 from registry.publish import publish_version
 from registry.tracking import configure_mlflow
-from serving.contract import FEATURE_SERVICE_TAG, MODEL_KIND_TAG
+from serving.contract import DOMAIN_TAG, FEATURE_SERVICE_TAG, MODEL_KIND_TAG
 from serving.model_integrity import expected_digests, load_verified_model
 
 KEY_METRICS = ("test_auc", "test_f1", "test_auc/sparse", "test_recall_at_20", "test_recall_at_20/sparse")
 
 
 def register(settings: Settings, run_id: str, name: str | None = None) -> ModelVersion:
-    """Register the run's pyfunc as a new version of ``name`` and publish its serving features to Feast."""
+    """Register the run's pyfunc as a new version of ``name`` and publish its serving features to Feast; the run's
+    model kind and (a cross-domain model's) domain become version tags."""
     configure_mlflow(settings)
     name = name or settings.registered_model_name
     client = MlflowClient()
     run = _run(client, run_id)
-    kind = run.data.tags.get(MODEL_KIND_TAG, "")
-    version = register_model_version(logged_model_uri(run), name, {MODEL_KIND_TAG: kind})
+    tags = {MODEL_KIND_TAG: run.data.tags.get(MODEL_KIND_TAG, "")}
+    tags |= {DOMAIN_TAG: run.data.tags[DOMAIN_TAG]} if DOMAIN_TAG in run.data.tags else {}
+    version = register_model_version(logged_model_uri(run), name, tags)
     publish_version(settings, name, int(version.version), run_id)
     return client.get_model_version(name, version.version)
 

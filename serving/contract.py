@@ -15,6 +15,10 @@ Optional, published by registration since issue 14: ``SEEN_VIEW_TAG`` names a vi
 tercile, and ``CATALOGUE_TAG`` holds the SHA-256 of each file of the entity catalogue (serving/catalogue.py) logged
 under the run's ``CATALOGUE_ARTIFACT`` folder. A version without them is served without seen-item exclusion and
 explains with ids only.
+
+Optional since issue 13: ``DOMAIN_TAG`` names the one domain of a two-domain dataset a version scores (a cross-domain
+model is registered per target domain; its item view holds that domain's items only). The promotion gate scores such a
+version on the frozen rows of that domain and refuses to compare it with a version of another domain.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ FEATURE_SERVICE_TAG = "graphrec.feature_service"
 USER_VIEW_TAG = "graphrec.user_view"
 ITEM_VIEW_TAG = "graphrec.item_view"
 MODEL_KIND_TAG = "graphrec.model"
+DOMAIN_TAG = "graphrec.domain"
 SEEN_VIEW_TAG = "graphrec.seen_view"
 SEEN_FEATURE = "seen_items"
 ACTIVITY_TERCILE = "activity_tercile"  # also in the seen view: 0 sparse, 1 medium, 2 active
