@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -76,6 +77,68 @@ def synth(
 
     summary = generate_dataset(cross_domain_config(users, seed, items), out)
     console.print(f"wrote {out}: {summary.n_users:,} users, {summary.positives:,} positives in {summary.seconds:.1f}s")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    target: str = typer.Option(..., help="Target domain (its name in dataset.json, e.g. coupon) the version serves."),
+    model: str = typer.Option("cdgnn", help="Cross-domain variant (cdgnn, cdgnn-coral, emcdr, ...)."),
+    epochs: int = typer.Option(5, min=1, help="Training epochs (the best validation AUC is kept)."),
+    seed: int | None = typer.Option(None, help="Split and model seed (default: settings seed)."),
+    batch_size: int = typer.Option(8192, min=1, help="Training rows per step (both domains together)."),
+    dim: int = typer.Option(32, min=1, help="Representation size."),
+    register: bool = typer.Option(False, "--register", help="Register the version and publish its features to Feast."),
+    json_output: JsonFlag = False,
+) -> None:
+    """Fit a cross-domain model for one target domain of the configured two-domain dataset (--dataset) on the
+    platform's CTR split, log it to MLflow like every model and, with --register, register it under the settings'
+    model name with its target domain fixed (tag graphrec.domain), ready for `graphrec models promote` and serving."""
+    import torch
+
+    from registry.crossdomain import train_and_log_domain
+    from registry.tracking import configure_mlflow
+    from training.crossdomain.model import VARIANTS
+
+    if model not in VARIANTS:
+        raise CliError(f"unknown cross-domain model {model!r}; choose from {', '.join(VARIANTS)}")
+    settings = settings_of(ctx)
+    configure_mlflow(settings)
+    torch.set_num_threads(1)
+    try:  # Feast's materialization prints progress on stdout: keep stdout one JSON document with --json
+        with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
+            outcome = train_and_log_domain(
+                settings, target, model, epochs, seed, register_version=register, batch_size=batch_size, dim=dim
+            )
+    except ValueError as error:  # an unknown domain, a dataset without two domains or without target rows
+        raise CliError(str(error)) from None
+    run, version = outcome.run, outcome.version
+    if json_output:
+        print_json(
+            {
+                "model": model,
+                "target": target,
+                "seed": run.seed,
+                "best_epoch": run.best_epoch,
+                "seconds_per_epoch": run.seconds_per_epoch,
+                "valid": run.valid,
+                "test": run.test,
+                "run_id": outcome.run_id,
+                "version": None if version is None else version.version,
+            }
+        )
+        return
+    columns = (name_column("metric"), number_column("validation"), number_column("test"))
+    table = Table(*columns, title=f"{model} → {target}")
+    for metric, value in run.test.items():
+        table.add_row(metric, f"{run.valid.get(metric, float('nan')):.4f}", f"{value:.4f}")
+    console.print(table)
+    console.print(f"best epoch {run.best_epoch} of {epochs}; {run.seconds_per_epoch:.2f} s/epoch; run {outcome.run_id}")
+    if version is not None:
+        console.print(
+            f"registered {version.name} version {version.version} (domain {target}); promote it with "
+            f"`graphrec models promote {version.name} {version.version}`"
+        )
 
 
 def _generator(folder: Path) -> str:

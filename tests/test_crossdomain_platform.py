@@ -5,6 +5,7 @@ domain, and one request served by it through the real app."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,3 +140,25 @@ def test_frozen_rows_of_a_domain_and_their_errors() -> None:
         rows_of_domain(rows, "c")
     with pytest.raises(LookupError, match="predates per-domain rows"):
         rows_of_domain(rows.drop(columns="domain"), "a")
+
+
+def test_cli_registers_another_domain_which_the_gate_will_not_compare(world: CrossDomainWorld) -> None:
+    """`graphrec crossdomain train --register` on the same model name, for the fund domain: registered with its own
+    domain tag, and refused as champion over the coupon version (different rows), not scored against it."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from registry.promotion import PromotionRefused, promote
+    from serving.contract import CHAMPION
+
+    settings, version = world.settings, world.outcome.version
+    assert version is not None
+    promote(settings, version.name, str(version.version), CHAMPION)  # a no-op when already champion
+    global_options = ["--work-dir", str(settings.work_dir), "--dataset", settings.dataset]
+    args = ["crossdomain", "train", "--target", "fund", "--epochs", "1", "--batch-size", "256", "--dim", "8"]
+    env = {"GRAPHREC_REGISTERED_MODEL_NAME": version.name, "GRAPHREC_SEED": "3"}
+    result = CliRunner().invoke(app, [*global_options, *args, "--register", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    fund = str(json.loads(result.stdout)["version"])
+    with pytest.raises(PromotionRefused, match="scores domain 'fund' only but champion v1 scores domain 'coupon'"):
+        promote(settings, version.name, fund, CHAMPION)

@@ -69,6 +69,14 @@ def _metrics(
     return ctr_metrics(rows["label"].to_numpy(), logits, terciles[rows["user"].to_numpy()])
 
 
+def _top_k(model: CrossDomainModel, task: CrossDomainTask, domain: int, positives: np.ndarray) -> dict[str, float]:
+    """Recall/NDCG@20 of held-out positives (local ids) over the domain's catalogue, in the platform's metric names."""
+    if not len(positives):
+        return {}
+    users, items = model.user_item_matrices(domain)
+    return {name.lower(): value for name, value in full_catalogue(task, domain, users, items, positives).items()}
+
+
 def _in_domain(rows: pd.DataFrame, domain: int) -> pd.DataFrame:
     return rows[rows["domain"] == domain].reset_index(drop=True)
 
@@ -100,15 +108,12 @@ def fit_domain(
             best_auc, best_epoch, best_state = valid["auc"], epoch, copy.deepcopy(model.state_dict())
     if best_state is not None:  # else no epoch had a finite validation AUC: the last one stands
         model.load_state_dict(best_state)
-    users, items = model.user_item_matrices(target)
-    test = _metrics(model, task, target, test_rows, terciles)
-    top = full_catalogue(task, target, users, items, task.test[target]) if len(task.test[target]) else {}
     return DomainFit(
         model=model,
         target=target,
         history=history,
-        valid=_metrics(model, task, target, valid_rows, terciles),
-        test=test | {name.lower(): value for name, value in top.items()},
+        valid=_metrics(model, task, target, valid_rows, terciles) | _top_k(model, task, target, task.valid[target]),
+        test=_metrics(model, task, target, test_rows, terciles) | _top_k(model, task, target, task.test[target]),
         best_epoch=best_epoch,
         seconds_per_epoch=float(np.mean([record["seconds"] for record in history])),
     )
