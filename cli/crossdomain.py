@@ -19,6 +19,8 @@ from cli.context import CliError, console, err_console, settings_of
 from cli.output import JsonFlag, name_column, number_column, print_json
 
 if TYPE_CHECKING:
+    from graphrec.settings import Settings
+    from training.crossdomain.report import Sweep
     from training.crossdomain.task import CrossDomainTask
 
 app = typer.Typer(help="Cross-domain transfer: CD-GNN vs baselines on two domains (issue 13).", no_args_is_help=True)
@@ -50,6 +52,27 @@ def _synthetic_tasks(folder: Path, direction: str, keeps: list[float]) -> dict[f
         raise CliError(f"--direction for {folder} is one of {', '.join(pairs) or '(no two named domains)'}")
     target = pairs[direction]
     return {keep: build_task(dataset, cross_domain_split(dataset, target, keep), (target,)) for keep in keeps}
+
+
+SYNTH_PREFIX = "synth:"
+
+
+def _synthetic_folder(spec: str, work_dir: Path) -> Path:
+    """``synth:USERS[:ITEMS[:SEED]]``: write the generator's two-domain set (items 2000 and seed 0 by default, as
+    `crossdomain synth`) under the work dir, so the evaluate command alone rebuilds its data from a fresh clone."""
+    from training.synth.crossdomain import cross_domain_config
+    from training.synth.generator import generate_dataset
+
+    parts = spec.removeprefix(SYNTH_PREFIX).split(":")
+    try:
+        users, items, seed = ([int(part) for part in parts] + [2000, 0][len(parts) - 1 :])[:3]
+    except ValueError:
+        users = items = seed = -1
+    if len(parts) > 3 or users < 2 or items < 0 or seed < 0:
+        raise CliError(f"--data {spec!r}: write synth:USERS, synth:USERS:ITEMS or synth:USERS:ITEMS:SEED")
+    folder = work_dir / "crossdomain" / f"synth-u{users}-i{items}-s{seed}"
+    generate_dataset(cross_domain_config(users, seed, items), folder)
+    return folder
 
 
 def _amazon_tasks(data_dir: Path, direction: str, keeps: list[float]) -> dict[float, CrossDomainTask]:
@@ -148,6 +171,25 @@ def _generator(folder: Path) -> str:
     return json.dumps(settings, sort_keys=True) if settings else "none recorded (not a generated set)"
 
 
+def _log_sweep(
+    settings: Settings,
+    sweep: Sweep,
+    out: Path,
+    figure: Path | None,
+    data: str,
+    direction: str,
+    seeds: int,
+    epochs: int,
+    models: list[str],
+) -> str:
+    from registry.crossdomain import log_sweep
+    from registry.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    params = {"data": data, "direction": direction, "seeds": seeds, "epochs": epochs, "models": ",".join(models)}
+    return log_sweep(settings, sweep, out, figure, params | {"negatives": sweep.n_negatives})
+
+
 def _command_line() -> str:
     return "graphrec " + " ".join(shlex.quote(word) for word in sys.argv[1:])
 
@@ -155,7 +197,11 @@ def _command_line() -> str:
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    data: str = typer.Option("amazon", help="'amazon' (under GRAPHREC_DATA_DIR) or a two-domain dataset folder."),
+    data: str = typer.Option(
+        "amazon",
+        help="'amazon' (under GRAPHREC_DATA_DIR), a two-domain dataset folder, or synth:USERS[:ITEMS[:SEED]] (the "
+        "generator's set, written under the work dir).",
+    ),
     direction: str = typer.Option("both", help="amazon: both, cloth-sport, sport-cloth; a folder: SOURCE-TARGET."),
     keep: str = typer.Option("1.0", help="Shares of target training rows kept, comma-separated (folders only)."),
     seeds: int = typer.Option(1, min=1, help="Model seeds 0..N-1 per model and share."),
@@ -165,10 +211,11 @@ def evaluate(
     batch_size: int = typer.Option(8192, min=1, help="Training rows per step (both domains together)."),
     dim: int = typer.Option(32, min=1, help="Representation size."),
     out: Path = typer.Option(Path("results/crossdomain.md"), help="Markdown report; a PNG is written beside it."),
+    log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log report, figure and metrics to MLflow."),
     json_output: JsonFlag = False,
 ) -> None:
     """Fit every model on every share and seed, rank the held-out rows, write the report (and the figure when there is
-    more than one share)."""
+    more than one share), and log them with the mean test metrics to MLflow (experiment graphrec-crossdomain)."""
     import torch
 
     from training.crossdomain.experiment import MODEL_NAMES, eval_sets, run_model
@@ -180,10 +227,12 @@ def evaluate(
         raise CliError(f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODEL_NAMES)}")
     keeps = _floats(keep, "--keep")
     started = time.perf_counter()
+    settings = settings_of(ctx)
+    folder = _synthetic_folder(data, settings.work_dir) if data.startswith(SYNTH_PREFIX) else Path(data)
     if data == "amazon":
-        tasks = _amazon_tasks(settings_of(ctx).data_dir, direction, keeps)
+        tasks = _amazon_tasks(settings.data_dir, direction, keeps)
     else:
-        tasks = _synthetic_tasks(Path(data), direction, keeps)
+        tasks = _synthetic_tasks(folder, direction, keeps)
     torch.set_num_threads(1)
     runs = {}
     for share, task in tasks.items():
@@ -200,15 +249,16 @@ def evaluate(
         f"torch {torch.__version__}. Epoch counts are what this CPU allowed, not tuned budgets.",
     )
     if data != "amazon":
-        notes += (f"Dataset folder settings (dataset.json `generator`): {_generator(Path(data))}.",)
+        notes += (f"Dataset folder settings (dataset.json `generator`): {_generator(folder)}.",)
     sweep = Sweep(runs, _command_line(), time.perf_counter() - started, notes, negatives)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = out.with_suffix(".png") if len(runs) > 1 else None
     if figure is not None:
         plot(sweep, figure)
     out.write_text(markdown(sweep, "Cross-domain transfer: CD-GNN and baselines", figure) + "\n")
+    run_id = _log_sweep(settings, sweep, out, figure, data, direction, seeds, epochs, chosen) if log_mlflow else None
     if json_output:
-        print_json({str(share): runs[share] for share in runs})
+        print_json({"mlflow_run": run_id, "runs": {str(share): runs[share] for share in runs}})
         return
     table = Table(
         name_column("model"),
@@ -227,3 +277,5 @@ def evaluate(
                     fit.model, domain, f"{share:g}", f"{test['MRR']:.4f}", f"{test['HR@10']:.4f}", f"{test['AUC']:.4f}"
                 )
     console.print(table)
+    if run_id is not None:
+        console.print(f"MLflow run {run_id} (experiment graphrec-crossdomain): report, figure and mean test metrics")

@@ -3,6 +3,7 @@ its sparsity knob, leakage, the alignment losses' closed forms, model determinis
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -319,12 +320,47 @@ def test_cli_evaluates_a_synthetic_folder_and_writes_report_and_figure(tmp_path:
     bad = runner.invoke(app, [*common, "--direction", "coupon-coupon"])
     assert bad.exit_code == 1 and "fund-coupon, coupon-fund" in bad.output
     args = [*common, "--direction", "fund-coupon", "--keep", "0.5,1", "--models", "popularity,cdgnn", "--out", str(out)]
-    result = runner.invoke(app, [*args, "--batch-size", "256"])
+    result = runner.invoke(app, ["--work-dir", str(tmp_path / "work"), *args, "--batch-size", "256", "--json"])
     assert result.exit_code == 0, result.output
     report = out.read_text()
     assert "## Target coupon, 50% of target training rows kept" in report and "| cdgnn | cold |" in report
     assert "Command: `graphrec" in report and "Wall time:" in report and '"n_users": 400' in report
     assert out.with_suffix(".png").stat().st_size > 0
+    _assert_sweep_logged(tmp_path / "work", json.loads(result.stdout))
+
+
+def _assert_sweep_logged(work: Path, printed: dict) -> None:
+    """The sweep's MLflow run holds the report, the AUC-vs-kept-share figure and each share's mean test AUC."""
+    from mlflow import MlflowClient
+
+    from registry.tracking import configure_mlflow
+
+    configure_mlflow(Settings(work_dir=work))
+    client = MlflowClient()
+    run = client.get_run(printed["mlflow_run"])
+    artifacts = {a.path for folder in ("report", "plots") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert artifacts == {"report/report.md", "plots/report.png"}
+    for share, key in (("0.5", "0.5"), ("1.0", "1")):
+        auc = [r["domains"]["coupon"]["test"]["AUC"] for r in printed["runs"][share] if r["model"] == "cdgnn"]
+        assert run.data.metrics[f"coupon/keep_{key}/cdgnn/auc"] == pytest.approx(float(np.mean(auc)))
+    assert run.data.params["keeps"] == "0.5,1"
+
+
+def test_cli_builds_the_synthetic_set_named_by_data(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    common = ["--work-dir", str(tmp_path), "crossdomain", "evaluate", "--no-mlflow", "--out", str(tmp_path / "r.md")]
+    bad = runner.invoke(app, [*common, "--data", "synth:many"])
+    assert bad.exit_code == 1 and "write synth:USERS, synth:USERS:ITEMS or synth:USERS:ITEMS:SEED" in bad.output
+    args = ["--data", "synth:120:80:4", "--direction", "fund-coupon", "--models", "popularity", "--negatives", "5"]
+    result = runner.invoke(app, [*common, *args])
+    assert result.exit_code == 0, result.output
+    generated = json.loads((tmp_path / "crossdomain" / "synth-u120-i80-s4" / "dataset.json").read_text())
+    assert generated["generator"]["n_users"] == 120 and generated["generator"]["seed"] == 4
+    assert '"n_items": 80' in (tmp_path / "r.md").read_text()
 
 
 def test_serving_form_scores_equal_the_model(coupon_task, single_thread) -> None:
