@@ -96,6 +96,8 @@ def expected_message(exc: BaseException) -> tuple[str, str] | None:
     mlflow_errors = _loaded("mlflow.exceptions")
     if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException) and exc.error_code in MLFLOW_CODES:
         return "error", exc.message
+    if (ray_runtime := _loaded("featurestore.ray_runtime")) is not None and isinstance(exc, ray_runtime.RayUnavailable):
+        return "error", str(exc)
     feast_errors = _loaded("feast.errors")
     if feast_errors is not None and isinstance(exc, feast_errors.FeastObjectNotFoundException):
         return "error", f"{exc}: run `graphrec features apply`, then `graphrec features materialize`"

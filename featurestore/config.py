@@ -3,7 +3,8 @@
 ``feature_repo/feature_store.yaml`` stays the stock configuration (project, provider, DuckDB offline store, SQLite
 online store, MLflow integration) for ``feast`` commands run in ``feature_repo/``. Here it is read and its paths, its
 online store and its MLflow URI are replaced from Settings, so ``GRAPHREC_WORK_DIR``, ``GRAPHREC_ONLINE_STORE=redis``
-and ``GRAPHREC_REDIS_URL`` take effect without editing it; the rest, the ``batch_engine`` block naming graphrec's
+and ``GRAPHREC_REDIS_URL`` take effect without editing it, and ``GRAPHREC_ENGINE=ray`` swaps in graphrec's engine on
+Ray (featurestore/ray_engine.py); the rest, the ``batch_engine`` block naming graphrec's
 compute engine (featurestore/engine.py) included, is kept as written. It lives outside ``training`` because serving
 needs it.
 """
@@ -17,7 +18,8 @@ from typing import Any
 import yaml
 from feast import FeatureStore, RepoConfig
 
-from graphrec.settings import OnlineStoreKind, Settings
+from featurestore.ray_engine import RAY_ENGINE_TYPE
+from graphrec.settings import EngineKind, OnlineStoreKind, Settings
 
 STOCK_CONFIG = "feature_store.yaml"
 LOCAL_ENGINE: dict[str, Any] = {"type": "local"}
@@ -31,12 +33,25 @@ def online_store_config(settings: Settings) -> dict[str, str]:
     return {"type": "sqlite", "path": str(settings.online_sqlite_path.resolve())}
 
 
+def ray_engine_config(settings: Settings) -> dict[str, Any]:
+    """The ``batch_engine`` block of graphrec's engine on Ray (featurestore/ray_engine.py), from ``settings``."""
+    return {
+        "type": RAY_ENGINE_TYPE,
+        "ray_address": settings.ray_address,
+        "num_cpus": settings.ray_num_cpus,
+        "object_store_mb": settings.ray_object_store_mb,
+    }
+
+
 def config_dict(settings: Settings) -> dict[str, Any]:
-    """The stock feature_store.yaml as a dict, with paths, online store and MLflow URI taken from ``settings``."""
+    """The stock feature_store.yaml as a dict, with paths, online store and MLflow URI taken from ``settings``, and
+    graphrec's engine on Ray as the compute engine when ``settings.engine`` is ``ray``."""
     raw = yaml.safe_load(os.path.expandvars((settings.feature_repo / STOCK_CONFIG).read_text()))
     raw["registry"] = {**raw["registry"], "path": str(settings.feast_registry_path.resolve())}
     raw["online_store"] = online_store_config(settings)
     raw["mlflow"] = {**raw.get("mlflow", {}), "tracking_uri": settings.mlflow_uri}
+    if settings.engine is EngineKind.ray:
+        raw["batch_engine"] = ray_engine_config(settings)
     return raw
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,7 +53,7 @@ from pydantic import StrictInt
 from feature_repo.catalog import CREATED_TIMESTAMP, EVENT_TIMESTAMP, EntitySpec, FeatureSpec, ValueType, ViewSpec
 from feature_repo.objects import FEAST_DTYPES
 from featurestore.encoding import OnlineBatch, encode_batch
-from featurestore.offline import arrow_schema, latest_rows, parquet_files, read_files
+from featurestore.offline import KeyRange, arrow_schema, latest_rows, parquet_files, read_files
 from featurestore.redis_writer import RedisWriter
 from featurestore.sqlite_writer import SqliteWriter
 
@@ -145,6 +145,26 @@ def _key_order(keys: np.ndarray) -> np.ndarray:
     return np.argsort(np.ascontiguousarray(keys, dtype="<i8").view(">u8"), kind="stable")
 
 
+def latest_in_key_order(
+    files: list[Path],
+    spec: ViewSpec,
+    start: datetime | None,
+    end: datetime | None,
+    keys: KeyRange | None = None,
+) -> pa.Table:
+    """The latest row per entity (join key in ``keys``, default all) with ``start <= event_timestamp <= end`` of a
+    view's parquet files, in serialized-key order."""
+    rows = read_files(files, arrow_schema(spec), start, end, keys)
+    chosen = latest_rows(rows, spec.entity.join_key)
+    return rows.take(pa.array(chosen[_key_order(rows[spec.entity.join_key].to_numpy()[chosen])]))
+
+
+def encoded_batches(spec: ViewSpec, latest: pa.Table, key_version: int, batch_rows: int) -> Iterator[OnlineBatch]:
+    """``latest``'s rows encoded for the online store, ``batch_rows`` at a time."""
+    for offset in range(0, latest.num_rows, batch_rows):
+        yield encode_batch(spec, latest.slice(offset, batch_rows), key_version)
+
+
 class GraphrecComputeEngine(ComputeEngine):
     """Materializes views into a SQLite or Redis online store with Feast's exact bytes, in bulk (module docstring)."""
 
@@ -207,7 +227,7 @@ class GraphrecComputeEngine(ComputeEngine):
         logger.info("materializing %d feature view(s) into the %s online store", len(tasks), kind)
         writer = WRITERS[kind](self.repo_config)
         try:
-            results = [self._write_view(writer, task, spec) for task, spec in zip(tasks, specs, strict=True)]
+            results = self._write_views(writer, tasks, specs)
         finally:
             writer.close()
         if self.results is not None:
@@ -229,31 +249,52 @@ class GraphrecComputeEngine(ComputeEngine):
         path = Path(FileSource.get_uri_for_file_path(self.repo_config.repo_path, view.batch_source.path))
         return [path] if path.is_file() else parquet_files(path)
 
-    def _write_view(self, writer: OnlineWriter, task: MaterializationTask, spec: ViewSpec) -> ViewResult:
-        """Read the task's window, keep the latest row per entity in key order, write it in batches."""
-        started = time.perf_counter()
+    def _write_views(
+        self, writer: OnlineWriter, tasks: Sequence[MaterializationTask], specs: Sequence[ViewSpec]
+    ) -> list[ViewResult]:
+        """Write every task's view, one after another, in this process (featurestore/ray_engine.py spreads the
+        reading and encoding over a Ray cluster instead)."""
+        return [self._write_view(writer, task, spec) for task, spec in zip(tasks, specs, strict=True)]
+
+    def _window(self, task: MaterializationTask) -> tuple[ViewResult, tuple[datetime | None, datetime | None]]:
+        """The task's (empty) result and the event-time window to read, checked."""
         view = task.feature_view
         if not task.only_latest:
             raise _unsupported(view, "the task asks for every row, not the latest per entity")
         result = ViewResult(view.name, _utc(task.start_time), _utc(task.end_time))
         if result.start > result.end:
             raise ValueError(f"feature view {view.name!r}: window start {result.start} is after its end {result.end}")
-        window = (None, None) if task.disable_event_timestamp else (result.start, result.end)
-        rows = read_files(self._source_files(view), arrow_schema(spec), *window)
-        chosen = latest_rows(rows, spec.entity.join_key)
-        latest = rows.take(pa.array(chosen[_key_order(rows[spec.entity.join_key].to_numpy()[chosen])]))
+        return result, ((None, None) if task.disable_event_timestamp else (result.start, result.end))
+
+    def _write_view(self, writer: OnlineWriter, task: MaterializationTask, spec: ViewSpec) -> ViewResult:
+        """Read the task's window, keep the latest row per entity in key order, write it in batches."""
+        started = time.perf_counter()
+        result, window = self._window(task)
+        latest = latest_in_key_order(self._source_files(task.feature_view), spec, *window)
+        version = self.repo_config.entity_key_serialization_version
+        self._write_batches(writer, task, encoded_batches(spec, latest, version, self.batch_rows), latest.num_rows)
+        result.rows = latest.num_rows
+        return self._finish(result, started)
+
+    def _write_batches(
+        self, writer: OnlineWriter, task: MaterializationTask, batches: Iterable[OnlineBatch], total: int
+    ) -> None:
+        """Write a view's encoded batches (``total`` rows in all), reporting progress after each."""
+        view = task.feature_view
         writer.prepare(view)
-        with self._progress_of(task, latest.num_rows) as progress:
-            for offset in range(0, latest.num_rows, self.batch_rows):
-                batch = encode_batch(
-                    spec, latest.slice(offset, self.batch_rows), self.repo_config.entity_key_serialization_version
-                )
+        written = 0
+        with self._progress_of(task, total) as progress:
+            for batch in batches:
                 writer.write(view, batch)
-                result.rows += len(batch)
-                progress(view.name, result.rows, latest.num_rows)
+                written += len(batch)
+                progress(view.name, written, total)
+
+    @staticmethod
+    def _finish(result: ViewResult, started: float) -> ViewResult:
+        """Stamp the view's wall time and log its outcome."""
         result.seconds = time.perf_counter() - started
         logger.info(
-            "%s: %d rows from %s to %s in %.2fs", view.name, result.rows, result.start, result.end, result.seconds
+            "%s: %d rows from %s to %s in %.2fs", result.name, result.rows, result.start, result.end, result.seconds
         )
         return result
 

@@ -18,6 +18,7 @@ import functools
 import operator
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -234,12 +235,51 @@ def read_snapshots(
     return read_files(snapshot_files(offline_dir, spec), arrow_schema(spec), start, end)
 
 
+@dataclass(frozen=True)
+class KeyRange:
+    """Entities with ``low <= join_key <= high``: one partition of a view, read on its own."""
+
+    join_key: str
+    low: int
+    high: int
+
+    def expression(self) -> ds.Expression:
+        """The row filter of the range."""
+        return (ds.field(self.join_key) >= self.low) & (ds.field(self.join_key) <= self.high)
+
+
+def key_ranges(files: list[Path], join_key: str, parts: int) -> list[KeyRange | None]:
+    """Up to ``parts`` contiguous join-key ranges covering every row of ``files``, from the parquet footers' min/max
+    statistics (no data read); ``[None]`` (one partition: everything) when a footer lacks them."""
+    lows, highs = [], []
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        column = metadata.schema.to_arrow_schema().get_field_index(join_key)
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(column).statistics
+            if stats is None or not stats.has_min_max:
+                return [None]
+            lows.append(stats.min)
+            highs.append(stats.max)
+    if not lows or parts <= 1:
+        return [None]
+    low, high = int(min(lows)), int(max(highs))
+    step = -(-(high - low + 1) // parts)  # ceil: python ints, exact for any int64 key
+    return [KeyRange(join_key, first, min(first + step - 1, high)) for first in range(low, high + 1, step)]
+
+
 def read_files(
-    files: list[Path], schema: pa.Schema, start: datetime | None = None, end: datetime | None = None
+    files: list[Path],
+    schema: pa.Schema,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    keys: KeyRange | None = None,
 ) -> pa.Table:
-    """The rows of snapshot ``files`` with ``start <= event_timestamp <= end`` (bounds optional), cast to ``schema``,
-    plus ``snapshot``: the file's index in ``files``, for tie-breaking."""
+    """The rows of snapshot ``files`` with ``start <= event_timestamp <= end`` (bounds optional) and a join key in
+    ``keys`` (default: any), cast to ``schema``, plus ``snapshot``: the file's index in ``files``, for tie-breaking."""
     window = _event_window(start, end)
+    if keys is not None:
+        window = keys.expression() if window is None else window & keys.expression()
     tables = []
     for index, path in enumerate(files):
         part = pq.read_table(path, filters=window, schema=schema)

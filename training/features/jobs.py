@@ -8,6 +8,7 @@ older ones, so Feast's point-in-time joins pick, for each label event, the lates
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,11 +35,13 @@ from feature_repo.catalog import (
     ViewSpec,
 )
 from featurestore.offline import read_latest, write_snapshot
-from graphrec.settings import Settings
+from featurestore.ray_runtime import ray_target
+from graphrec.settings import EngineKind, Settings
 from training.data.dataset import Dataset
 from training.data.load import load_dataset
 from training.data.splits import activity_terciles, ctr_split
-from training.features.aggregates import active_users, item_aggregates, user_aggregates
+from training.features.aggregates import active_users, graph_edges, item_aggregates, user_aggregates
+from training.features.blocks import Sources
 from training.features.transh_job import FEATURE_JOB_TRANSH, TransHResult, train_transh
 from training.graphs.ckg import build_ckg
 from training.graphs.hetero import build_hetero_graph
@@ -159,9 +162,22 @@ def build_features(
         active = active_users(
             positives["timestamp"].to_numpy(), positives["user"].to_numpy(), dataset.n_users, as_of_s, window
         )
-        terciles = activity_terciles(positives, dataset.n_users)
-        users = user_aggregates(graph, user_emb, entity_emb, active, terciles)
-        items = item_aggregates(graph, entity_emb, dataset.n_items, dataset.n_relations)
+        sources = Sources(
+            user_emb=user_emb.numpy(),
+            entity_emb=entity_emb.numpy(),
+            active=active,
+            terciles=activity_terciles(positives, dataset.n_users),
+            n_items=dataset.n_items,
+            n_kg_relations=dataset.n_relations,
+        )
+        edges = graph_edges(graph)
+        if settings.engine is EngineKind.ray:
+            from training.features.ray_aggregates import ray_aggregates  # imports Ray: only for the ray engine
+
+            staging = settings.work_dir / "ray-staging" / f"graph-stats-{report.created:%Y%m%dT%H%M%S}-{os.getpid()}"
+            users, items = ray_aggregates(edges, sources, staging, ray_target(settings))
+        else:
+            users, items = user_aggregates(edges, sources), item_aggregates(edges, sources)
         frames[USER_GRAPH_STATS.name] = _frame(
             USER_GRAPH_STATS, np.arange(dataset.n_users), users, report.as_of, report.created
         )
