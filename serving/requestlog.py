@@ -30,6 +30,7 @@ from queue import Empty, Full, Queue
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 import pandas as pd
 from sqlalchemy import (
     JSON,
@@ -38,9 +39,11 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
@@ -59,9 +62,33 @@ IMPRESSION, CLICK = "impression", "click"
 REQUEST, FEEDBACK = "request", "feedback"
 SPLIT, HEADER = "split", "header"  # how the arm was chosen: the challenger share's user hash, or the variant header
 BATCH = 500  # rows per write transaction
+LINGER_S = 0.05  # the writer waits up to this for more rows: one transaction per batch, not one per request (the
+# per-request commit cost a sequential client 0.8 ms per request at 100 candidates; BENCHMARKS.md, issue 17)
 SAMPLED_ITEMS = 3  # model-scored items, best first, whose served feature rows a sampled request logs
 RETRY_S = 0.5
 LOOKUP_RETRIES_S = (0.05, 0.15)  # pauses before re-reading the log for a request id not held in memory
+
+
+class PackedArray(TypeDecorator):
+    """A 1-D array stored as its raw little-endian bytes, read back as a list. The writer thread packs 1,000 ids or
+    scores with one C call instead of JSON-encoding each number while holding the GIL the request threads wait for
+    (which doubled the p99 of a logged 1,000-candidate request; BENCHMARKS.md, issue 17), in half the bytes."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, dtype: str):
+        super().__init__()
+        self.dtype = np.dtype(dtype)
+
+    def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        """The values' bytes, in ``dtype``."""
+        return None if value is None else np.ascontiguousarray(value, dtype=self.dtype).tobytes()
+
+    def process_result_value(self, value: Any, dialect: Any) -> list | None:
+        """The stored values as a list of Python numbers."""
+        return None if value is None else np.frombuffer(value, dtype=self.dtype).tolist()
+
 
 metadata = MetaData()
 served_requests = Table(
@@ -75,8 +102,8 @@ served_requests = Table(
     Column("assignment", String(8), nullable=False),  # split | header
     Column("model_name", String(256), nullable=False),
     Column("model_version", String(32), nullable=False),
-    Column("item_ids", JSON, nullable=False),  # served order, best first
-    Column("scores", JSON, nullable=False),
+    Column("item_ids", PackedArray("<i8"), nullable=False),  # served order, best first
+    Column("scores", PackedArray("<f4"), nullable=False),
     Column("fallback", String(32)),
     Column("feature_watermark", Float),  # unix seconds of the item view's materialization the binding read
     Column("user_view", String(256), nullable=False),
@@ -118,10 +145,10 @@ def sql_engine(url: str) -> Engine:
     timeout, so the report can read while the service writes."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=_json_text)
     if parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, json_serializer=_json_text)
 
     @event.listens_for(engine, "connect")
     def _wal(connection: Any, _record: Any) -> None:
@@ -208,21 +235,29 @@ class Served:
     with_features: bool
 
 
-def _plain(value: np.ndarray) -> Any:
-    return value.tolist()
+def _exact(value: np.ndarray) -> np.ndarray:
+    """A served feature value to log: floats widened to float64 so their JSON text is the float32 value exactly (the
+    skew check compares it with the offline value at zero difference); ids stay int64."""
+    return value.astype(np.float64) if np.issubdtype(value.dtype, np.floating) else value
+
+
+def _json_text(value: Any) -> str:
+    """JSON text of a logged value, numpy arrays included: orjson encodes a KCAN feature sample (about 4,000 floats)
+    in C, where json needs them as Python floats first and holds the GIL the request threads wait for (issue 17)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def feature_sample(result: Ranked) -> dict[str, Any] | None:
     """The served user row and the feature rows of the top model-scored items (None without a user row)."""
     if result.user_row is None:
         return None
-    user = {name: _plain(values[0]) for name, values in result.user_row.items()}
+    user = {name: _exact(values[0]) for name, values in result.user_row.items()}
     top = result.item_ids[result.by_model][:SAMPLED_ITEMS]
     items = result.binding.items
     index, found = items.locate(top)
     rows = items.gather(index[found])
     sampled = {
-        str(item): {name: _plain(column[position]) for name, column in rows.items()}
+        str(item): {name: _exact(column[position]) for name, column in rows.items()}
         for position, item in enumerate(top[found].tolist())
     }
     return {"user": user, "items": sampled}
@@ -241,8 +276,8 @@ def request_row(served: Served) -> dict[str, Any]:
         "assignment": served.assignment,
         "model_name": binding.name,
         "model_version": binding.version,
-        "item_ids": result.item_ids.tolist(),
-        "scores": result.scores.tolist(),
+        "item_ids": result.item_ids,
+        "scores": result.scores,
         "fallback": result.fallback,
         "feature_watermark": watermark.timestamp() if watermark is not None else None,
         "user_view": binding.user_view,
@@ -287,6 +322,7 @@ class RequestLog:
         self.sink, self.metrics = sink, metrics
         self.feature_share, self.recent_capacity = feature_share, recent
         self._queue: Queue[tuple[str, object] | None] = Queue(maxsize=capacity)
+        self._batch = min(BATCH, capacity)  # rows held by the writer stay within the queue's bound
         self._recent: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()  # the recent index and feedback's check-then-enqueue
         self._pending = 0  # rows queued or being written
@@ -370,9 +406,10 @@ class RequestLog:
             if first is None:
                 return
             batch = [first]
-            while len(batch) < BATCH:
+            deadline = time.monotonic() + LINGER_S
+            while len(batch) < self._batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
                 except Empty:
                     break
                 if item is None:
