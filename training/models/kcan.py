@@ -29,6 +29,20 @@ channel); ``item_bias`` gives popularity a per-item logit offset instead of the 
 that its centres already are; ``transh_schedule="alternating"`` takes a recommendation step and then a separate TransH
 step whose triples leave out the batch's own positives (the paper's alternating optimisation).
 
+Sampled mini-batch training (issue 16), ``propagation="sampled"``: a training step computes steps 1-3 only for
+the nodes its batch needs, through DGL blocks (:mod:`training.models.kcan_sampling`), instead of over the whole CKG.
+The seeds are the batch's users and items. (a) The star hop is exact: each seed's α is the edge softmax over *all*
+its in-edges, computed from the TransH embeddings (the α the layers share; no propagation is needed for it), and
+its top-k is distilled from that, exactly as the full graph does. (b) The representations z of the seeds and of their
+kept neighbours come from ``n_layers`` blocks sampled by DGL's ``NeighborSampler`` with ``fanouts`` (one per layer,
+-1 = every in-neighbour); in those layers α is the edge softmax over the *sampled* in-edges (the renormalised
+estimate GraphSAGE-style sampling makes). With every fanout -1 a sampled step equals the full-graph step (tested).
+Because (a) needs α before any propagation, ``alpha_per_layer`` is refused in sampled mode. With ``loss="bpr"`` the
+positives and the sampled negatives are propagated separately (two sampled propagations per step). Validation,
+prediction, diagnostics and the serving export always propagate over the whole graph, so the serving form is
+unchanged. ``propagation="full"`` (the default) stays: on small graphs one whole-graph pass is faster than
+building blocks.
+
 Extension ``user_intent`` (issue 12): each user's intent mixture θ_u from the social + tag topic model
 (:attr:`TrainingData.user_intent`) enters as a side feature, a learned projection Wθ_u added to the user's node
 representation after propagation, so it reaches the user's star centre and every item star the user sits in. The
@@ -41,14 +55,16 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from serving.scoring.kcan import HeadWeights, Star, kcan_logits, refined_pair
+from training.dgl_compat import dgl
 from training.kge.sampling import BernoulliSampler
 from training.kge.transh import TransH
 from training.models.base import (
@@ -62,6 +78,7 @@ from training.models.base import (
 )
 from training.models.bpr_mf import LossKind, recommendation_loss
 from training.models.kcan_layers import KAGCN, Neighbourhoods, distill, knowledge_attention
+from training.models.kcan_sampling import SampledPropagation, block_edges, propagation_blocks, star_block
 
 CONDITIONING_USERS, CONDITIONING_TARGETS = 64, 16  # the sample that measures how much the target changes r_u
 UNMASKED_TARGET = -2  # a node id no neighbour has (padding is -1)
@@ -96,9 +113,25 @@ class KCANConfig(ModelConfig):
     # TransH step on triples other than the batch's own positives
     transh_schedule: Literal["joint", "alternating"] = "joint"
     user_intent: bool = False  # θ_u of the intent topic model as a user side feature (projected, added to z_u)
+    # training steps: "full" propagates over the whole CKG; "sampled" only for the batch's nodes, through DGL blocks
+    # with ``fanouts`` in-edges per node and layer (-1: all); evaluation and export are always full-graph
+    propagation: Literal["full", "sampled"] = "full"
+    fanouts: list[int] = Field(default_factory=lambda: [10, 10])
     lr: float = 5e-3
     weight_decay: float = 1e-4
     batch_size: int = 2048
+
+    @model_validator(mode="after")
+    def _sampling_is_consistent(self) -> Self:
+        """Sampled propagation needs one fanout per layer and the star's α before propagation."""
+        if self.propagation == "sampled":
+            if len(self.fanouts) != self.n_layers:
+                raise ValueError(f"fanouts {self.fanouts} must give one fanout per layer (n_layers={self.n_layers})")
+            if any(f == 0 or f < -1 for f in self.fanouts):
+                raise ValueError(f"fanouts {self.fanouts}: each must be a positive count or -1 (every in-neighbour)")
+            if self.alpha_per_layer:
+                raise ValueError("propagation='sampled' needs alpha_per_layer=false (the stars' α comes first)")
+        return self
 
 
 def _tower(dim: int) -> nn.Sequential:
@@ -122,6 +155,17 @@ class Propagation:
     def alpha(self) -> Tensor:
         """The α the stars carry: the last layer's."""
         return self.alphas[-1]
+
+    def star(self, nodes: Tensor, bias: Tensor | None = None) -> Star:
+        """The distilled stars of CKG ``nodes`` (B,)."""
+        return Star(
+            node_id=nodes,
+            centre=self.z[nodes],
+            nbr_id=self.neighbourhoods.node[nodes],
+            nbr_repr=self.neighbourhoods.repr(self.z, nodes),
+            nbr_alpha=self.neighbourhoods.alpha(self.alpha, nodes),
+            bias=bias,
+        )
 
 
 @register_model
@@ -180,10 +224,11 @@ class KCAN(Recommender):
             self.register_buffer("intent", torch.from_numpy(data.user_intent), persistent=False)
         self._frozen = None  # the propagation reused by eval-mode predictions (see predict_logits)
 
-    def knowledge_alpha(self, x: Tensor, dropped: Tensor | None) -> Tensor:
-        """α (E,) from representations ``x`` under TransH's relation hyperplanes, at the current temperature."""
+    def knowledge_alpha(self, x: Tensor, dropped: Tensor | None, graph: dgl.DGLGraph | None = None) -> Tensor:
+        """α per edge of ``graph`` (default: the whole CKG; or a block, ``x`` then its source rows) from
+        representations ``x`` under TransH's relation hyperplanes, at the current temperature."""
         return knowledge_attention(
-            self.graph,
+            self.graph if graph is None else graph,
             x,
             self.transh.normal.weight,
             self.transh.translation.weight,
@@ -212,6 +257,43 @@ class KCAN(Recommender):
         src, dst = self.graph.edges()
         neighbourhoods = distill(src, dst, alphas[-1], self.graph.num_nodes(), self.star_size, self.tie_break)
         return Propagation(z=x, alphas=alphas, neighbourhoods=neighbourhoods)
+
+    def propagate_sampled(self, seeds: Tensor, dropped: Tensor | None = None) -> SampledPropagation:
+        """Steps 1-3 for the CKG nodes ``seeds`` only (see the module docstring): their stars distilled from α over all
+        their in-edges, then z of the seeds and their kept neighbours through blocks sampled with ``fanouts``.
+
+        Edges in the bool mask ``dropped`` (E,) get α = 0, as in :meth:`propagate`.
+        """
+        seeds = torch.unique(seeds)
+        x0 = self.transh.entity.weight
+        block = star_block(self.graph, seeds)
+        star_alpha = self.knowledge_alpha(x0[block.srcdata[dgl.NID]], block_edges(dropped, block), block)
+        src, dst = block.edges()
+        local = distill(src, dst, star_alpha, len(seeds), self.star_size, self.tie_break[block.edata[dgl.EID]])
+        nbr_node = torch.where(local.node >= 0, block.srcdata[dgl.NID][local.node.clamp_min(0)], -1)
+        nodes = torch.unique(torch.cat((seeds, nbr_node[nbr_node >= 0])))
+        draw = int(torch.randint(0, 2**31 - 1, ()))  # DGL's sampler seeded from torch's generator
+        blocks = propagation_blocks(self.graph, nodes, self.config.fanouts, draw)
+        x = x0[blocks[0].srcdata[dgl.NID]]
+        for layer, layer_block in enumerate(blocks):
+            # the layers share the α of the TransH embeddings (alpha_per_layer is refused), over this block's edges
+            alpha = self.knowledge_alpha(
+                x0[layer_block.srcdata[dgl.NID]], block_edges(dropped, layer_block), layer_block
+            )
+            x = self.kagcn.layer(layer, layer_block, x, alpha, self.config.message_dropout)
+        if self.personal is not None:
+            x = x + self.personal(nodes)
+        if self.intent_projection is not None:
+            users = nodes >= self.n_entities
+            rows = torch.nonzero(users).squeeze(-1)
+            x = x.index_add(0, rows, self.intent_projection(self.intent[nodes[users] - self.n_entities]))
+        return SampledPropagation(
+            nodes=nodes,
+            z=x,
+            seeds=seeds,
+            nbr_node=nbr_node,
+            nbr_alpha=local.alpha(star_alpha, torch.arange(len(seeds))),
+        )
 
     def pair_edges(self, users: Tensor, items: Tensor) -> Tensor:
         """Bool mask (E,) of the CKG edges joining any (user, item) pair, both directions (training positives only)."""
@@ -244,17 +326,17 @@ class KCAN(Recommender):
             centre_dot=self.config.centre_dot,
         )
 
-    def user_star(self, propagation: Propagation, users: Tensor) -> Star:
+    def user_star(self, propagation: Propagation | SampledPropagation, users: Tensor) -> Star:
         """The distilled stars of user indices ``users`` (B,), before the target edge is masked (the scorer masks
         it)."""
-        return _star(propagation, self.user_nodes(users))
+        return propagation.star(self.user_nodes(users))
 
-    def item_star(self, propagation: Propagation, items: Tensor) -> Star:
+    def item_star(self, propagation: Propagation | SampledPropagation, items: Tensor) -> Star:
         """The distilled stars of item indices ``items`` (B,), with the items' logit offsets when ``item_bias``."""
         bias = None if self.item_bias is None else self.item_bias(items).squeeze(-1)
-        return _star(propagation, items, bias)
+        return propagation.star(items, bias)
 
-    def _score(self, propagation: Propagation, users: Tensor, items: Tensor) -> Tensor:
+    def _score(self, propagation: Propagation | SampledPropagation, users: Tensor, items: Tensor) -> Tensor:
         return kcan_logits(
             self.user_star(propagation, users),
             self.item_star(propagation, items),
@@ -277,12 +359,20 @@ class KCAN(Recommender):
         return self.recommendation_loss(batch, batch_edges) + self.transh_loss(None)
 
     def recommendation_loss(self, batch: Batch, batch_edges: Tensor) -> Tensor:
-        """BCE or BPR of the batch over one propagation (without the batch's own u–v edges when
-        ``hide_target_edges``)."""
-        propagation = self.propagate(batch_edges if self.config.hide_target_edges else None)
-        return recommendation_loss(
-            self.config.loss, lambda users, items: self._score(propagation, users, items), batch, self.n_items
-        )
+        """BCE or BPR of the batch over one whole-graph propagation, or over a sampled one per scored set of pairs
+        (without the batch's own u–v edges when ``hide_target_edges``)."""
+        dropped = batch_edges if self.config.hide_target_edges else None
+        return recommendation_loss(self.config.loss, self.step_scorer(dropped), batch, self.n_items)
+
+    def step_scorer(self, dropped: Tensor | None) -> Callable[[Tensor, Tensor], Tensor]:
+        """Training logits of aligned pairs with the edges ``dropped`` hidden: one whole-graph propagation shared by
+        every call, or (``propagation="sampled"``) a sampled propagation for each call's own users and items."""
+        if self.config.propagation == "sampled":
+            return lambda users, items: self._score(
+                self.propagate_sampled(torch.cat((self.user_nodes(users), items)), dropped), users, items
+            )
+        propagation = self.propagate(dropped)
+        return lambda users, items: self._score(propagation, users, items)
 
     def transh_loss(self, excluded: Tensor | None) -> Tensor:
         """λ × TransH's margin loss on a uniform batch of CKG triples (an edge id is its triple's row), none of them
@@ -371,19 +461,6 @@ class KCAN(Recommender):
             scorer_kind="kcan",
             scorer_state=state,
         )
-
-
-def _star(propagation: Propagation, nodes: Tensor, bias: Tensor | None = None) -> Star:
-    """The distilled stars of CKG ``nodes`` (B,) under one propagation."""
-    neighbourhoods = propagation.neighbourhoods
-    return Star(
-        node_id=nodes,
-        centre=propagation.z[nodes],
-        nbr_id=neighbourhoods.node[nodes],
-        nbr_repr=neighbourhoods.repr(propagation.z, nodes),
-        nbr_alpha=neighbourhoods.alpha(propagation.alpha, nodes),
-        bias=bias,
-    )
 
 
 def _feature_frame(star: Star) -> pd.DataFrame:

@@ -2,7 +2,10 @@
 distillation.
 
 Everything is edge-wise over the whole CKG (DGL ``apply_edges`` / ``edge_softmax`` / ``update_all`` and per-edge
-sorts): time and memory are linear in the number of edges; no N×N tensor is ever formed.
+sorts): time and memory are linear in the number of edges; no N×N tensor is ever formed. :func:`relation_cosine`,
+:func:`knowledge_attention` and :meth:`KAGCN.layer` take either the whole graph or a DGL block (a sampled bipartite
+layer whose destination nodes are the first rows of its source nodes, ``x`` being the source nodes' rows), so the
+sampled mini-batch path (:mod:`training.models.kcan_sampling`) runs the same code.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def relation_cosine(graph: dgl.DGLGraph, x: Tensor, normals: Tensor, translation
     norms = (x * x).sum(dim=-1)
     wx_i, wx_j, dx_i, dx_j = wx[dst, rel], wx[src, rel], dx[dst, rel], dx[src, rel]
     with graph.local_scope():
-        graph.ndata["x"] = x
+        graph.srcdata["x"] = x
+        graph.dstdata["x"] = x[: graph.num_dst_nodes()]  # a block's destinations lead its sources; a graph: all of x
         graph.apply_edges(fn.u_dot_v("x", "x", "xx"))
         dot = graph.edata["xx"].squeeze(-1) - wx_i * wx_j + dx_i - wx_i * wd
     a2 = (norms[dst] - wx_i * wx_i).clamp_min(0.0)
@@ -81,12 +85,14 @@ class KAGCN(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(n_layers))
 
     def layer(self, index: int, graph: dgl.DGLGraph, x: Tensor, alpha: Tensor, dropout: float = 0.0) -> Tensor:
-        """Representations after layer ``index``, (N, d); ``dropout`` applies to the messages' source features."""
+        """Representations of the destination nodes after layer ``index`` ((N, d) on the whole graph, (dst, d) on a
+        block); ``dropout`` applies to the messages' source features."""
         with graph.local_scope():
             graph.edata["a"] = alpha.unsqueeze(-1)
-            graph.ndata["x"] = F.dropout(x, dropout, self.training) if dropout > 0 else x
+            graph.srcdata["x"] = F.dropout(x, dropout, self.training) if dropout > 0 else x
             graph.update_all(fn.u_mul_e("x", "a", "m"), fn.sum("m", "agg"))
-            return F.leaky_relu(self.layers[index](graph.ndata["agg"]) + x, NEGATIVE_SLOPE)
+            residual = x[: graph.num_dst_nodes()]
+            return F.leaky_relu(self.layers[index](graph.dstdata["agg"]) + residual, NEGATIVE_SLOPE)
 
 
 @dataclass(frozen=True)

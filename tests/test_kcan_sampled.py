@@ -1,0 +1,137 @@
+"""Sampled mini-batch KCAN (issue 16): a step over DGL blocks equals the full-graph step when every neighbour is
+taken, the stars stay exact under sampling, it trains, and it exports the same serving form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pydantic import ValidationError
+
+from serving.scoring import build_scorer
+from tests.support.datasets import synthetic_dataset
+from tests.support.scoring import served_rows
+from tests.test_kcan import make
+from training.models.base import Batch, TrainingData
+from training.models.kcan import KCAN, KCANConfig
+from training.models.kcan_sampling import propagation_blocks
+from training.trainer import prepare_data, rows_as_tensors, seed_everything
+
+SAMPLED = {"propagation": "sampled", "fanouts": [3, 2]}
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingData:
+    """The dataset of tests/test_kcan.py: 2-7 liked items per user, so stars are well filled."""
+    return prepare_data(synthetic_dataset(n_users=30, n_items=24, n_attributes=8, positives=(2, 7)), seed=0)
+
+
+def step_loss(model: KCAN, batch: Batch) -> torch.Tensor:
+    """One training loss with torch's generator reset, so TransH triples and sampled negatives are the same draw."""
+    torch.manual_seed(1)
+    return model.training_loss(batch)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"loss": "bpr", "relation_prior": True, "attention": "gatv2", "personal_embeddings": True, "item_bias": True},
+        {"knowledge_attention": False, "centre_dot": True},
+        {"distillation": False},
+    ],
+    ids=["default", "selecting", "no_knowledge", "no_distillation"],
+)
+def test_every_neighbour_sampled_equals_the_full_graph_step(data: TrainingData, overrides: dict) -> None:
+    """With fanouts of -1 the blocks hold every in-edge: the recommendation loss and every parameter's gradient equal
+    the full-graph step's on the same batch (the batch's own edges hidden in both; the TransH term, the same in both
+    modes, is left out because drawing the neighbour sample advances torch's generator before its triples)."""
+    seed_everything(0)
+    config = KCANConfig(dim=8, top_k=3, dropout=0.0, **overrides)
+    model = KCAN(config, data).train()
+    users, items, labels = rows_as_tensors(data.split.train)
+    batch = Batch(users[:48], items[:48], labels[:48])
+    positive = batch.labels > 0
+    hidden = model.pair_edges(batch.users[positive], batch.items[positive])
+    gradients = []
+    for propagation in ("full", "sampled"):
+        model.config = config.model_copy(update={"propagation": propagation, "fanouts": [-1, -1]})
+        model.zero_grad()
+        torch.manual_seed(1)  # the same sampled negatives (loss="bpr")
+        loss = model.recommendation_loss(batch, hidden)
+        loss.backward()
+        gradients.append(
+            (float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    (full_loss, full_grads), (sampled_loss, sampled_grads) = gradients
+    assert sampled_loss == pytest.approx(full_loss, abs=1e-6)
+    assert full_grads.keys() == sampled_grads.keys() and "transh.entity.weight" in full_grads
+    assert full_grads["transh.entity.weight"].abs().max() > 0
+    for name, gradient in full_grads.items():
+        torch.testing.assert_close(sampled_grads[name], gradient, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_stars_are_exact_and_layers_sampled(data: TrainingData) -> None:
+    """Under small fanouts a seed's star (kept neighbours and their α) is the full graph's, while the propagation
+    layers hold at most ``fanouts[l]`` in-edges per node."""
+    model = make(data, **SAMPLED).train()
+    seeds = torch.cat((model.user_nodes(torch.arange(10)), torch.arange(10)))
+    with torch.no_grad():
+        full, sampled = model.propagate(), model.propagate_sampled(seeds)
+    exact, local = full.star(sampled.seeds), sampled.star(sampled.seeds)
+    assert torch.equal(local.nbr_id, exact.nbr_id)
+    torch.testing.assert_close(local.nbr_alpha, exact.nbr_alpha)
+    blocks = propagation_blocks(model.graph, sampled.nodes, SAMPLED["fanouts"], seed=0)
+    for fanout, block in zip(SAMPLED["fanouts"], blocks, strict=True):  # block l is layer l, drawn with fanouts[l]
+        assert int(block.in_degrees().max()) <= fanout
+    assert len(sampled.nodes) < model.graph.num_nodes()  # a batch's step does not touch every node
+
+
+def test_sampled_training_lowers_the_loss(data: TrainingData) -> None:
+    seed_everything(0)
+    model = KCAN(KCANConfig(dim=8, top_k=3, dropout=0.0, **SAMPLED), data).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    batch = Batch(*rows_as_tensors(data.split.train))
+    losses = []
+    for _ in range(8):
+        loss = step_loss(model, batch)  # same triples and same neighbour samples every step
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+def test_a_sampled_model_exports_the_same_serving_form(data: TrainingData) -> None:
+    """Trained by sampled steps, the model still exports the kcan features and scorer; the scorer equals
+    predict_logits (a full-graph propagation) on training and validation pairs."""
+    model = make(data, **SAMPLED)
+    export = model.export_serving()
+    assert export.scorer_kind == "kcan"
+    reference = make(data).export_serving()
+    assert list(export.user_features.columns) == list(reference.user_features.columns)
+    assert list(export.item_features.columns) == list(reference.item_features.columns)
+    rows = pd.concat([data.split.train, data.split.valid])
+    users, items = rows["user"].to_numpy(), rows["item"].to_numpy()
+    scorer = build_scorer(export.scorer_kind, export.scorer_state)
+    served = scorer.score(
+        served_rows(export.user_features, "user_id", users), served_rows(export.item_features, "item_id", items)
+    )
+    with torch.no_grad():
+        expected = model.predict_logits(torch.from_numpy(users), torch.from_numpy(items)).numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"fanouts": [5]}, "one fanout per layer"),
+        ({"fanouts": [5, 0]}, "positive count or -1"),
+        ({"alpha_per_layer": True}, "alpha_per_layer=false"),
+    ],
+)
+def test_inconsistent_sampling_settings_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        KCANConfig(**(SAMPLED | overrides))
