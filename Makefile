@@ -51,6 +51,7 @@ bench: install
 	@# the served champions: bench/serving.py reads the demo's state in ./work (made here when missing)
 	test -f work/mlflow.db || $(VENV)/bin/graphrec demo
 	$(PY) -m bench.serving
+	$(PY) -W ignore -m bench.ray_features --users 2000 100000
 
 # The comparisons (too slow for CI, about an hour each on 2 cores; --resume continues an interrupted one):
 # RESULTS.md: every registered model in the bpr regime (the one every model has a tuned config for), 3 seeds, on

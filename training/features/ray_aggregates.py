@@ -118,6 +118,7 @@ def ray_aggregates(
     context = ray_data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = False  # the CLI draws its own display
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled": we disabled them
     parts = cluster_cpus(ray) * RANGES_PER_CPU
     user_bounds, item_bounds = node_ranges(sources.n_users, parts), node_ranges(sources.n_items, parts)
     users, items = edges.interactions
