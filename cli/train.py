@@ -155,12 +155,20 @@ def train(
     protocol: str = typer.Option("ctr", "--protocol", callback=_protocol, help=PROTOCOL_HELP),
     no_tuned: bool = typer.Option(False, "--no-tuned", help=NO_TUNED_HELP),
     tuned_dir: Path | None = typer.Option(None, "--tuned-dir", help=TUNED_DIR_HELP),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="Data-parallel Ray Train workers (CPU, gloo); >1 joins GRAPHREC_RAY_ADDRESS or starts a local Ray.",
+    ),
     as_json: JsonFlag = False,
 ) -> None:
     """Train one model (early stopping on validation), print validation and test metrics overall and by tercile and
     the model's diagnostics (how personal its rankings are, whether its attention selects), and log the run to MLflow
     (config, curves, metrics, diagnostics as diag_*, lineage, plots, model card, pyfunc). The config is --config,
-    else the model's tuned config for this dataset (training/models/tuned/, by `graphrec tune`), else its defaults."""
+    else the model's tuned config for this dataset (training/models/tuned/, by `graphrec tune`), else its defaults.
+    With --workers N the fit runs data-parallel on Ray Train and the epochs are printed when it ends."""
+    from featurestore.ray_runtime import RayUnavailable
     from registry.tracking import configure_mlflow
     from registry.train import train_and_log
     from training.data.load import load_dataset
@@ -186,9 +194,21 @@ def train(
             f"F1 {record.valid_f1:.4f}  {record.seconds:.2f} s"
         )
 
-    outcome = train_and_log(
-        settings, model, model_config, seed, register_version=register, on_epoch=progress, protocol=protocol
-    )
+    try:
+        outcome = train_and_log(
+            settings,
+            model,
+            model_config,
+            seed,
+            register_version=register,
+            on_epoch=progress,
+            protocol=protocol,
+            workers=workers,
+        )
+    except (ValueError, RayUnavailable) as exc:  # a config that cannot run data-parallel, or no Ray to join
+        if workers == 1:
+            raise
+        raise CliError(str(exc)) from None
     run = outcome.run
     if as_json:
         print_json(

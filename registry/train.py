@@ -34,13 +34,24 @@ def train_and_log(
     topk_users: int | None = 300,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     protocol: Protocol = "ctr",
+    workers: int = 1,
 ) -> TrainOutcome:
     """Fit ``model_name`` on the configured dataset's ``protocol`` split, log everything to MLflow, and register it
-    when asked."""
+    when asked. With ``workers`` > 1 the fit is data-parallel on Ray Train (:mod:`training.distributed`, the Ray of
+    the settings); ``on_epoch`` then sees rank 0's epoch records once the run has finished."""
     seed = settings.seed if seed is None else seed
     dataset = load_dataset(settings)
     data = prepare_data(dataset, seed, protocol)
-    result = fit(model_name, data, config, seed, on_epoch)
+    if workers > 1:
+        from featurestore.ray_runtime import ray_target
+        from training.distributed import fit_distributed
+
+        storage = settings.work_dir / "ray-train"
+        result = fit_distributed(model_name, data, config, seed, workers, ray_target(settings), storage=storage)
+        for record in result.history if on_epoch is not None else []:
+            on_epoch(record)
+    else:
+        result = fit(model_name, data, config, seed, on_epoch)
     valid = evaluate_split(result.model, data, data.split.valid, topk_users, seed)
     test = evaluate_split(result.model, data, data.split.test, topk_users, seed)  # the one touch of the test split
     run = TrainedRun(

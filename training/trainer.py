@@ -5,6 +5,12 @@ CKG from training positives only and the activity terciles; ``fit`` trains any m
 :data:`training.models.base.MODELS` with Adam on shuffled mini-batches of labelled training rows, validates on the
 *validation* split after every epoch, stops early after ``patience`` epochs without a better validation AUC and
 restores the best epoch's weights. The test split is never read here.
+
+Data-parallel training (:mod:`training.distributed`, Ray Train) runs this same loop in every worker with a
+:class:`DataParallel`: each worker takes its shard of every epoch's shuffled rows (``batch_size / world_size`` rows a
+step, so a step covers the single-process batch), its loss goes through the DDP-wrapped :class:`StepModule` so the
+gradients are averaged across workers before Adam steps, and every worker adopts rank 0's validation AUC, so the
+early-stopping decisions cannot diverge.
 """
 
 from __future__ import annotations
@@ -121,6 +127,35 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+class StepModule(torch.nn.Module):
+    """A recommender's training loss as ``forward``: DistributedDataParallel synchronises the gradients of what its
+    wrapped module's forward computed, and a model's loss is ``training_loss``, not ``forward``."""
+
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor | tuple[Callable[[], torch.Tensor], ...]:
+        """The loss of one mini-batch of labelled rows."""
+        return self.model.training_loss(Batch(users, items, labels))
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's part in a data-parallel fit: its rank among ``world_size`` workers, how the step module is
+    wrapped (DDP), and ``agree`` (every worker gets rank 0's value of a number)."""
+
+    rank: int = 0
+    world_size: int = 1
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda module: module
+    agree: Callable[[float], float] = lambda value: value
+
+
+SINGLE_PROCESS = DataParallel()
+
+
 def _snapshot(model: Recommender) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -140,11 +175,13 @@ def fit(
     seed: int = 0,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint_path: Path | None = None,
+    parallel: DataParallel = SINGLE_PROCESS,
 ) -> TrainResult:
     """Train ``model_name`` on ``data``'s training rows; early-stop on validation AUC and restore the best epoch.
 
     ``on_epoch`` is called with each epoch's record (e.g. to log to MLflow); ``checkpoint_path``, if given, receives
-    the best state_dict whenever validation AUC improves.
+    the best state_dict whenever validation AUC improves. ``parallel`` makes this one worker of a data-parallel fit
+    (see the module docstring); a worker's epoch record has its own shard's mean loss.
     """
     load_models()
     if model_name not in MODELS:
@@ -154,6 +191,10 @@ def fit(
     model = MODELS[model_name](config, data)
     if not any(p.requires_grad for p in model.parameters()):  # nothing to learn (popularity): zero epochs
         return _finish(TrainResult(model=model, config=config), data)
+    step = parallel.wrap(StepModule(model))
+    if parallel.world_size > 1:  # same initial weights everywhere, but each worker draws its own negatives/samples
+        seed_everything(seed + parallel.rank)
+    batch_size = max(1, config.batch_size // parallel.world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     users, items, labels = rows_as_tensors(data.split.train)
     valid_users, valid_items, valid_labels = rows_as_tensors(data.split.valid)
@@ -165,17 +206,23 @@ def fit(
         model.train()
         model.on_epoch_start(epoch)
         order = torch.randperm(len(users), generator=generator)
+        # equal shards (a few rows an epoch left out when the count does not divide), so every worker takes as many
+        # steps as the others: a DDP step waits for all of them
+        order = order[: len(order) - len(order) % parallel.world_size][parallel.rank :: parallel.world_size]
         total, n_batches = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            index = order[start : start + config.batch_size]
-            losses = model.training_loss(Batch(users[index], items[index], labels[index]))
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            losses = step(users[index], items[index], labels[index])
             if isinstance(losses, tuple):  # an alternating schedule: each part computed after the previous step
+                if parallel.world_size > 1:
+                    raise ValueError(f"{model_name}: a loss of several steps cannot be trained data-parallel")
                 total += sum(_minimise(optimizer, part()) for part in losses)
             else:
                 total += _minimise(optimizer, losses)
             n_batches += 1
         seconds = time.perf_counter() - started
         auc, f1 = auc_f1(valid_labels.numpy(), predict_rows(model, valid_users, valid_items))
+        auc = parallel.agree(auc)
         record = EpochRecord(epoch, total / max(n_batches, 1), auc, f1, seconds)
         result.history.append(record)
         if on_epoch is not None:
