@@ -7,8 +7,8 @@ sequential ``POST /v1/predict`` calls (random known user, random distinct candid
 keep-alive connection, and prints p50/p99 per case and the naive/ours ratios. The naive path (``create_app(naive=
 True)``) reads every (user, item) pair through Feast ``get_online_features`` into pandas and calls ``pyfunc.predict``.
 
-Usage: ``python -m bench.serving_synthetic [--requests 2000] [--items 5000] [--stores sqlite redis]``. Latencies include the
-client (httpx) and depend on machine load; the load average is printed with the table.
+Usage: ``python -m bench.serving_synthetic [--requests 2000] [--items 5000] [--stores sqlite redis]``. Latencies
+include the client (httpx) and depend on machine load; the load average is printed with the table.
 
 ``--explain REV`` measures the cost of explanations instead (issue 14): a KCAN of the default width (dim 64, stars
 of 16) and a BPR-MF registered through ``registry`` on a small synthetic set (tests/support/explained.py), served on
