@@ -82,10 +82,27 @@ def test_stars_are_exact_and_layers_sampled(data: TrainingData) -> None:
     exact, local = full.star(sampled.seeds), sampled.star(sampled.seeds)
     assert torch.equal(local.nbr_id, exact.nbr_id)
     torch.testing.assert_close(local.nbr_alpha, exact.nbr_alpha)
-    blocks = propagation_blocks(model.graph, sampled.nodes, SAMPLED["fanouts"], seed=0)
+    blocks = propagation_blocks(model.graph, sampled.nodes, SAMPLED["fanouts"])
     for fanout, block in zip(SAMPLED["fanouts"], blocks, strict=True):  # block l is layer l, drawn with fanouts[l]
         assert int(block.in_degrees().max()) <= fanout
     assert len(sampled.nodes) < model.graph.num_nodes()  # a batch's step does not touch every node
+
+
+def test_a_star_fanout_distils_among_a_sample_of_in_edges(data: TrainingData) -> None:
+    """With ``star_fanout`` 2 a star holds at most 2 neighbours, all true in-neighbours, with α summing to 1."""
+    model = make(data, star_fanout=2, **SAMPLED).train()
+    seeds = torch.cat((model.user_nodes(torch.arange(10)), torch.arange(10)))
+    with torch.no_grad():
+        star = model.propagate_sampled(seeds).star(torch.unique(seeds))
+    src, dst = model.graph.edges()
+    edges = set(zip(src.tolist(), dst.tolist(), strict=True))
+    kept = star.nbr_id >= 0
+    assert int(kept.sum(dim=1).max()) == 2 and not kept[:, 2:].any()
+    assert all(
+        (int(n), int(c)) in edges
+        for n, c in zip(star.nbr_id[kept], star.node_id.repeat_interleave(kept.sum(1)), strict=True)
+    )
+    torch.testing.assert_close(star.nbr_alpha.sum(dim=1), torch.ones(len(star.node_id)))
 
 
 def test_sampled_training_lowers_the_loss(data: TrainingData) -> None:
@@ -130,6 +147,7 @@ def test_a_sampled_model_exports_the_same_serving_form(data: TrainingData) -> No
         ({"fanouts": [5]}, "one fanout per layer"),
         ({"fanouts": [5, 0]}, "positive count or -1"),
         ({"alpha_per_layer": True}, "alpha_per_layer=false"),
+        ({"star_fanout": 0}, "star_fanout 0 must be"),
     ],
 )
 def test_inconsistent_sampling_settings_are_refused(overrides: dict, message: str) -> None:

@@ -29,19 +29,20 @@ channel); ``item_bias`` gives popularity a per-item logit offset instead of the 
 that its centres already are; ``transh_schedule="alternating"`` takes a recommendation step and then a separate TransH
 step whose triples leave out the batch's own positives (the paper's alternating optimisation).
 
-Sampled mini-batch training (issue 16), ``propagation="sampled"``: a training step computes steps 1-3 only for
-the nodes its batch needs, through DGL blocks (:mod:`training.models.kcan_sampling`), instead of over the whole CKG.
-The seeds are the batch's users and items. (a) The star hop is exact: each seed's α is the edge softmax over *all*
-its in-edges, computed from the TransH embeddings (the α the layers share; no propagation is needed for it), and
-its top-k is distilled from that, exactly as the full graph does. (b) The representations z of the seeds and of their
-kept neighbours come from ``n_layers`` blocks sampled by DGL's ``NeighborSampler`` with ``fanouts`` (one per layer,
--1 = every in-neighbour); in those layers α is the edge softmax over the *sampled* in-edges (the renormalised
-estimate GraphSAGE-style sampling makes). With every fanout -1 a sampled step equals the full-graph step (tested).
-Because (a) needs α before any propagation, ``alpha_per_layer`` is refused in sampled mode. With ``loss="bpr"`` the
-positives and the sampled negatives are propagated separately (two sampled propagations per step). Validation,
-prediction, diagnostics and the serving export always propagate over the whole graph, so the serving form is
-unchanged. ``propagation="full"`` (the default) stays: on small graphs one whole-graph pass is faster than
-building blocks.
+Sampled mini-batch training (issue 16), ``propagation="sampled"``: a training step computes steps 1-3 only for the nodes
+its batch needs, through DGL blocks (:mod:`training.models.kcan_sampling`), instead of over the whole CKG. The seeds are
+the batch's users and items. (a) By default the star hop is exact: each seed's α is the edge softmax over *all* its
+in-edges, computed from the TransH embeddings (the α the layers share; no propagation is needed for it), and its top-k
+is distilled from that, exactly as the full graph does. A popular item's in-edges are most of its users, so
+``star_fanout`` can cap them: top-k then among a uniform sample of that many in-edges, α renormalised over it. (b) The
+representations z of the seeds and of their kept neighbours come from ``n_layers`` blocks sampled by DGL's
+``NeighborSampler`` with ``fanouts`` (one per layer, -1 = every in-neighbour); in those layers α is the edge softmax
+over the *sampled* in-edges (the renormalised estimate GraphSAGE-style sampling makes). With every fanout -1 a sampled
+step equals the full-graph step (tested). Because (a) needs α before any propagation, ``alpha_per_layer`` is refused in
+sampled mode. With ``loss="bpr"`` the positives and the sampled negatives are propagated separately (two sampled
+propagations per step). Validation, prediction, diagnostics and the serving export always propagate over the whole
+graph, so the serving form is unchanged. ``propagation="full"`` (the default) stays: on small graphs one whole-graph
+pass is faster than building blocks.
 
 Extension ``user_intent`` (issue 12): each user's intent mixture θ_u from the social + tag topic model
 (:attr:`TrainingData.user_intent`) enters as a side feature, a learned projection Wθ_u added to the user's node
@@ -117,6 +118,7 @@ class KCANConfig(ModelConfig):
     # with ``fanouts`` in-edges per node and layer (-1: all); evaluation and export are always full-graph
     propagation: Literal["full", "sampled"] = "full"
     fanouts: list[int] = Field(default_factory=lambda: [10, 10])
+    star_fanout: int = -1  # sampled: in-edges a batch node's star is distilled from (-1: all, the exact star)
     lr: float = 5e-3
     weight_decay: float = 1e-4
     batch_size: int = 2048
@@ -129,6 +131,8 @@ class KCANConfig(ModelConfig):
                 raise ValueError(f"fanouts {self.fanouts} must give one fanout per layer (n_layers={self.n_layers})")
             if any(f == 0 or f < -1 for f in self.fanouts):
                 raise ValueError(f"fanouts {self.fanouts}: each must be a positive count or -1 (every in-neighbour)")
+            if self.star_fanout == 0 or self.star_fanout < -1:
+                raise ValueError(f"star_fanout {self.star_fanout} must be a positive count or -1 (every in-neighbour)")
             if self.alpha_per_layer:
                 raise ValueError("propagation='sampled' needs alpha_per_layer=false (the stars' α comes first)")
         return self
@@ -266,14 +270,14 @@ class KCAN(Recommender):
         """
         seeds = torch.unique(seeds)
         x0 = self.transh.entity.weight
-        block = star_block(self.graph, seeds)
+        dgl.seed(int(torch.randint(0, 2**31 - 1, ())))  # the star's and the layers' samples follow torch's seed
+        block = star_block(self.graph, seeds, self.config.star_fanout)
         star_alpha = self.knowledge_alpha(x0[block.srcdata[dgl.NID]], block_edges(dropped, block), block)
         src, dst = block.edges()
         local = distill(src, dst, star_alpha, len(seeds), self.star_size, self.tie_break[block.edata[dgl.EID]])
         nbr_node = torch.where(local.node >= 0, block.srcdata[dgl.NID][local.node.clamp_min(0)], -1)
         nodes = torch.unique(torch.cat((seeds, nbr_node[nbr_node >= 0])))
-        draw = int(torch.randint(0, 2**31 - 1, ()))  # DGL's sampler seeded from torch's generator
-        blocks = propagation_blocks(self.graph, nodes, self.config.fanouts, draw)
+        blocks = propagation_blocks(self.graph, nodes, self.config.fanouts)
         x = x0[blocks[0].srcdata[dgl.NID]]
         for layer, layer_block in enumerate(blocks):
             # the layers share the α of the TransH embeddings (alpha_per_layer is refused), over this block's edges

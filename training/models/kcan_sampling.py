@@ -3,10 +3,11 @@ blocks a training step needs instead of the whole CKG, and the batch-local resul
 
 A step scores pairs whose *seed* nodes are the batch's users and items. Their stars need, per seed, α over **all** its
 in-edges (top-k distillation ranks a node's whole neighbourhood), so the star hop is a full-neighbourhood block
-(:func:`star_block`). The representations z of the seeds and of their kept neighbours come from ``n_layers`` blocks
-drawn by DGL's :class:`~dgl.dataloading.NeighborSampler` with the configured fanouts (:func:`propagation_blocks`),
-over which α is an edge softmax over the *sampled* in-edges. Block building is DGL's (sampling, relabelling and
-``to_block`` compaction); nothing here walks the graph by hand.
+(:func:`star_block`) unless ``star_fanout`` caps it (then top-k is taken among a uniform sample of the in-edges: a
+popular item's neighbourhood is most of the users, and grows with them). The representations z of the seeds and of their
+kept neighbours come from ``n_layers`` blocks drawn by DGL's :class:`~dgl.dataloading.NeighborSampler` with the
+configured fanouts (:func:`propagation_blocks`), over which α is an edge softmax over the *sampled* in-edges. Block
+building is DGL's (sampling, relabelling and ``to_block`` compaction); nothing here walks the graph by hand.
 """
 
 from __future__ import annotations
@@ -20,20 +21,19 @@ from serving.scoring.kcan import Star
 from training.dgl_compat import dgl
 
 
-def star_block(graph: dgl.DGLGraph, seeds: Tensor) -> dgl.DGLGraph:
-    """Every in-edge of ``seeds`` (sorted unique node ids) as one block; its destination nodes are ``seeds``, its
-    ``edata[dgl.EID]`` the edges' ids in ``graph`` (DGL's full-neighbour sampling, fanout -1)."""
-    frontier = dgl.sampling.sample_neighbors(graph, seeds, -1)
+def star_block(graph: dgl.DGLGraph, seeds: Tensor, fanout: int = -1) -> dgl.DGLGraph:
+    """The in-edges of ``seeds`` (sorted unique node ids) as one block, all of them (``fanout`` -1) or at most
+    ``fanout`` uniformly drawn per seed (DGL's RNG); its destination nodes are ``seeds``, its ``edata[dgl.EID]`` the
+    edges' ids in ``graph``."""
+    frontier = dgl.sampling.sample_neighbors(graph, seeds, fanout)
     block = dgl.to_block(frontier, seeds)
     block.edata[dgl.EID] = frontier.edata[dgl.EID]  # to_block numbers edges within the frontier; as NeighborSampler
     return block
 
 
-def propagation_blocks(graph: dgl.DGLGraph, nodes: Tensor, fanouts: list[int], seed: int) -> list[dgl.DGLGraph]:
+def propagation_blocks(graph: dgl.DGLGraph, nodes: Tensor, fanouts: list[int]) -> list[dgl.DGLGraph]:
     """Blocks of a ``len(fanouts)``-layer propagation ending at ``nodes``: layer l keeps at most ``fanouts[l]``
-    uniformly drawn in-edges per destination (-1: all of them). Drawn by DGL's RNG, seeded with ``seed`` so a step is
-    reproducible from torch's generator."""
-    dgl.seed(seed)
+    uniformly drawn in-edges per destination (-1: all of them), drawn by DGL's RNG (``dgl.seed``)."""
     _, _, blocks = dgl.dataloading.NeighborSampler(fanouts).sample_blocks(graph, nodes)
     return blocks
 
