@@ -31,7 +31,6 @@ import asyncio
 import http.client
 import json
 import os
-import queue
 import sys
 import threading
 import time
@@ -58,10 +57,16 @@ class Case:
     candidates: int
     setup: str  # "sequential", "4 clients / 1 worker", ...
     latencies: np.ndarray
+    rate: float | None = None  # requests per second of a concurrent run (sequential: 1,000 / mean ms)
 
     def percentile(self, q: float) -> float:
         """The q-th percentile latency in ms."""
         return float(np.percentile(self.latencies, q))
+
+    @property
+    def throughput(self) -> float:
+        """Requests per second: measured under concurrency, else one over the mean latency."""
+        return self.rate if self.rate is not None else 1e3 / float(self.latencies.mean())
 
 
 def registered_name(family: str, kcan_name: str) -> str:
@@ -151,31 +156,30 @@ def sequential(port: int, bodies: list[bytes | None]) -> np.ndarray:
     return np.asarray(timed_calls(port, bodies)[WARMUP:])
 
 
-def concurrent(port: int, bodies: list[bytes], clients: int) -> np.ndarray:
-    """Latencies of ``bodies`` shared by ``clients`` threads, one connection each (after a warm-up round)."""
+def concurrent(port: int, bodies: list[bytes], clients: int) -> tuple[np.ndarray, float]:
+    """Latencies of ``bodies`` (after a warm-up) sent by ``clients`` threads, each its share over one connection, and
+    the requests per second of the whole run."""
     timed_calls(port, bodies[:WARMUP])
-    work: queue.Queue[list[bytes]] = queue.Queue()
-    for start in range(WARMUP, len(bodies), 50):
-        work.put(bodies[start : start + 50])
-    shared: list[float] = []
-    lock = threading.Lock()
+    shares: list[list[float]] = [[] for _ in range(clients)]
+    failures: list[BaseException] = []
 
-    def client() -> None:
-        while True:
-            try:
-                chunk = work.get_nowait()
-            except queue.Empty:
-                return
-            latencies = timed_calls(port, chunk)
-            with lock:
-                shared.extend(latencies)
+    def client(index: int) -> None:
+        try:
+            timed_calls(port, bodies[WARMUP + index :: clients], shares[index])
+        except Exception as error:  # noqa: BLE001  re-raised in the caller's thread below
+            failures.append(error)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return np.asarray(shared)
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise failures[0]
+    latencies = np.concatenate([np.asarray(share) for share in shares])
+    return latencies, len(latencies) / elapsed
 
 
 def catalogue(work_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -262,8 +266,8 @@ def measure(
     def record(case: Case) -> None:
         cases.append(case)
         print(
-            f"  {case.family:<8}{case.path:<7}{case.candidates:>6}  {case.setup:<22}"
-            f"p50 {case.percentile(50):7.2f}  p99 {case.percentile(99):7.2f} ms",
+            f"  {case.family:<8}{case.path:<7}{case.candidates:>6}  {case.setup:<24}"
+            f"p50 {case.percentile(50):7.2f}  p99 {case.percentile(99):7.2f} ms  {case.throughput:6.0f} req/s",
             flush=True,
         )
 
@@ -278,18 +282,15 @@ def measure(
                 record(Case(family, "ours", n, "sequential", sequential(port, bodies[n])))
                 if family == KCAN:
                     for clients in CLIENTS[-1:] if log_only else CLIENTS:
-                        record(
-                            Case(
-                                family, "ours", n, f"{clients} clients / 1 worker", concurrent(port, bodies[n], clients)
-                            )
-                        )
+                        latencies, rate = concurrent(port, bodies[n], clients)
+                        record(Case(family, "ours", n, f"{clients} clients / 1 worker", latencies, rate))
         if family == KCAN and not log_only:
             port, server = serve(family, workers=2)
             with server:
                 for n in CANDIDATES:
                     for clients in CLIENTS:
-                        latencies = concurrent(port, bodies[n], clients)
-                        record(Case(family, "ours", n, f"{clients} clients / 2 workers", latencies))
+                        latencies, rate = concurrent(port, bodies[n], clients)
+                        record(Case(family, "ours", n, f"{clients} clients / 2 workers", latencies, rate))
             port, server = serve(family, threads=2)
             with server:
                 for n in CANDIDATES:
@@ -299,8 +300,8 @@ def measure(
             with server:
                 for n in CANDIDATES:
                     record(Case(family, "ours", n, "sequential, log off", sequential(port, bodies[n])))
-                    latencies = concurrent(port, bodies[n], CLIENTS[-1])
-                    record(Case(family, "ours", n, f"{CLIENTS[-1]} clients / 1 worker, log off", latencies))
+                    latencies, rate = concurrent(port, bodies[n], CLIENTS[-1])
+                    record(Case(family, "ours", n, f"{CLIENTS[-1]} clients / 1 worker, log off", latencies, rate))
         if log_only:
             continue
         port, server = serve(family, naive=True)
@@ -322,7 +323,8 @@ def latency_table(cases: list[Case]) -> str:
     floor = next(c for c in cases if c.path == "floor")
     ours = {(c.family, c.candidates): c for c in cases if c.path == "ours" and c.setup == "sequential"}
     lines = [
-        f"{'family':<8}{'path':<7}{'cands':>6} {'setup':<31}{'n':>6}{'p50':>8}{'p99':>8}{'p999':>8}  ratios (p50, p99)",
+        f"{'family':<8}{'path':<7}{'cands':>6} {'setup':<31}{'n':>6}{'p50':>8}{'p99':>8}{'p999':>8}{'req/s':>7}"
+        "  ratios (p50, p99)",
     ]
     for case in cases:
         if case.path == "naive":
@@ -333,17 +335,20 @@ def latency_table(cases: list[Case]) -> str:
             ratio = "the HTTP floor (GET /healthz)"
         lines.append(
             f"{case.family:<8}{case.path:<7}{case.candidates:>6} {case.setup:<31}{len(case.latencies):>6}"
-            f"{case.percentile(50):>8.2f}{case.percentile(99):>8.2f}{case.percentile(99.9):>8.2f}  {ratio}"
+            f"{case.percentile(50):>8.2f}{case.percentile(99):>8.2f}{case.percentile(99.9):>8.2f}"
+            f"{case.throughput:>7.0f}  {ratio}"
         )
     return "\n".join(lines)
 
 
 def log_table(cases: list[Case]) -> str:
     """The request log's cost: each log-on case's p50 and p99 over the same case with the log off."""
-    off = {(c.candidates, c.setup.removesuffix(", log off")): c for c in cases if c.setup.endswith(", log off")}
+    off = {
+        (c.family, c.candidates, c.setup.removesuffix(", log off")): c for c in cases if c.setup.endswith(", log off")
+    }
     lines = [f"{'cands':>6} {'setup':<22}{'on p50':>8}{'off p50':>8}{'on p99':>8}{'off p99':>8}  on/off (p50, p99)"]
     for case in cases:
-        base = off.get((case.candidates, case.setup))
+        base = off.get((case.family, case.candidates, case.setup))
         if case.path == "ours" and base is not None:
             lines.append(
                 f"{case.candidates:>6} {case.setup:<22}{case.percentile(50):>8.2f}{base.percentile(50):>8.2f}"
