@@ -21,12 +21,12 @@ from training.models.base import TrainingData
 from training.models.kcan import KCANConfig
 from training.trainer import fit, predict_rows, prepare_data, rows_as_tensors
 
-# a tiny set on which KCAN learns within a few epochs (single-process validation AUC ~0.8-0.9 over seeds)
+# a tiny set on which KCAN learns and levels off within 16 epochs (single-process validation AUC 0.81-0.90 over 5 seeds)
 CONFIG = KCANConfig(
     dim=16,
     top_k=4,
-    epochs=8,
-    patience=8,
+    epochs=16,
+    patience=16,
     batch_size=128,
     lr=0.02,
     dropout=0.0,
@@ -35,7 +35,7 @@ CONFIG = KCANConfig(
     fanouts=[5, 5],
 )
 # the 2-worker AUC must lie within the range of three single-process seeds, widened by this much: on 200 users the
-# seed alone moves the best validation AUC by about 0.1 (0.78-0.91 measured here)
+# seed alone moves the best validation AUC by about 0.1 (0.81-0.90 over 5 seeds; two 2-worker runs gave 0.907, 0.912)
 TOLERANCE = 0.05
 
 
@@ -60,7 +60,7 @@ def test_two_workers_reach_the_single_process_auc(data: TrainingData, local_ray:
     result = fit_distributed("kcan", data, CONFIG, seed=0, workers=2, target=local_ray, storage=tmp_path)
     assert len(result.history) == CONFIG.epochs and 1 <= result.best_epoch <= CONFIG.epochs
     assert min(single) - TOLERANCE <= result.best_valid_auc <= max(single) + TOLERANCE, (result.best_valid_auc, single)
-    assert result.best_valid_auc > 0.7  # it learned (chance is 0.5)
+    assert result.best_valid_auc > 0.75  # it learned (chance is 0.5)
     # the driver's model holds the best epoch's weights: its validation AUC is the one rank 0 recorded
     users, items, labels = rows_as_tensors(data.split.valid)
     auc, _ = auc_f1(labels.numpy(), predict_rows(result.model, users, items))

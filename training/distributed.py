@@ -2,11 +2,12 @@
 (:func:`training.trainer.fit`) in ``workers`` processes of a ``TorchTrainer`` (gloo, CPU), each on its shard of every
 epoch's rows, the gradients averaged by DistributedDataParallel (wrapped by Ray's ``prepare_model``).
 
-Every worker builds the model from the same seed, so the weights start equal and stay equal (DDP averages the
-gradients before each Adam step); each then reseeds with ``seed + rank`` so workers draw different negatives, TransH
-triples and neighbour samples. Validation runs in every worker on the whole validation split and rank 0's AUC is
-broadcast, so early stopping stops every worker at the same epoch. Rank 0 writes the restored best weights, the
-history and the diagnostics as the run's checkpoint; the driver rebuilds the model from them, so the caller gets the
+Every worker builds the model from the same seed, so the weights start equal and stay equal (DDP averages the gradients
+before each Adam step); each then reseeds with ``seed + rank`` so workers draw different negatives, TransH triples and
+neighbour samples. Validation runs in every worker on the whole validation split and rank 0's AUC is broadcast, so early
+stopping stops every worker at the same epoch. At the end the workers compare their weights (different shards leave them
+equal only if the gradients were averaged) and the run fails if they differ. Rank 0 writes the restored best weights,
+the history and the diagnostics as the run's checkpoint; the driver rebuilds the model from them, so the caller gets the
 same :class:`~training.trainer.TrainResult` as from ``fit`` and logs, evaluates and exports it the same way.
 
 Ray is joined through :func:`featurestore.ray_runtime.ray_connected` (``GRAPHREC_RAY_ADDRESS``, else a local Ray
@@ -47,6 +48,17 @@ def _broadcast_from_rank_zero(value: float) -> float:
     return float(tensor)
 
 
+def _weights_agree(model: torch.nn.Module, atol: float = 1e-6) -> bool:
+    """Whether every worker holds the same weights (a per-parameter float64 sum, all-gathered): workers that train on
+    different shards end equal only if DDP really averaged their gradients."""
+    import torch.distributed as dist
+
+    fingerprint = torch.stack([parameter.detach().double().sum() for parameter in model.parameters()])
+    gathered = [torch.empty_like(fingerprint) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, fingerprint)
+    return all(torch.allclose(other, gathered[0], rtol=0.0, atol=atol) for other in gathered)
+
+
 def _wrap_ddp(module: torch.nn.Module) -> torch.nn.Module:
     """``module`` under DDP through Ray Train. Buffers are not re-broadcast at every step (they are equal from the
     common seed and some are large: the CKG's triples); unused parameters are allowed (models differ in which of
@@ -84,6 +96,7 @@ def _worker_loop(loop: dict) -> None:
         "history": [asdict(record) for record in result.history],
         "best_epoch": result.best_epoch,
         "diagnostics": result.diagnostics,
+        "weights_agree": _weights_agree(result.model),
     }
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = None
@@ -141,6 +154,8 @@ def fit_distributed(
         with outcome.checkpoint.as_directory() as folder:
             state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
             summary = json.loads((Path(folder) / SUMMARY_FILE).read_text())
+    if not summary["weights_agree"]:
+        raise RuntimeError("the Ray Train workers ended with different weights: their gradients were not averaged")
     seed_everything(seed)  # the same construction as the workers' (seeded buffers, samplers)
     model = MODELS[model_name](config, data)
     model.load_state_dict(state)
