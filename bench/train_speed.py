@@ -7,11 +7,24 @@ epoch" means the same thing for both: one pass over the labelled training rows, 
 validation excluded. On a shared CPU the numbers are
 noisy; compare runs made back to back. A RecBole KGAT row is added only if ``import recbole`` works (it is not a
 graphrec dependency; the bench skips it cleanly otherwise).
+
+``--synthetic USERS`` (issue 16) instead times KCAN's training modes on a seeded synthetic set of that many users
+(``training.synth``, generated into a temporary folder): ``full`` (whole-graph propagation every step, the
+reference), ``sampled`` (DGL blocks, exact stars, default fanouts) and ``sampled-star32`` (stars distilled from at
+most 32 sampled in-edges). Each mode runs in a fresh subprocess, so its peak RSS is its own; the table gives seconds
+per epoch (validation excluded), the ratio to ``full`` in the same run, peak RSS, and the load average around it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +42,62 @@ def epoch_seconds(name: str, data: TrainingData, epochs: int, seed: int) -> np.n
     return np.array([record.seconds for record in fit(name, data, config, seed).history])
 
 
+SYNTHETIC_MODES: dict[str, dict[str, object]] = {
+    "full": {},
+    "sampled": {"propagation": "sampled"},
+    "sampled-star32": {"propagation": "sampled", "star_fanout": 32},
+}
+
+
+def synthetic_child(folder: Path, mode: str, epochs: int, seed: int) -> None:
+    """Train KCAN in ``mode`` on the dataset in ``folder``; print epoch seconds, AUC and peak RSS as one JSON line."""
+    from training.data.dataset import load_dataset_dir
+    from training.models.kcan import KCANConfig
+
+    data = prepare_data(load_dataset_dir(folder), seed)
+    config = KCANConfig(epochs=epochs, patience=epochs, **SYNTHETIC_MODES[mode])
+    result = fit("kcan", data, config, seed)
+    summary = {
+        "seconds": [record.seconds for record in result.history],
+        "valid_auc": result.best_valid_auc,
+        "train_rows": len(data.split.train),
+        "edges": int(data.ckg.triples.shape[0]),
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
+    }
+    print(json.dumps(summary))
+
+
+def synthetic_run(users: int, epochs: int, seed: int, threads: int | None) -> None:
+    """Generate the set, run every mode in its own subprocess, print the table."""
+    from training.synth.generator import SynthConfig, generate_dataset
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / "data"
+        generate_dataset(SynthConfig(n_users=users, seed=seed), folder)
+        for mode in SYNTHETIC_MODES:
+            command = [sys.executable, "-m", "bench.train_speed", "--child", mode, "--data", str(folder)]
+            command += ["--epochs", str(epochs), "--seed", str(seed)]
+            command += [] if threads is None else ["--threads", str(threads)]
+            load = os.getloadavg()[0]
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            rows[mode] = json.loads(done.stdout.strip().splitlines()[-1]) | {"load": (load, os.getloadavg()[0])}
+            print(f"{mode}: {rows[mode]}", file=sys.stderr, flush=True)
+    first = next(iter(rows.values()))
+    print(
+        f"KCAN on synthetic {users:,} users ({first['train_rows']:,} training rows, {first['edges']:,} CKG edges), "
+        f"{epochs} epoch(s) per mode, threads {threads or 'default'}"
+    )
+    print(f"{'mode':<16}{'p50 s/epoch':>13}{'vs full':>9}{'peak MiB':>10}{'valid AUC':>11}{'load':>12}")
+    reference = float(np.median(rows["full"]["seconds"]))
+    for mode, row in rows.items():
+        p50 = float(np.median(row["seconds"]))
+        load = f"{row['load'][0]:.1f}-{row['load'][1]:.1f}"
+        print(
+            f"{mode:<16}{p50:>13.1f}{p50 / reference:>8.2f}x{row['peak_mib']:>10.0f}{row['valid_auc']:>11.4f}{load:>12}"
+        )
+
+
 def recbole_available() -> bool:
     """Whether RecBole can be imported (it is optional and not installed by graphrec)."""
     try:
@@ -44,9 +113,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch and DGL CPU threads (default: theirs)")
     parser.add_argument("--seed", type=int, default=2021)
+    parser.add_argument("--synthetic", type=int, default=None, metavar="USERS", help="time KCAN's modes instead")
+    parser.add_argument("--child", choices=list(SYNTHETIC_MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is not None:
         set_threads(args.threads)
+    if args.child is not None:
+        synthetic_child(args.data, args.child, args.epochs, args.seed)
+        return
+    if args.synthetic is not None:
+        synthetic_run(args.synthetic, args.epochs, args.seed, args.threads)
+        return
     load_models()
     data = prepare_data(load_lastfm(Settings().data_dir), args.seed)
     names = [n for n in ("kcan", "kgat") if MODELS.get(n) is not None]
