@@ -73,4 +73,5 @@ def test_skew_is_zero_after_materialize_and_flags_an_unmaterialized_rebuild(tmp_
     text = runner.invoke(
         cli, ["--work-dir", str(settings.work_dir), "monitor", "skew", "--since", "5m"], env={"COLUMNS": "80"}
     )
-    assert text.exit_code == 1 and f"skew: {user_view}:embedding mismatch rate" in text.stdout
+    assert text.exit_code == 1, text.stdout
+    assert f"skew: {user_view}:embedding mismatch rate" in text.stdout, text.stdout  # the whole output on failure
