@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -40,12 +39,6 @@ def serve(settings: Settings, requests: int) -> None:
         assert client.app.state.request_log.flush(30)
 
 
-@pytest.mark.xfail(
-    reason="known defect (issue 15): run after other tests in one process (CI; locally after test_request_log and "
-    "test_online_loop), monitor skew intermittently reports 0% mismatch for the rebuilt view, even for a window that "
-    "a call a moment earlier flagged at 100%; not yet understood",
-    strict=False,
-)
 def test_skew_is_zero_after_materialize_and_flags_an_unmaterialized_rebuild(tmp_path: Path) -> None:
     settings = Settings(work_dir=tmp_path / "work", serving_request_log_feature_share=1.0)
     users, items = dot_tables(N_USERS, N_ITEMS, 4, seed=0)
@@ -60,10 +53,16 @@ def test_skew_is_zero_after_materialize_and_flags_an_unmaterialized_rebuild(tmp_
     assert all(f["mismatches"] == 0 and f["max_abs_diff"] == 0.0 for f in fresh["features"])
     assert by_feature[(user_view, "embedding")]["psi"] is not None  # 40 served rows of 20 users
 
+    # The rebuilt snapshot must be strictly newer than the published one in (event, created) time, as a feature
+    # build's is (created = its wall-clock time, to the microsecond). The published snapshot's stamps are the second
+    # before its publication, so within the same second an equal stamp would tie, and Feast's point-in-time join then
+    # picks either row (the cause of this test's old intermittent 0% result).
+    published_stamps = pd.read_parquet(settings.offline_dir / user_view)[[EVENT_TIMESTAMP, CREATED_TIMESTAMP]].max()
     rebuilt_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    event, created = pd.Timestamp(rebuilt_at), pd.Timestamp(datetime.now(UTC))
+    assert (event, created) > (published_stamps[EVENT_TIMESTAMP], published_stamps[CREATED_TIMESTAMP])
     moved = users.assign(embedding=[e + 1.0 for e in users["embedding"]])
-    stamp = pd.Timestamp(rebuilt_at)
-    moved.assign(**{EVENT_TIMESTAMP: stamp, CREATED_TIMESTAMP: stamp}).to_parquet(
+    moved.assign(**{EVENT_TIMESTAMP: event, CREATED_TIMESTAMP: created}).to_parquet(
         settings.offline_dir / user_view / f"{rebuilt_at:%Y%m%dT%H%M%S%f}-rebuilt.parquet", index=False
     )
     since = time.time()
