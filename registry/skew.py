@@ -4,7 +4,8 @@ For the requests that logged their served features (a share of all, ``serving_re
 row and the top items' rows are compared with Feast's point-in-time offline values for the same entity at the time the
 request was served (``get_historical_features``). A value mismatches when it differs by more than ``TOLERANCE``
 (relative, float32 round trips stay far below it) or the offline store has none: a view rebuilt offline but not
-materialized, a materialization from another snapshot, or an encoding bug all show up here.
+materialized, a materialization from another snapshot, or an encoding bug all show up here. An entity with two
+offline rows tied on event and created time fails the check too: Feast may return either, so no verdict is stable.
 
 Distribution shift: each feature's population stability index (PSI) between the offline snapshot (every entity's
 latest row, what training reads) and the served values, on ten quantile bins of the offline values; a vector
@@ -108,14 +109,28 @@ def offline_at(store: FeatureStore, view: str, key: str, served: pd.DataFrame, f
     return frame.sort_values(ROW).reset_index(drop=True)
 
 
-def offline_population(store: FeatureStore, view: str, key: str, features: list[str]) -> pd.DataFrame:
-    """Every entity's latest row of the view's offline source (the snapshot training reads)."""
+@dataclass(frozen=True)
+class OfflinePopulation:
+    """A view's offline source as training reads it, and how many entities it holds ambiguously."""
+
+    latest: pd.DataFrame  # every entity's latest row: the snapshot training reads
+    ambiguous: int  # entities with two rows at the same event and created time: Feast may return either
+
+
+def offline_population(store: FeatureStore, view: str, key: str, features: list[str]) -> OfflinePopulation:
+    """Every entity's latest row of the view's offline source, and the entities whose point-in-time value is a tie.
+
+    Feast's point-in-time join orders rows by event then created time; two rows of one entity equal in both (never
+    written by ``featurestore.offline.write_snapshot``, whose file name is those two times) leave the choice to the
+    query engine, so the same comparison can flag a stale value in one call and pass it in the next."""
     source = store.get_feature_view(view).batch_source
     if not isinstance(source, FileSource):
         raise ValueError(f"view {view}: only file sources can be read for the training distribution")
-    table = pads.dataset(source.path, format="parquet").to_table(columns=[key, source.timestamp_field, *features])
-    frame = table.to_pandas()
-    return frame.sort_values(source.timestamp_field).drop_duplicates(key, keep="last")
+    order = [source.timestamp_field] + ([source.created_timestamp_column] if source.created_timestamp_column else [])
+    table = pads.dataset(source.path, format="parquet").to_table(columns=[key, *order, *features])
+    frame = table.to_pandas().sort_values(order, kind="stable")
+    tied = frame.duplicated([key, *order], keep=False)
+    return OfflinePopulation(frame.drop_duplicates(key, keep="last"), int(frame.loc[tied, key].nunique()))
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -175,11 +190,13 @@ def skew_report(
     requests = SqlSink(settings.request_log_uri, create=False).requests(since)
     if not requests.empty:
         requests = requests[requests["features"].notna()].tail(sample)
-    results = []
+    results, ambiguous = [], {}
     for (view, key), served in sorted(served_rows(requests).items()):
         features = [c for c in served.columns if c not in (key, EVENT_TIMESTAMP)]
         offline = offline_at(store, view, key, served, features)
         population = offline_population(store, view, key, features)
+        if population.ambiguous:
+            ambiguous[view] = population.ambiguous
         for feature in features:
             results.append(
                 compare(
@@ -187,12 +204,23 @@ def skew_report(
                     feature,
                     _values(served[feature]),
                     _values(offline[feature]),
-                    _values(population[feature]),
+                    _values(population.latest[feature]),
                 )
             )
-    failures = [
-        f"{r.view}:{r.feature} mismatch rate {r.mismatch_rate:.1%} > {max_mismatch_rate:.1%}"
-        for r in results
-        if r.mismatch_rate > max_mismatch_rate
-    ] + [f"{r.view}:{r.feature} PSI {r.psi:.3f} > {max_psi}" for r in results if r.psi is not None and r.psi > max_psi]
+    failures = (
+        [
+            f"{view}: {count:,} entities have offline rows tied on event and created time (ambiguous point in time)"
+            for view, count in ambiguous.items()
+        ]
+        + [
+            f"{r.view}:{r.feature} mismatch rate {r.mismatch_rate:.1%} > {max_mismatch_rate:.1%}"
+            for r in results
+            if r.mismatch_rate > max_mismatch_rate
+        ]
+        + [
+            f"{r.view}:{r.feature} PSI {r.psi:.3f} > {max_psi}"
+            for r in results
+            if r.psi is not None and r.psi > max_psi
+        ]
+    )
     return SkewReport(len(requests), results, max_mismatch_rate, max_psi, failures)

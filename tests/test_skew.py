@@ -1,5 +1,6 @@
 """``graphrec monitor skew``: served features vs Feast's offline point-in-time values, right after a materialize (no
-mismatch) and after a view was rebuilt offline but not materialized (flagged, exit 1)."""
+mismatch), after a view was rebuilt offline but not materialized (flagged, exit 1), and with offline rows tied on
+both stamps (ambiguous, flagged)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,11 @@ def test_skew_is_zero_after_materialize_and_flags_an_unmaterialized_rebuild(tmp_
     code, spanning = skew(settings, "--since", "5m", "--max-psi", "100")
     rates = {(f["view"], f["feature"]): f["mismatch_rate"] for f in spanning["features"]}
     assert code == 1 and rates[(user_view, "embedding")] >= 20 / 60
+
+    # a second snapshot tied with the rebuilt one on both stamps makes the point-in-time value ambiguous: flagged
+    tied_copy = users.assign(embedding=[e + 2.0 for e in users["embedding"]])
+    tied_copy = tied_copy.assign(**{EVENT_TIMESTAMP: event, CREATED_TIMESTAMP: created})
+    tied_copy.to_parquet(settings.offline_dir / user_view / "tied.parquet", index=False)
+    code, tied = skew(settings, "--since", since_text, "--max-psi", "100")
+    assert code == 1
+    assert f"{user_view}: {N_USERS} entities have offline rows tied on event and created time" in tied["failures"][0]
