@@ -18,15 +18,18 @@ from cli.output import JsonFlag, name_column, number_column, print_json, text_co
 if TYPE_CHECKING:
     from registry.ab import AbReport
 
-app = typer.Typer(help="Watch the online loop: the A/B report and training-serving skew.", no_args_is_help=True)
+app = typer.Typer(
+    help="Watch the online loop: the A/B report, training-serving skew and the request log's retention.",
+    no_args_is_help=True,
+)
 
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_since(text: str | None, now: float | None = None) -> float | None:
-    """``--since`` as unix seconds: a duration back from now (``30m``, ``2h``, ``7d``) or an ISO 8601 time (UTC
-    unless it names a zone); None when not given."""
+def parse_since(text: str | None, now: float | None = None, option: str = "--since") -> float | None:
+    """A moment option (``--since``, ``--older-than``) as unix seconds: a duration back from now (``30m``, ``2h``,
+    ``7d``) or an ISO 8601 time (UTC unless it names a zone); None when not given."""
     if text is None:
         return None
     now = time.time() if now is None else now
@@ -37,7 +40,7 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise typer.BadParameter(
-            f"--since {text!r}: give a duration such as 30m, 2h or 7d, or an ISO time such as 2026-01-31T12:00"
+            f"{option} {text!r}: give a duration such as 30m, 2h or 7d, or an ISO time such as 2026-01-31T12:00"
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
@@ -164,3 +167,27 @@ def skew(
                 console.print("no feature above the thresholds")
         if not report.passed:
             raise typer.Exit(1)
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    older_than: str = typer.Option(..., help="Delete requests served before then: 30d, 12h or an ISO time."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
+    json_out: JsonFlag = False,
+) -> None:
+    """Delete the request log's requests served before a moment and all their feedback, in one transaction (the
+    log only grows otherwise). A/B and skew reports over the deleted window can no longer be made."""
+    settings = settings_of(ctx)
+    before = parse_since(older_than, option="--older-than")
+    with reported_errors():
+        from serving.requestlog import SqlSink
+
+        requests, events = SqlSink(settings.request_log_uri, create=False).prune(before, dry_run=dry_run)
+    moment = datetime.fromtimestamp(before, UTC).isoformat(timespec="seconds")
+    if json_out:
+        print_json({"before": moment, "dry_run": dry_run, "requests": requests, "feedback_events": events})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} {requests:,} requests and their {events:,} feedback events")
+    console.print(f"cut-off: served before {moment}")
