@@ -16,7 +16,8 @@ from tests.test_kcan import make
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
 from training.models.kcan_sampling import propagation_blocks
-from training.trainer import prepare_data, rows_as_tensors, seed_everything
+from training.models.optimizers import SparseRowsAdam
+from training.trainer import fit, prepare_data, rows_as_tensors, seed_everything
 
 SAMPLED = {"propagation": "sampled", "fanouts": [3, 2]}
 
@@ -153,3 +154,70 @@ def test_a_sampled_model_exports_the_same_serving_form(data: TrainingData) -> No
 def test_inconsistent_sampling_settings_are_refused(overrides: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         KCANConfig(**(SAMPLED | overrides))
+
+
+SPARSE = SAMPLED | {"sparse_embeddings": True}
+
+
+def test_sparse_rows_carry_the_dense_gradient_of_a_sampled_step(data: TrainingData) -> None:
+    """With ``sparse_embeddings`` the node tables get sparse row gradients that, densified, equal the dense sampled
+    step's on the same batch and draws; every other parameter's gradient is unchanged."""
+    users, items, labels = rows_as_tensors(data.split.train)
+    batch = Batch(users[:48], items[:48], labels[:48])
+    gradients = []
+    for sparse in (False, True):
+        seed_everything(0)
+        config = KCANConfig(dim=8, top_k=3, dropout=0.0, personal_embeddings=True, item_bias=True, **SAMPLED)
+        model = KCAN(config.model_copy(update={"sparse_embeddings": sparse}), data).train()
+        step_loss(model, batch).backward()
+        gradients.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    dense, sparse = gradients
+    assert dense.keys() == sparse.keys()
+    for table in ("transh.entity.weight", "personal.weight", "item_bias.weight"):
+        assert sparse[table].is_sparse and not dense[table].is_sparse
+    for name, gradient in dense.items():
+        torch.testing.assert_close(sparse[name].to_dense(), gradient, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_a_sparse_step_moves_only_the_rows_it_touched(data: TrainingData) -> None:
+    """One step on a 2-row batch: exactly the entity rows in the step's gradient move (the sampled nodes and the
+    TransH triples), the others keep their values (dense Adam's weight decay would move every row); dense parameters
+    are stepped too."""
+    seed_everything(0)
+    config = KCANConfig(dim=8, top_k=3, weight_decay=1e-2, transh_batch_size=4, star_fanout=2, **SPARSE)
+    model = KCAN(config.model_copy(update={"fanouts": [1, 1]}), data).train()
+    optimizer = model.make_optimizer()
+    assert isinstance(optimizer, SparseRowsAdam)
+    entity, refine = model.transh.entity.weight.detach().clone(), model.refine.weight.detach().clone()
+    users, items, labels = rows_as_tensors(data.split.train)
+    optimizer.zero_grad()
+    step_loss(model, Batch(users[:2], items[:2], labels[:2])).backward()
+    touched = model.transh.entity.weight.grad.coalesce().indices()[0]
+    optimizer.step()
+    moved = torch.nonzero((model.transh.entity.weight.detach() != entity).any(dim=1)).squeeze(1)
+    assert 0 < len(touched) < len(entity)
+    assert torch.equal(moved, touched)
+    assert not torch.equal(model.refine.weight.detach(), refine)
+
+
+def test_a_sparse_sampled_model_trains_and_its_scorer_equals_the_model(data: TrainingData) -> None:
+    """Trained by the trainer with sparse rows (SparseAdam + Adam), the exported kcan scorer equals predict_logits
+    (a full-graph propagation) on training and validation pairs."""
+    config = KCANConfig(dim=8, top_k=3, batch_size=64, epochs=2, item_bias=True, **SPARSE)
+    result = fit("kcan", data, config, seed=0)
+    assert all(np.isfinite(record.train_loss) for record in result.history)
+    model, export = result.model, result.model.export_serving()
+    rows = pd.concat([data.split.train, data.split.valid])
+    users, items = rows["user"].to_numpy(), rows["item"].to_numpy()
+    scorer = build_scorer(export.scorer_kind, export.scorer_state)
+    served = scorer.score(
+        served_rows(export.user_features, "user_id", users), served_rows(export.item_features, "item_id", items)
+    )
+    with torch.no_grad():
+        expected = model.predict_logits(torch.from_numpy(users), torch.from_numpy(items)).numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_sparse_rows_need_sampled_propagation() -> None:
+    with pytest.raises(ValidationError, match="sparse_embeddings needs propagation='sampled'"):
+        KCANConfig(sparse_embeddings=True)

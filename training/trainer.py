@@ -2,9 +2,10 @@
 
 ``prepare_data`` makes the split of a protocol (CTR 6:2:2 rows or the top-K per-user 8:1:1 hold-out, seeded), the
 CKG from training positives only and the activity terciles; ``fit`` trains any model in
-:data:`training.models.base.MODELS` with Adam on shuffled mini-batches of labelled training rows, validates on the
-*validation* split after every epoch, stops early after ``patience`` epochs without a better validation AUC and
-restores the best epoch's weights. The test split is never read here.
+:data:`training.models.base.MODELS` with the model's optimiser (``make_optimizer``: Adam, or SparseAdam beside it for
+sparse row gradients) on shuffled mini-batches of labelled training rows, validates on the *validation* split after
+every epoch, stops early after ``patience`` epochs without a better validation AUC and restores the best epoch's
+weights. The test split is never read here.
 
 Data-parallel training (:mod:`training.distributed`, Ray Train) runs this same loop in every worker with a
 :class:`DataParallel`: each worker takes its shard of every epoch's shuffled rows (``batch_size / world_size`` rows a
@@ -29,6 +30,7 @@ from training.data.splits import Protocol, activity_terciles, make_split
 from training.evaluation.metrics import auc_f1
 from training.graphs.ckg import build_ckg
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, TrainingData, load_models
+from training.models.optimizers import SparseRowsAdam
 
 
 def prepare_data(dataset: Dataset, seed: int, protocol: Protocol = "ctr") -> TrainingData:
@@ -113,7 +115,7 @@ def set_threads(threads: int) -> None:
     dgl.utils.set_num_threads(threads)
 
 
-def _minimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+def _minimise(optimizer: torch.optim.Optimizer | SparseRowsAdam, loss: torch.Tensor) -> float:
     """One optimizer step on ``loss``; its value."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -195,7 +197,7 @@ def fit(
     if parallel.world_size > 1:  # same initial weights everywhere, but each worker draws its own negatives/samples
         seed_everything(seed + parallel.rank)
     batch_size = max(1, config.batch_size // parallel.world_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = model.make_optimizer()
     users, items, labels = rows_as_tensors(data.split.train)
     valid_users, valid_items, valid_labels = rows_as_tensors(data.split.valid)
     generator = torch.Generator().manual_seed(seed)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from training.data.dataset import Dataset
 from training.data.splits import Split
 from training.graphs.ckg import CollaborativeKG
+from training.models.optimizers import SparseRowsAdam
 
 
 class ModelConfig(BaseModel):
@@ -120,6 +121,11 @@ class Recommender(torch.nn.Module, ABC):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for models with per-epoch work (e.g. recomputing attention); default: nothing."""
+
+    def make_optimizer(self) -> torch.optim.Optimizer | SparseRowsAdam:
+        """What the trainer steps: Adam over every parameter with the config's ``lr`` and ``weight_decay``. A model
+        whose node tables get sparse row gradients returns a :class:`SparseRowsAdam` instead."""
+        return torch.optim.Adam(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     @abstractmethod
     def export_serving(self) -> ServingExport:

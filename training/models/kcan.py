@@ -11,7 +11,7 @@ Recommendation", CIKM 2021), following the formulation of docs/ARCHITECTURE.md �
 
 Ablations: ``knowledge_attention`` off → uniform α (and top-k a seeded random subset); ``conditional_attention`` off →
 the distilled star is aggregated with α alone (no target-conditioned β); ``distillation`` off → every neighbour up to
-``max_neighbours``. L2 is Adam's ``weight_decay``.
+``max_neighbours``. L2 is Adam's ``weight_decay`` (with ``sparse_embeddings``, on each step's rows of the node tables).
 
 With ``hide_target_edges`` (training only), a batch's own u–v edges also carry no message in that step's propagation,
 so a training positive is scored as a validation pair is — without its edge — instead of the towers learning to
@@ -42,7 +42,12 @@ step equals the full-graph step (tested). Because (a) needs α before any propag
 sampled mode. With ``loss="bpr"`` the positives and the sampled negatives are propagated separately (two sampled
 propagations per step). Validation, prediction, diagnostics and the serving export always propagate over the whole
 graph, so the serving form is unchanged. ``propagation="full"`` (the default) stays: on small graphs one whole-graph
-pass is faster than building blocks.
+pass is faster than building blocks. ``sparse_embeddings`` (sampled mode only) makes a step's cost independent of the
+number of nodes: the node tables (TransH entities, and the personal embeddings and item biases when on) get sparse row
+gradients and are stepped by SparseAdam (:class:`training.models.optimizers.SparseRowsAdam`: lazy Adam, only the rows a
+step touched and their moments move; L2 ``weight_decay`` on those rows), the other parameters by Adam as before. The
+model's maths is the same; the optimiser differs from dense Adam, whose momentum and weight decay also move rows a
+step did not touch.
 
 Extension ``user_intent`` (issue 12): each user's intent mixture θ_u from the social + tag topic model
 (:attr:`TrainingData.user_intent`) enters as a side feature, a learned projection Wθ_u added to the user's node
@@ -80,6 +85,7 @@ from training.models.base import (
 from training.models.bpr_mf import LossKind, recommendation_loss
 from training.models.kcan_layers import KAGCN, Neighbourhoods, distill, knowledge_attention
 from training.models.kcan_sampling import SampledPropagation, block_edges, propagation_blocks, star_block
+from training.models.optimizers import SparseRowsAdam
 
 CONDITIONING_USERS, CONDITIONING_TARGETS = 64, 16  # the sample that measures how much the target changes r_u
 UNMASKED_TARGET = -2  # a node id no neighbour has (padding is -1)
@@ -119,6 +125,9 @@ class KCANConfig(ModelConfig):
     propagation: Literal["full", "sampled"] = "full"
     fanouts: list[int] = Field(default_factory=lambda: [10, 10])
     star_fanout: int = -1  # sampled: in-edges a batch node's star is distilled from (-1: all, the exact star)
+    # sampled: node tables with sparse row gradients, stepped by SparseAdam (L2 on a step's rows), so a step costs
+    # O(its rows), not O(nodes); off: one dense Adam over everything (the full graph touches every row anyway)
+    sparse_embeddings: bool = False
     lr: float = 5e-3
     weight_decay: float = 1e-4
     batch_size: int = 2048
@@ -135,6 +144,8 @@ class KCANConfig(ModelConfig):
                 raise ValueError(f"star_fanout {self.star_fanout} must be a positive count or -1 (every in-neighbour)")
             if self.alpha_per_layer:
                 raise ValueError("propagation='sampled' needs alpha_per_layer=false (the stars' α comes first)")
+        elif self.sparse_embeddings:
+            raise ValueError("sparse_embeddings needs propagation='sampled' (a full-graph step touches every row)")
         return self
 
 
@@ -226,7 +237,23 @@ class KCAN(Recommender):
         self.intent_projection = intent_projection(data, dim) if config.user_intent else None
         if self.intent_projection is not None:
             self.register_buffer("intent", torch.from_numpy(data.user_intent), persistent=False)
+        for table in self.node_tables():
+            table.sparse = config.sparse_embeddings
         self._frozen = None  # the propagation reused by eval-mode predictions (see predict_logits)
+
+    def node_tables(self) -> list[nn.Embedding]:
+        """The tables with a row per node or item (TransH entities, personal embeddings, item biases): the parameters
+        that grow with the data, and that ``sparse_embeddings`` steps row by row."""
+        return [t for t in (self.transh.entity, self.personal, self.item_bias) if t is not None]
+
+    def make_optimizer(self) -> torch.optim.Optimizer | SparseRowsAdam:
+        """Adam over every parameter, or with ``sparse_embeddings`` SparseAdam over the node tables' touched rows
+        (L2 on those rows) beside Adam over the rest."""
+        if not self.config.sparse_embeddings:
+            return super().make_optimizer()
+        sparse = [table.weight for table in self.node_tables()]
+        dense = [p for p in self.parameters() if all(p is not s for s in sparse)]
+        return SparseRowsAdam(dense, sparse, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def knowledge_alpha(self, x: Tensor, dropped: Tensor | None, graph: dgl.DGLGraph | None = None) -> Tensor:
         """α per edge of ``graph`` (default: the whole CKG; or a block, ``x`` then its source rows) from
@@ -269,20 +296,21 @@ class KCAN(Recommender):
         Edges in the bool mask ``dropped`` (E,) get α = 0, as in :meth:`propagate`.
         """
         seeds = torch.unique(seeds)
-        x0 = self.transh.entity.weight
+        x0 = self.transh.entity  # row lookups: sparse row gradients with ``sparse_embeddings``
         dgl.seed(int(torch.randint(0, 2**31 - 1, ())))  # the star's and the layers' samples follow torch's seed
         block = star_block(self.graph, seeds, self.config.star_fanout)
-        star_alpha = self.knowledge_alpha(x0[block.srcdata[dgl.NID]], block_edges(dropped, block), block)
+        star_alpha = self.knowledge_alpha(x0(block.srcdata[dgl.NID]), block_edges(dropped, block), block)
         src, dst = block.edges()
         local = distill(src, dst, star_alpha, len(seeds), self.star_size, self.tie_break[block.edata[dgl.EID]])
         nbr_node = torch.where(local.node >= 0, block.srcdata[dgl.NID][local.node.clamp_min(0)], -1)
         nodes = torch.unique(torch.cat((seeds, nbr_node[nbr_node >= 0])))
         blocks = propagation_blocks(self.graph, nodes, self.config.fanouts)
-        x = x0[blocks[0].srcdata[dgl.NID]]
+        # one lookup serves every layer: a block's sources are the next block's destinations, which lead its sources
+        x = rows = x0(blocks[0].srcdata[dgl.NID])
         for layer, layer_block in enumerate(blocks):
             # the layers share the α of the TransH embeddings (alpha_per_layer is refused), over this block's edges
             alpha = self.knowledge_alpha(
-                x0[layer_block.srcdata[dgl.NID]], block_edges(dropped, layer_block), layer_block
+                rows[: layer_block.num_src_nodes()], block_edges(dropped, layer_block), layer_block
             )
             x = self.kagcn.layer(layer, layer_block, x, alpha, self.config.message_dropout)
         if self.personal is not None:
