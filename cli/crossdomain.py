@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -128,11 +127,10 @@ def train(
     settings = settings_of(ctx)
     configure_mlflow(settings)
     torch.set_num_threads(1)
-    try:  # Feast's materialization prints progress on stdout: keep stdout one JSON document with --json
-        with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
-            outcome = train_and_log_domain(
-                settings, target, model, epochs, seed, register_version=register, batch_size=batch_size, dim=dim
-            )
+    try:
+        outcome = train_and_log_domain(
+            settings, target, model, epochs, seed, register_version=register, batch_size=batch_size, dim=dim
+        )
     except ValueError as error:  # an unknown domain, a dataset without two domains or without target rows
         raise CliError(str(error)) from None
     run, version = outcome.run, outcome.version

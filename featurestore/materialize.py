@@ -9,6 +9,8 @@ ttl 0 one year back), a progress callback instead of Feast's tqdm bars, and a re
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,7 +87,9 @@ def materialize(
     end = end or datetime.now(UTC)
     fresh = [fv.name for fv in chosen if not incremental or fv.most_recent_end_time is None]
     resumed = [fv.name for fv in chosen if fv.name not in fresh]
-    with engine.reporting(progress or _quiet) as results:  # graphrec reports through its own display, not tqdm
+    # graphrec reports through its own display, not tqdm; Feast's own status lines ("Materializing 3 feature
+    # views ...") are print()ed, and go to stderr so that stdout stays one JSON document under --json
+    with engine.reporting(progress or _quiet) as results, contextlib.redirect_stdout(sys.stderr):
         if fresh:  # an empty list would mean every view to Feast
             store.materialize(start or EPOCH, end, feature_views=fresh)
         if resumed:

@@ -153,10 +153,11 @@ def test_cli_train_json_includes_diagnostics_and_mlflow_logs_them(tmp_path: Path
         ctx.obj = settings
 
     app.command("train")(train_cli.train)
-    trained = CliRunner().invoke(app, ["train", "--model", "popularity", "--seed", "1", "--json"])
+    # --register publishes and materializes the version's features: Feast's status lines must not reach stdout
+    trained = CliRunner().invoke(app, ["train", "--model", "popularity", "--seed", "1", "--register", "--json"])
     assert trained.exit_code == 0, trained.output
     document = json.loads(trained.stdout)
-    assert document["model"] == "popularity" and document["epochs_run"] == 0
+    assert document["model"] == "popularity" and document["epochs_run"] == 0 and document["version"] == 1
     assert set(document["diagnostics"]) == {"personal/item_share", "personal/top20_jaccard", "personal/coverage"}
     metrics = MlflowClient(settings.mlflow_uri).get_run(document["run_id"]).data.metrics
     for key, value in document["diagnostics"].items():
