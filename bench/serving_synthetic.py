@@ -92,24 +92,14 @@ def server_command(work_dir: Path, store: str, redis_url: str | None, naive: boo
 def measure(url: str, candidates: int, requests: int, n_items: int, seed: int) -> np.ndarray:
     """Latencies (ms) of ``requests`` sequential predict calls after a warm-up; 0 candidates: ``GET /healthz``
     (the HTTP floor: client, uvicorn and FastAPI without any work)."""
-    import httpx
-
     rng = np.random.default_rng(seed)
     bodies = [
         {"user_id": int(rng.integers(USERS)), "item_ids": rng.choice(n_items, candidates, replace=False).tolist()}
+        if candidates
+        else None
         for _ in range(WARMUP + requests)
     ]
-    latencies = []
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for index, body in enumerate(bodies):
-            start = time.perf_counter()
-            response = client.post("/v1/predict", json=body) if candidates else client.get("/healthz")
-            elapsed = time.perf_counter() - start
-            if response.status_code != 200:
-                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-            if index >= WARMUP:
-                latencies.append(elapsed * 1e3)
-    return np.asarray(latencies)
+    return measure_calls(url, "/v1/predict", bodies)
 
 
 def table(cases: list[Case]) -> str:
@@ -176,15 +166,17 @@ def baseline_serving(revision: str, into: Path) -> Path:
     return into
 
 
-def measure_calls(url: str, path: str, bodies: list[dict], variant: str) -> np.ndarray:
-    """Latencies (ms) of the bodies posted to ``path`` in order, the first ``WARMUP`` untimed."""
+def measure_calls(url: str, path: str, bodies: list[dict | None], variant: str | None = None) -> np.ndarray:
+    """Latencies (ms) of the bodies posted to ``path`` in order (None: ``GET /healthz``), the first ``WARMUP``
+    untimed; ``variant`` forces the arm with the variant header."""
     import httpx
 
     latencies = []
-    with httpx.Client(base_url=url, timeout=60, headers={"X-Graphrec-Variant": variant}) as client:
+    headers = {"X-Graphrec-Variant": variant} if variant else {}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         for index, body in enumerate(bodies):
             start = time.perf_counter()
-            response = client.post(path, json=body)
+            response = client.get("/healthz") if body is None else client.post(path, json=body)
             elapsed = time.perf_counter() - start
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
