@@ -54,9 +54,9 @@ bench: install
 	$(PY) -W ignore -m bench.ray_features --users 2000 100000
 
 # The comparisons (too slow for CI, about an hour each on 2 cores; --resume continues an interrupted one):
-# RESULTS.md: every registered model in the bpr regime (the one every model has a tuned config for), 3 seeds, on
-# Last.FM; add --regimes bce,bpr for the labelled-rows regime too (defaults: no bce study yet).
-# results/kg-synthetic.md: the same models in the bpr regime on the seeded KG-driven synthetic set, with KCAN's
+# RESULTS.md: every registered model in both regimes (bce: labelled rows; bpr: sampled negatives; each regime with
+# its equal-budget tuned config from training/models/tuned/), 3 seeds, on Last.FM.
+# results/kg-synthetic.md: the same models in both regimes on the seeded KG-driven synthetic set, with KCAN's
 # ablations (the set is generated first: seconds, byte-identical).
 # results/intent-side-feature.md: BPR-MF and KCAN with and without the intent topics as a user side feature.
 # results/lastfm-topk.md: every model under the top-K protocol (per-user 8:1:1, full-catalogue ranking).
@@ -64,9 +64,9 @@ bench: install
 # set is generated under the work dir; the run is also logged to MLflow with its AUC-vs-sparsity plot).
 SYNTH_KG := work/synthetic-kg0.7
 evaluate: install
-	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bpr --jobs 2 --threads 1 --out RESULTS.md
+	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bce,bpr --jobs 2 --threads 1 --out RESULTS.md
 	$(VENV)/bin/graphrec data synth --users 5000 --seed 0 --kg-driven-share 0.7 --out $(SYNTH_KG)
-	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bpr --datasets $(SYNTH_KG) --ablations all \
+	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bce,bpr --datasets $(SYNTH_KG) --ablations all \
 	  --jobs 2 --threads 1 --out results/kg-synthetic.md
 	$(VENV)/bin/graphrec evaluate --models bpr_mf,kcan --seeds 3 --regimes bpr --extensions all --jobs 2 --threads 1 \
 	  --out results/intent-side-feature.md

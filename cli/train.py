@@ -344,7 +344,7 @@ def evaluate(
     command = "graphrec " + shlex.join(sys.argv[1:])
     table = pd.concat(tables, ignore_index=True)
     wall = time.perf_counter() - started
-    report, plots = write_report(table, command, wall, out, protocol, tuned_studies, len(table) - log.appended)
+    report, plots = write_report(table, command, wall, out, protocol, tuned_studies, log.reuse(table))
     console.print(f"wrote {report} and {', '.join(map(str, plots))}")
 
 

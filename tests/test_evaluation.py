@@ -22,7 +22,8 @@ from tests.support.datasets import synthetic_dataset
 from training.data.dataset import write_dataset
 from training.evaluation.harness import evaluate_models
 from training.evaluation.metrics import auc_f1, ctr_metrics, mean_by_tercile, recall_ndcg_at_k, topk_metrics
-from training.evaluation.report import PLOT_NAME, ablation_rows, results_markdown, write_report
+from training.evaluation.report import ablation_rows, results_markdown, wall_text, write_report
+from training.evaluation.runs import Reuse
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, ServingExport, TrainingData
 from training.trainer import fit, predict_rows, rows_as_tensors
 
@@ -167,13 +168,35 @@ def test_harness_and_report(tmp_path: Path) -> None:
     table = evaluate_models(["bpr_mf"], [0, 1], synthetic_dataset(), {"bpr_mf": config}, n_users=10)
     assert len(table) == 2 and set(table["seed"]) == {0, 1}
     assert {"auc", "f1", "recall@20", "ndcg@20", "auc/sparse", "valid_auc", "seconds_per_epoch"} <= set(table.columns)
+    assert (table["run_seconds"] > 0).all()  # each run's own wall time, recorded in its row
     assert table["diag_personal/top20_jaccard"].between(0, 1).all()
     report, plots = write_report(table, "graphrec evaluate --models bpr_mf --seeds 2", 1.0, tmp_path / "RESULTS.md")
     text = report.read_text()
     assert "graphrec evaluate --models bpr_mf --seeds 2" in text and "±" in text and "sparse" in text
     personal = text.split("## How personal the rankings are", 1)[1]
     assert "| model | item-effect share | top-20 Jaccard | top-20 coverage |" in personal
-    assert plots == [tmp_path / PLOT_NAME] and plots[0].stat().st_size > 0
+    assert plots == [tmp_path / "RESULTS.by_tercile.png"] and plots[0].stat().st_size > 0
+    assert "![metrics by tercile](RESULTS.by_tercile.png)" in text
+
+
+def test_two_reports_in_one_folder_keep_their_own_plots(tmp_path: Path) -> None:
+    table = evaluate_models(["popularity"], [0, 1], synthetic_dataset(), n_users=10)
+    reports = [write_report(table, "graphrec evaluate", 1.0, tmp_path / name)[0] for name in ("a.md", "b.md")]
+    for report, plot in zip(reports, ("a.by_tercile.png", "b.by_tercile.png"), strict=True):
+        assert f"![metrics by tercile]({plot})" in report.read_text()
+        assert (tmp_path / plot).stat().st_size > 0
+    assert not (tmp_path / "results_by_tercile.png").exists()
+
+
+def test_wall_time_says_what_this_invocation_ran_and_what_it_reused() -> None:
+    assert wall_text(12.4, 5, Reuse()) == "Wall time: 12 s"
+    text = wall_text(0.2, 4, Reuse(runs=4, timed=4, seconds=310.6))
+    assert text.startswith("Wall time: 0 s for the 0 run(s) this invocation made; 4 of the 4 runs were made by")
+    assert "their recorded run times summing to 311 s" in text and "before runs were timed" not in text
+    partly = wall_text(30.0, 6, Reuse(runs=4, timed=1, seconds=50.0))
+    assert "for the 2 run(s) this invocation made" in partly and "summing to 50 s" in partly
+    assert "3 of them made before runs were timed" in partly
+    assert "run time not recorded" in wall_text(1.0, 2, Reuse(runs=2))
 
 
 def test_ablations_run_beside_the_full_model_under_its_config() -> None:
@@ -213,9 +236,10 @@ def test_report_has_a_section_and_a_plot_per_dataset(tmp_path: Path) -> None:
     assert text.count("## Dataset: ") == 2 and text.index("lastfm") < text.index("synthetic-alipay-kg0.7")
     assert text.count("### Test metrics, overall") == 2
     assert [p.name for p in plots] == [
-        "results_by_tercile.lastfm.png",
-        "results_by_tercile.synthetic-alipay-kg0-7.png",
+        "RESULTS.by_tercile.lastfm.png",
+        "RESULTS.by_tercile.synthetic-alipay-kg0-7.png",
     ]
+    assert all(f"![metrics by tercile]({p.name})" in text for p in plots)
     assert all(p.stat().st_size > 0 for p in plots)
 
 
@@ -281,7 +305,7 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
         ],
     )
     assert evaluated.exit_code == 0, evaluated.output
-    assert out.exists() and (out.parent / PLOT_NAME).exists()
+    assert out.exists() and (out.parent / "RESULTS.by_tercile.png").exists()
     twice = runner.invoke(app, ["evaluate", "--datasets", f"{tmp_path / 'synthetic'},{tmp_path / 'synthetic'}"])
     assert isinstance(twice.exception, CliError) and "two datasets share a name" in str(twice.exception)
     elsewhere = runner.invoke(app, ["evaluate", "--ablations", "lastfm"])  # the configured dataset is not Last.FM
@@ -308,7 +332,16 @@ def test_evaluate_records_every_run_and_resumes_without_repeating_them(tmp_path:
     assert "reusing 2 finished run(s)" in again.output and "test AUC" not in again.output  # nothing trained
     assert len(runs.read_text().splitlines()) == 2
     assert overall_table(out.read_text()) == overall_table(report)
-    assert "2 of the 2 runs were made by an earlier invocation and reused" in out.read_text()
+    header = out.read_text().split("## Test metrics", 1)[0]
+    assert "for the 0 run(s) this invocation made; 2 of the 2 runs were made by an earlier invocation" in header
+    recorded_seconds = sum(r["run_seconds"] for r in recorded)
+    assert recorded_seconds > 0 and f"their recorded run times summing to {recorded_seconds:.0f} s" in header
+
+    untimed = [{k: v for k, v in r.items() if k != "run_seconds"} for r in recorded]  # rows from before run timing
+    runs.write_text("".join(json.dumps(r) + "\n" for r in untimed))
+    old = runner.invoke(app, [*args, "--resume"])
+    assert old.exit_code == 0, old.output
+    assert "their run time not recorded (made before runs were timed)" in out.read_text()
 
     (configs / "bpr_mf.yaml").write_text("dim: 4\nepochs: 2\nbatch_size: 64\n")  # another config: run again
     changed = runner.invoke(app, [*args, "--resume"])

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import multiprocessing
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ class RunResult:
     epochs_run: int
     diagnostics: dict[str, float] = field(default_factory=dict)
     ablation: str | None = None  # the variant of ``model``: a part switched off (``no …``) or added (``with …``)
+    seconds: float = math.nan  # the whole run: fit, then validation and test evaluation (wall clock)
 
     @property
     def label(self) -> str:
@@ -56,8 +59,8 @@ class RunResult:
         return regime_of(self.config)
 
     def row(self) -> dict[str, object]:
-        """Flat table row: ids (``model`` is the label, ``family`` the registered name), regime, speed, ``valid_*``
-        metrics, test metrics and ``diag_*`` diagnostics."""
+        """Flat table row: ids (``model`` is the label, ``family`` the registered name), regime, speed (``run_seconds``:
+        the whole run), ``valid_*`` metrics, test metrics and ``diag_*`` diagnostics."""
         return (
             {
                 "model": self.label,
@@ -69,6 +72,7 @@ class RunResult:
                 "best_epoch": self.best_epoch,
                 "epochs_run": self.epochs_run,
                 "seconds_per_epoch": self.seconds_per_epoch,
+                "run_seconds": self.seconds,
             }
             | {f"valid_{k}": v for k, v in self.valid.items()}
             | self.test
@@ -129,6 +133,7 @@ def run_model(
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> RunResult:
     """Fit ``name`` (selection on validation), then evaluate validation and, once, test."""
+    started = time.perf_counter()
     result = fit(name, data, config, seed, on_epoch)
     valid = evaluate_split(result.model, data, data.split.valid, n_users, seed)
     test = evaluate_split(result.model, data, data.split.test, n_users, seed)
@@ -142,6 +147,7 @@ def run_model(
         result.best_epoch,
         len(result.history),
         result.diagnostics,
+        seconds=time.perf_counter() - started,
     )
 
 

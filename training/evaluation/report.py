@@ -11,11 +11,12 @@ import pandas as pd
 from training.data.splits import TERCILE_NAMES
 from training.evaluation.harness import summarise
 from training.evaluation.metrics import TOP_K
+from training.evaluation.runs import Reuse
 from training.tuning import StudyRecord
 
 METRICS = ("auc", "f1", f"recall@{TOP_K}", f"ndcg@{TOP_K}")
 LABELS = {"auc": "AUC", "f1": "F1", f"recall@{TOP_K}": f"Recall@{TOP_K}", f"ndcg@{TOP_K}": f"NDCG@{TOP_K}"}
-PLOT_NAME = "results_by_tercile.png"
+PLOT_SUFFIX = "by_tercile"  # RESULTS.md's plot: RESULTS.by_tercile.png, so reports sharing a folder keep their own
 PERSONAL = {  # diagnostics columns of the personalisation table (training.evaluation.diagnostics)
     "diag_personal/item_share": "item-effect share",
     "diag_personal/top20_jaccard": "top-20 Jaccard",
@@ -240,12 +241,35 @@ def dataset_section(
     ]
 
 
-def plot_name(dataset: str | None) -> str:
-    """The tercile plot's file name: ``results_by_tercile.png``, or one per dataset when a report has several."""
+def plot_name(report: str | Path, dataset: str | None = None) -> str:
+    """The tercile plot's file name, named after its report so two reports in one folder keep their own:
+    ``RESULTS.md`` → ``RESULTS.by_tercile.png``, or ``RESULTS.by_tercile.<dataset>.png`` per named dataset."""
+    stem = Path(report).stem
     if dataset is None:
-        return PLOT_NAME
+        return f"{stem}.{PLOT_SUFFIX}.png"
     slug = "".join(c if c.isalnum() else "-" for c in dataset.lower()).strip("-")
-    return f"results_by_tercile.{slug}.png"
+    return f"{stem}.{PLOT_SUFFIX}.{slug}.png"
+
+
+def wall_text(wall_seconds: float, total_runs: int, reuse: Reuse) -> str:
+    """The header's wall time, true under ``--resume``: this invocation's time covers only the runs it made, so the
+    reused runs are counted and their recorded run time is given beside it."""
+    if not reuse.runs:
+        return f"Wall time: {wall_seconds:.0f} s"
+    made = total_runs - reuse.runs
+    text = (
+        f"Wall time: {wall_seconds:.0f} s for the {made} run(s) this invocation made; {reuse.runs} of the "
+        f"{total_runs} runs were made by an earlier invocation and reused (`--resume`: same dataset, model, regime, "
+        "seed and config)"
+    )
+    if not reuse.timed:
+        return text + ", their run time not recorded (made before runs were timed)"
+    text += (
+        f", their recorded run times summing to {reuse.seconds:.0f} s (a sum over runs that may have run in parallel"
+    )
+    if reuse.timed < reuse.runs:
+        text += f"; {reuse.runs - reuse.timed} of them made before runs were timed"
+    return text + ")"
 
 
 def _datasets(table: pd.DataFrame) -> list[str | None]:
@@ -259,11 +283,13 @@ def results_markdown(
     wall_seconds: float,
     protocol: str = "ctr",
     tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
-    reused: int = 0,
+    reuse: Reuse = Reuse(),
+    report: str | Path = "RESULTS.md",
 ) -> str:
     """The report text: command and wall time, protocol, then per dataset (a ``dataset`` column; one section each)
     its tuning budget and its overall, per-tercile, personalisation and ablation tables (mean ± std over seeds; one
-    row per model and regime). ``tuned`` maps (dataset name, row label) to the study of that row's config."""
+    row per model and regime). ``tuned`` maps (dataset name, row label) to the study of that row's config; ``reuse``
+    counts the runs read back under ``--resume``; the plots linked are named after ``report``."""
     models = set(table["model"])
     seeds = sorted(table["seed"].unique())
     floor = (
@@ -274,26 +300,22 @@ def results_markdown(
     )
     blocks = [
         "# Results",
-        f"Command: `{command}`  \nWall time: {wall_seconds:.0f} s; seeds: {', '.join(map(str, seeds))} "
+        f"Command: `{command}`  \n{wall_text(wall_seconds, len(table), reuse)}; seeds: {', '.join(map(str, seeds))} "
         f"({PROTOCOL_TEXT[protocol]}; epochs chosen by validation AUC only; test touched once per run). "
         "Rows are model (training regime: bce = labelled rows, bpr = sampled negatives). "
         f"Recall/NDCG@{TOP_K}: {TOPK_USERS_TEXT[protocol]}, all items except their training positives. "
         "Seconds per epoch: median over epochs, training part only, on a shared CPU "
-        f"(noisy).{floor}"
-        + (
-            f" {reused} of the {len(table)} runs were made by an earlier invocation and reused (`--resume`: same"
-            " dataset, model, regime, seed and config; the wall time is this invocation's)."
-            if reused
-            else ""
-        ),
+        f"(noisy).{floor}",
     ]
     for dataset in _datasets(table):
         studies = {label: r for (name, label), r in (tuned or {}).items() if dataset in (None, name)}
         if dataset is None:
-            blocks += dataset_section(table, protocol, studies, PLOT_NAME)
+            blocks += dataset_section(table, protocol, studies, plot_name(report))
             continue
         blocks += [f"## Dataset: {dataset}"]
-        blocks += dataset_section(table[table["dataset"] == dataset], protocol, studies, plot_name(dataset), "###")
+        blocks += dataset_section(
+            table[table["dataset"] == dataset], protocol, studies, plot_name(report, dataset), "###"
+        )
     return "\n\n".join(blocks) + "\n"
 
 
@@ -326,15 +348,15 @@ def write_report(
     out: Path,
     protocol: str = "ctr",
     tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
-    reused: int = 0,
+    reuse: Reuse = Reuse(),
 ) -> tuple[Path, list[Path]]:
     """Write ``out`` (markdown) and the tercile plot of each dataset next to it; return the report and the plots."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned, reused))
+    out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned, reuse, out.name))
     plots = []
     for dataset in _datasets(table):
         rows = table if dataset is None else table[table["dataset"] == dataset]
-        plots.append(out.with_name(PLOT_NAME if dataset is None else plot_name(dataset)))
+        plots.append(out.with_name(plot_name(out.name, dataset)))
         plot_by_tercile(rows, plots[-1])
     return out, plots

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from training.evaluation.harness import RunKey, row_key
 
 REQUIRED = ("dataset", "model", "regime", "seed", "config")
@@ -29,6 +31,15 @@ def _json_value(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """The runs of a report read back from its runs file (``--resume``) instead of made by this invocation."""
+
+    runs: int = 0
+    timed: int = 0  # how many of them record their run time (rows written before runs were timed do not)
+    seconds: float = 0.0  # their recorded run times, summed
+
+
 @dataclass
 class RunLog:
     """The runs file of one report: rows already recorded (by dataset and run key) and an append-only writer."""
@@ -36,6 +47,7 @@ class RunLog:
     path: Path
     rows: dict[str, dict[RunKey, dict[str, object]]] = field(default_factory=dict)
     appended: int = 0  # runs recorded by this invocation
+    appended_seconds: float = 0.0  # their run times, summed
 
     @classmethod
     def open(cls, report: Path, resume: bool) -> RunLog:
@@ -79,3 +91,14 @@ class RunLog:
         with self.path.open("a") as handle:
             handle.write(json.dumps(document) + "\n")
         self.appended += 1
+        self.appended_seconds += float(row.get("run_seconds") or 0.0)
+
+    def reuse(self, table: pd.DataFrame) -> Reuse:
+        """What of ``table`` (every run of the report, this invocation's appended ones among them) was read back:
+        the other rows, and the run time recorded in those that hold one."""
+        times = table["run_seconds"] if "run_seconds" in table else pd.Series(dtype=float)
+        return Reuse(
+            runs=len(table) - self.appended,
+            timed=int(times.notna().sum()) - self.appended,
+            seconds=float(times.sum()) - self.appended_seconds,
+        )
