@@ -75,7 +75,7 @@ class ServingMetrics:
             "graphrec_fallback_ratio",
             f"Share of the last {FALLBACK_WINDOW} scoring responses that used a fallback.",
             registry=self.registry,
-        ).set_function(lambda: sum(self._recent_fallbacks) / max(len(self._recent_fallbacks), 1))
+        ).set_function(self.fallback_ratio)
         self.log_queue = Gauge(
             "graphrec_request_log_queue_depth", "Rows waiting for the request log's writer.", registry=self.registry
         )
@@ -107,6 +107,16 @@ class ServingMetrics:
     def scored(self, fallback: bool) -> None:
         """Record one scoring response for the fallback ratio (a bounded deque: appends are atomic)."""
         self._recent_fallbacks.append(fallback)
+
+    def recent_fallbacks(self) -> tuple[int, int]:
+        """(answers that used a fallback, answers) among the last ``FALLBACK_WINDOW`` scoring responses."""
+        recent = list(self._recent_fallbacks)
+        return sum(recent), len(recent)
+
+    def fallback_ratio(self) -> float:
+        """Share of the last ``FALLBACK_WINDOW`` scoring responses that used a fallback (0 before any)."""
+        used, answers = self.recent_fallbacks()
+        return used / max(answers, 1)
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         """Report ``depth()`` as the request log's queue depth when scraped."""

@@ -18,9 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
+from feature_repo.model_views import version_view_names
 from featurestore.config import feature_store
 from graphrec.settings import Settings
 from graphrec.testing import wait_until
+from serving.api.routes.health import DEGRADED_MIN_ANSWERS
 from serving.app import create_app
 from serving.binding import BindingManager, ModelSource, sqlite_database
 from serving.contract import CHAMPION
@@ -191,3 +193,31 @@ def test_dangling_alias_is_logged_once_while_the_binding_keeps_serving(
     message = f"alias {CHAMPION} of {first.name} points at version {MISSING_VERSION}, which does not exist"
     assert lines == [f"binding refresh failed, still serving the previous bindings: DanglingAlias: {message}"]
     assert manager.bindings[CHAMPION] is bound
+
+
+def test_emptied_online_store_stays_ready_but_says_it_is_degraded(
+    service: TestClient, serving_world: World, tmp_path: Path
+) -> None:
+    settings, champion = serving_world[0], serving_world[1]
+    online = settings.online_sqlite_path
+    backup = tmp_path / "online.db"
+    shutil.copyfile(online, backup)
+    _, user_view, _ = version_view_names(champion.name, champion.version)
+    with sqlite3.connect(online) as connection:  # every user row of the champion gone, the store itself readable
+        [table] = [t for (t,) in connection.execute("SELECT name FROM sqlite_master") if t.endswith(f"_{user_view}")]
+        emptied = connection.execute(f'DELETE FROM "{table}"').rowcount
+    connection.close()
+    assert emptied > 0
+    try:
+        for _ in range(DEGRADED_MIN_ANSWERS):
+            answer = service.post("/v1/predict", json=REQUEST)
+            assert answer.status_code == 200 and answer.json()["fallback"] is not None, answer.text
+        ready = service.get("/readyz")
+        assert ready.status_code == 200, ready.text  # fallback answers are answers: no replica is taken out
+        detail = ready.json()["detail"]
+        assert detail.startswith(f"degraded: {DEGRADED_MIN_ANSWERS} of the last {DEGRADED_MIN_ANSWERS} answers used")
+    finally:
+        put_in_place(backup, online)
+    for _ in range(DEGRADED_MIN_ANSWERS + 1):  # the window forgets: most recent answers come from the model again
+        predictions(service)
+    assert service.get("/readyz").json()["detail"] is None
