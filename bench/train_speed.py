@@ -11,19 +11,28 @@ graphrec dependency; the bench skips it cleanly otherwise).
 ``--synthetic USERS`` (issue 16) instead times KCAN's training modes on a seeded synthetic set of that many users
 (``training.synth``, generated into a temporary folder): ``full`` (whole-graph propagation every step, the
 reference), ``sampled`` (DGL blocks, exact stars, default fanouts) and ``sampled-star32`` (stars distilled from at
-most 32 sampled in-edges). Each mode runs in a fresh subprocess, so its peak RSS is its own; the table gives seconds
-per epoch (validation excluded), the ratio to ``full`` in the same run, peak RSS, and the load average around it.
+most 32 sampled in-edges), ``sampled-sparse`` (sampled, with the node tables' sparse row gradients stepped by
+SparseAdam: a step's cost independent of the number of nodes) and ``sampled-sparse-star32``. ``--modes`` picks some
+(the first is the reference of the ratio column). Each mode runs in a fresh subprocess, so its peak RSS is its own; the
+table gives seconds per epoch (validation excluded), the ratio to the reference in the same run, peak RSS, and the
+load average around it. ``--dataset DIR`` keeps the generated set in DIR (generated only when DIR does not exist), so a
+large set is built once. ``--max-batches N`` runs only the first N training steps of an epoch (the trainer's step:
+the model's loss, its optimiser; no validation, so no AUC) and reports seconds per step (p50, mean) and a *projection*
+of the epoch (mean × steps per epoch); the peak RSS is still that of building the data, graph and model at full size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +40,8 @@ import torch
 
 from graphrec.settings import Settings
 from training.data.lastfm import load_lastfm
-from training.models.base import MODELS, TrainingData, load_models
-from training.trainer import fit, prepare_data, resolve_config, set_threads
+from training.models.base import MODELS, Batch, ModelConfig, TrainingData, load_models
+from training.trainer import fit, prepare_data, resolve_config, rows_as_tensors, seed_everything, set_threads
 
 
 def epoch_seconds(name: str, data: TrainingData, epochs: int, seed: int) -> np.ndarray:
@@ -46,56 +55,131 @@ SYNTHETIC_MODES: dict[str, dict[str, object]] = {
     "full": {},
     "sampled": {"propagation": "sampled"},
     "sampled-star32": {"propagation": "sampled", "star_fanout": 32},
+    "sampled-sparse": {"propagation": "sampled", "sparse_embeddings": True},
+    "sampled-sparse-star32": {"propagation": "sampled", "sparse_embeddings": True, "star_fanout": 32},
 }
 
 
-def synthetic_child(folder: Path, mode: str, epochs: int, seed: int) -> None:
-    """Train KCAN in ``mode`` on the dataset in ``folder``; print epoch seconds, AUC and peak RSS as one JSON line."""
+def bounded_steps(data: TrainingData, config: ModelConfig, seed: int, max_batches: int) -> list[float]:
+    """Seconds of each of the first ``max_batches`` steps of KCAN's first epoch: the trainer's step (shuffled rows,
+    the model's training loss, its optimiser), without the rest of the epoch or validation."""
+    from training.models.kcan import KCAN
+
+    seed_everything(seed)
+    model = KCAN(config, data).train()
+    optimizer = model.make_optimizer()
+    users, items, labels = rows_as_tensors(data.split.train)
+    order = torch.randperm(len(users), generator=torch.Generator().manual_seed(seed))
+    seconds = []
+    for start in range(0, min(len(order), max_batches * config.batch_size), config.batch_size):
+        index = order[start : start + config.batch_size]
+        started = time.perf_counter()
+        loss = model.training_loss(Batch(users[index], items[index], labels[index]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def synthetic_child(folder: Path, mode: str, epochs: int, seed: int, max_batches: int | None) -> None:
+    """Train KCAN in ``mode`` on the dataset in ``folder`` (whole epochs, or ``max_batches`` steps); print epoch
+    seconds (measured or projected), AUC and peak RSS as one JSON line."""
     from training.data.dataset import load_dataset_dir
     from training.models.kcan import KCANConfig
 
     data = prepare_data(load_dataset_dir(folder), seed)
     config = KCANConfig(epochs=epochs, patience=epochs, **SYNTHETIC_MODES[mode])
-    result = fit("kcan", data, config, seed)
-    summary = {
-        "seconds": [record.seconds for record in result.history],
-        "valid_auc": result.best_valid_auc,
+    summary: dict[str, object] = {
         "train_rows": len(data.split.train),
         "edges": int(data.ckg.triples.shape[0]),
-        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
+        "nodes": int(data.ckg.n_nodes),
     }
+    if max_batches is None:
+        result = fit("kcan", data, config, seed)
+        summary |= {"seconds": [record.seconds for record in result.history], "valid_auc": result.best_valid_auc}
+    else:
+        steps = bounded_steps(data, config, seed, max_batches)
+        per_epoch = math.ceil(len(data.split.train) / config.batch_size)
+        summary |= {
+            "step_seconds": steps,
+            "steps_per_epoch": per_epoch,
+            "seconds": [float(np.mean(steps)) * per_epoch],  # a projection from the measured steps
+            "valid_auc": float("nan"),
+        }
+    summary["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     print(json.dumps(summary))
 
 
-def synthetic_run(users: int, epochs: int, seed: int, threads: int | None) -> None:
-    """Generate the set, run every mode in its own subprocess, print the table."""
+@dataclass(frozen=True)
+class SyntheticRun:
+    """What ``--synthetic`` measures: the set (users, kept in ``dataset`` or a temporary folder), the modes (the
+    first is the reference), whole epochs or ``max_batches`` steps each."""
+
+    users: int
+    modes: list[str]
+    epochs: int
+    seed: int
+    threads: int | None
+    max_batches: int | None
+    dataset: Path | None
+
+
+def run_modes(run: SyntheticRun, folder: Path) -> dict[str, dict]:
+    """Each mode in its own subprocess on the set in ``folder``; its JSON summary plus the load average around it."""
     from training.synth.generator import SynthConfig, generate_dataset
 
+    if not folder.exists():
+        started = time.perf_counter()
+        summary = generate_dataset(SynthConfig(n_users=run.users, seed=run.seed), folder)
+        print(f"generated {summary} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     rows = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch) / "data"
-        generate_dataset(SynthConfig(n_users=users, seed=seed), folder)
-        for mode in SYNTHETIC_MODES:
-            command = [sys.executable, "-m", "bench.train_speed", "--child", mode, "--data", str(folder)]
-            command += ["--epochs", str(epochs), "--seed", str(seed)]
-            command += [] if threads is None else ["--threads", str(threads)]
-            load = os.getloadavg()[0]
-            done = subprocess.run(command, check=True, capture_output=True, text=True)
-            rows[mode] = json.loads(done.stdout.strip().splitlines()[-1]) | {"load": (load, os.getloadavg()[0])}
-            print(f"{mode}: {rows[mode]}", file=sys.stderr, flush=True)
+    for mode in run.modes:
+        command = [sys.executable, "-m", "bench.train_speed", "--child", mode, "--data", str(folder)]
+        command += ["--epochs", str(run.epochs), "--seed", str(run.seed)]
+        command += [] if run.threads is None else ["--threads", str(run.threads)]
+        command += [] if run.max_batches is None else ["--max-batches", str(run.max_batches)]
+        load = os.getloadavg()[0]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows[mode] = json.loads(done.stdout.strip().splitlines()[-1]) | {"load": (load, os.getloadavg()[0])}
+        print(f"{mode}: {rows[mode]}", file=sys.stderr, flush=True)
+    return rows
+
+
+def synthetic_run(run: SyntheticRun) -> None:
+    """Generate the set (unless kept), run every mode in its own subprocess, print the table."""
+    if run.dataset is not None:
+        rows = run_modes(run, run.dataset)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = run_modes(run, Path(scratch) / "data")
     first = next(iter(rows.values()))
+    bounded = run.max_batches is not None
+    extent = f"the first {run.max_batches} steps" if bounded else f"{run.epochs} epoch(s)"
     print(
-        f"KCAN on synthetic {users:,} users ({first['train_rows']:,} training rows, {first['edges']:,} CKG edges), "
-        f"{epochs} epoch(s) per mode, threads {threads or 'default'}"
+        f"KCAN on synthetic {run.users:,} users ({first['train_rows']:,} training rows, {first['nodes']:,} nodes, "
+        f"{first['edges']:,} CKG edges), {extent} per mode, threads {run.threads or 'default'}"
     )
-    print(f"{'mode':<16}{'p50 s/epoch':>13}{'vs full':>9}{'peak MiB':>10}{'valid AUC':>11}{'load':>12}")
-    reference = float(np.median(rows["full"]["seconds"]))
+    if bounded:
+        print(f"s/epoch is PROJECTED: mean s/step x {first['steps_per_epoch']:,} steps per epoch; no validation")
+        print(f"{'mode':<22}{'p50 s/step':>11}{'mean':>8}{'s/epoch':>9}{'vs ref':>8}{'peak MiB':>10}{'load':>10}")
+    else:
+        print(f"{'mode':<22}{'p50 s/epoch':>13}{'vs ref':>8}{'peak MiB':>10}{'valid AUC':>11}{'load':>10}")
+    reference = float(np.median(rows[run.modes[0]]["seconds"]))
     for mode, row in rows.items():
         p50 = float(np.median(row["seconds"]))
         load = f"{row['load'][0]:.1f}-{row['load'][1]:.1f}"
-        print(
-            f"{mode:<16}{p50:>13.1f}{p50 / reference:>8.2f}x{row['peak_mib']:>10.0f}{row['valid_auc']:>11.4f}{load:>12}"
-        )
+        if bounded:
+            steps = row["step_seconds"]
+            print(
+                f"{mode:<22}{np.median(steps):>11.2f}{np.mean(steps):>8.2f}{p50:>9.0f}{p50 / reference:>7.2f}x"
+                f"{row['peak_mib']:>10.0f}{load:>10}"
+            )
+        else:
+            print(
+                f"{mode:<22}{p50:>13.1f}{p50 / reference:>7.2f}x{row['peak_mib']:>10.0f}{row['valid_auc']:>11.4f}"
+                f"{load:>10}"
+            )
 
 
 def recbole_available() -> bool:
@@ -114,16 +198,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch and DGL CPU threads (default: theirs)")
     parser.add_argument("--seed", type=int, default=2021)
     parser.add_argument("--synthetic", type=int, default=None, metavar="USERS", help="time KCAN's modes instead")
+    parser.add_argument(
+        "--modes", default="full,sampled,sampled-star32", help=f"--synthetic: comma-separated, of {[*SYNTHETIC_MODES]}"
+    )
+    parser.add_argument("--max-batches", type=int, default=None, help="--synthetic: time only the first N steps")
+    parser.add_argument("--dataset", type=Path, default=None, help="--synthetic: keep the set here (reused if present)")
     parser.add_argument("--child", choices=list(SYNTHETIC_MODES), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is not None:
         set_threads(args.threads)
     if args.child is not None:
-        synthetic_child(args.data, args.child, args.epochs, args.seed)
+        synthetic_child(args.data, args.child, args.epochs, args.seed, args.max_batches)
         return
     if args.synthetic is not None:
-        synthetic_run(args.synthetic, args.epochs, args.seed, args.threads)
+        modes = args.modes.split(",")
+        if unknown := [m for m in modes if m not in SYNTHETIC_MODES]:
+            parser.error(f"--modes: unknown {unknown}; known: {list(SYNTHETIC_MODES)}")
+        if args.max_batches is not None and args.max_batches < 1:
+            parser.error(f"--max-batches must be at least 1, got {args.max_batches}")
+        synthetic_run(
+            SyntheticRun(args.synthetic, modes, args.epochs, args.seed, args.threads, args.max_batches, args.dataset)
+        )
         return
     load_models()
     data = prepare_data(load_lastfm(Settings().data_dir), args.seed)
