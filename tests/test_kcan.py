@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from serving.scoring import build_scorer
 from serving.scoring.kcan import Star, conditional_attention
 from tests.support.datasets import synthetic_dataset
-from tests.support.scoring import served_rows
+from tests.support.scoring import assert_scorer_equals_model, served_rows
 from training.kge.interactions import project
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
@@ -72,14 +72,7 @@ def test_scorer_on_exported_features_equals_predict_logits(data: TrainingData, o
     export = model.export_serving()
     assert export.scorer_kind == "kcan"
     rows = pd.concat([data.split.train, data.split.valid])  # training positives: their edge must be masked at serving
-    users, items = rows["user"].to_numpy(), rows["item"].to_numpy()
-    scorer = build_scorer(export.scorer_kind, export.scorer_state)
-    served = scorer.score(
-        served_rows(export.user_features, "user_id", users), served_rows(export.item_features, "item_id", items)
-    )
-    with torch.no_grad():
-        expected = model.predict_logits(torch.from_numpy(users), torch.from_numpy(items)).numpy()
-    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert_scorer_equals_model(model, export, rows)
 
 
 @pytest.mark.parametrize(

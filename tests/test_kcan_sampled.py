@@ -9,9 +9,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from serving.scoring import build_scorer
 from tests.support.datasets import synthetic_dataset
-from tests.support.scoring import served_rows
+from tests.support.scoring import assert_scorer_equals_model
 from tests.test_kcan import make
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
@@ -132,14 +131,7 @@ def test_a_sampled_model_exports_the_same_serving_form(data: TrainingData) -> No
     assert list(export.user_features.columns) == list(reference.user_features.columns)
     assert list(export.item_features.columns) == list(reference.item_features.columns)
     rows = pd.concat([data.split.train, data.split.valid])
-    users, items = rows["user"].to_numpy(), rows["item"].to_numpy()
-    scorer = build_scorer(export.scorer_kind, export.scorer_state)
-    served = scorer.score(
-        served_rows(export.user_features, "user_id", users), served_rows(export.item_features, "item_id", items)
-    )
-    with torch.no_grad():
-        expected = model.predict_logits(torch.from_numpy(users), torch.from_numpy(items)).numpy()
-    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert_scorer_equals_model(model, export, rows)
 
 
 @pytest.mark.parametrize(
@@ -208,14 +200,7 @@ def test_a_sparse_sampled_model_trains_and_its_scorer_equals_the_model(data: Tra
     assert all(np.isfinite(record.train_loss) for record in result.history)
     model, export = result.model, result.model.export_serving()
     rows = pd.concat([data.split.train, data.split.valid])
-    users, items = rows["user"].to_numpy(), rows["item"].to_numpy()
-    scorer = build_scorer(export.scorer_kind, export.scorer_state)
-    served = scorer.score(
-        served_rows(export.user_features, "user_id", users), served_rows(export.item_features, "item_id", items)
-    )
-    with torch.no_grad():
-        expected = model.predict_logits(torch.from_numpy(users), torch.from_numpy(items)).numpy()
-    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert_scorer_equals_model(model, export, rows)
 
 
 def test_sparse_rows_need_sampled_propagation() -> None:
