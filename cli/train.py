@@ -319,7 +319,10 @@ def evaluate(
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if log.reused:
-        console.print(f"reusing {log.reused} finished run(s) from {log.path}")
+        console.print(
+            f"{log.reused} recorded run(s) in {log.path}: those of the same dataset, model, regime, seed and config"
+            " are reused"
+        )
     for dataset in loaded:
         configs, studies = _evaluation_configs(names, dataset.name, regimes, config_dir, no_tuned, tuned_dir)
         tuned_studies |= studies

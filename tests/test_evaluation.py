@@ -329,7 +329,7 @@ def test_evaluate_records_every_run_and_resumes_without_repeating_them(tmp_path:
 
     again = runner.invoke(app, [*args, "--resume"])
     assert again.exit_code == 0, again.output
-    assert "reusing 2 finished run(s)" in again.output and "test AUC" not in again.output  # nothing trained
+    assert "2 recorded run(s) in" in again.output and "test AUC" not in again.output  # nothing trained
     assert len(runs.read_text().splitlines()) == 2
     assert overall_table(out.read_text()) == overall_table(report)
     header = out.read_text().split("## Test metrics", 1)[0]
