@@ -10,9 +10,10 @@ graphrec dependency; the bench skips it cleanly otherwise).
 
 ``--synthetic USERS`` (issue 16) instead times KCAN's training modes on a seeded synthetic set of that many users
 (``training.synth``, generated into a temporary folder): ``full`` (whole-graph propagation every step, the
-reference), ``sampled`` (DGL blocks, exact stars, default fanouts) and ``sampled-star32`` (stars distilled from at
+reference), ``sampled`` (DGL blocks, exact stars, default fanouts), ``sampled-star32`` (stars distilled from at
 most 32 sampled in-edges), ``sampled-sparse`` (sampled, with the node tables' sparse row gradients stepped by
-SparseAdam: a step's cost independent of the number of nodes) and ``sampled-sparse-star32``. ``--modes`` picks some
+SparseAdam: no per-step work proportional to the number of nodes), ``sampled-sparse-star32``, and the same with
+fanouts 5, 5 instead of 10, 10 (``-fan5``: a step's blocks about 4x smaller). ``--modes`` picks some
 (the first is the reference of the ratio column). Each mode runs in a fresh subprocess, so its peak RSS is its own; the
 table gives seconds per epoch (validation excluded), the ratio to the reference in the same run, peak RSS, and the
 load average around it. ``--dataset DIR`` keeps the generated set in DIR (generated only when DIR does not exist), so a
@@ -57,6 +58,13 @@ SYNTHETIC_MODES: dict[str, dict[str, object]] = {
     "sampled-star32": {"propagation": "sampled", "star_fanout": 32},
     "sampled-sparse": {"propagation": "sampled", "sparse_embeddings": True},
     "sampled-sparse-star32": {"propagation": "sampled", "sparse_embeddings": True, "star_fanout": 32},
+    "sampled-sparse-fan5": {"propagation": "sampled", "sparse_embeddings": True, "fanouts": [5, 5]},
+    "sampled-sparse-star32-fan5": {
+        "propagation": "sampled",
+        "sparse_embeddings": True,
+        "star_fanout": 32,
+        "fanouts": [5, 5],
+    },
 }
 
 
