@@ -42,12 +42,14 @@ step equals the full-graph step (tested). Because (a) needs α before any propag
 sampled mode. With ``loss="bpr"`` the positives and the sampled negatives are propagated separately (two sampled
 propagations per step). Validation, prediction, diagnostics and the serving export always propagate over the whole
 graph, so the serving form is unchanged. ``propagation="full"`` (the default) stays: on small graphs one whole-graph
-pass is faster than building blocks. ``sparse_embeddings`` (sampled mode only) makes a step's cost independent of the
-number of nodes: the node tables (TransH entities, and the personal embeddings and item biases when on) get sparse row
-gradients and are stepped by SparseAdam (:class:`training.models.optimizers.SparseRowsAdam`: lazy Adam, only the rows a
-step touched and their moments move; L2 ``weight_decay`` on those rows), the other parameters by Adam as before. The
-model's maths is the same; the optimiser differs from dense Adam, whose momentum and weight decay also move rows a
-step did not touch.
+pass is faster than building blocks. ``sparse_embeddings`` (sampled mode only) removes a step's work proportional to
+the number of nodes (save TransH's norm-constraint scan, one read of the entity table): the node tables (TransH
+entities, and the personal embeddings and item biases when on) get sparse row gradients and are stepped by SparseAdam
+(:class:`training.models.optimizers.SparseRowsAdam`: lazy Adam, only the rows a step touched and their moments move;
+L2 ``weight_decay`` on those rows), the other parameters by Adam as before. The model's maths is the same; the
+optimiser differs from dense Adam, whose momentum and weight decay also move rows a step did not touch. Measured
+(BENCHMARKS.md), it does not pay yet at 10⁵-10⁶ users: a step touches most rows, and SparseAdam is slow per row; what
+a 10⁶ step costs is its sampled blocks and star hop (``fanouts``, ``star_fanout``).
 
 Extension ``user_intent`` (issue 12): each user's intent mixture θ_u from the social + tag topic model
 (:attr:`TrainingData.user_intent`) enters as a side feature, a learned projection Wθ_u added to the user's node
