@@ -15,6 +15,7 @@ from serving.scoring import build_scorer
 from serving.scoring.kcan import Star, conditional_attention
 from tests.support.datasets import synthetic_dataset
 from tests.support.scoring import assert_scorer_equals_model, served_rows
+from tests.support.steps import adam_losses
 from training.kge.interactions import project
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
@@ -232,17 +233,13 @@ def test_distillation_off_keeps_every_neighbour(data: TrainingData) -> None:
 def test_loss_is_finite_and_decreases(data: TrainingData) -> None:
     seed_everything(0)
     model = KCAN(KCANConfig(dim=8, top_k=3, dropout=0.0), data)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    users, items, labels = rows_as_tensors(data.split.train)
-    losses = []
-    for _ in range(8):
+    batch = Batch(*rows_as_tensors(data.split.train))
+
+    def loss() -> torch.Tensor:
         torch.manual_seed(0)  # same TransH batch each step
-        loss = model.training_loss(Batch(users, items, labels))
-        assert torch.isfinite(loss)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+        return model.training_loss(batch)
+
+    losses = adam_losses(model, loss)
     assert losses[-1] < losses[0]
 
 

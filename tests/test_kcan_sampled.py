@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tests.support.datasets import synthetic_dataset
 from tests.support.scoring import assert_scorer_equals_model
+from tests.support.steps import adam_losses
 from tests.test_kcan import make
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
@@ -108,16 +109,8 @@ def test_a_star_fanout_distils_among_a_sample_of_in_edges(data: TrainingData) ->
 def test_sampled_training_lowers_the_loss(data: TrainingData) -> None:
     seed_everything(0)
     model = KCAN(KCANConfig(dim=8, top_k=3, dropout=0.0, **SAMPLED), data).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     batch = Batch(*rows_as_tensors(data.split.train))
-    losses = []
-    for _ in range(8):
-        loss = step_loss(model, batch)  # same triples and same neighbour samples every step
-        assert torch.isfinite(loss)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = adam_losses(model, lambda: step_loss(model, batch))  # same triples and neighbour samples every step
     assert losses[-1] < losses[0]
 
 
