@@ -219,14 +219,15 @@ class SqlSink:
         """Delete the requests served before ``before`` (unix seconds) and all their feedback, in one transaction;
         return (requests, feedback events) deleted, or that would be with ``dry_run``. Retention: the log only
         grows otherwise, and a request's feedback is worthless without it."""
-        old = select(served_requests.c.request_id).where(served_requests.c.served_at < before)
+        is_old = served_requests.c.served_at < before
+        old = select(served_requests.c.request_id).where(is_old)
         of_old = feedback_events.c.request_id.in_(old.scalar_subquery())
         with self.engine.begin() as connection:
             requests = connection.execute(select(func.count()).select_from(old.subquery())).scalar_one()
             events = connection.execute(select(func.count()).where(of_old)).scalar_one()
             if not dry_run:
                 connection.execute(delete(feedback_events).where(of_old))
-                connection.execute(delete(served_requests).where(served_requests.c.served_at < before))
+                connection.execute(delete(served_requests).where(is_old))
         return int(requests), int(events)
 
     def feedback(self, since: float | None = None) -> pd.DataFrame:
