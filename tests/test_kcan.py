@@ -62,12 +62,19 @@ SELECTING = {
     "centre_dot": True,
     "transh_schedule": "alternating",
 }
-ABLATIONS = [{}, {"knowledge_attention": False}, {"conditional_attention": False}, {"distillation": False}, SELECTING]
+BILINEAR = {"loss": "bpr", "attention": "bilinear", "personal_embeddings": True, "item_bias": True, "centre_dot": True}
+ABLATIONS = [
+    {},
+    {"knowledge_attention": False},
+    {"conditional_attention": False},
+    {"distillation": False},
+    SELECTING,
+    BILINEAR,
+]
+ABLATION_IDS = ["full", "no_knowledge", "no_conditional", "no_distillation", "selecting", "bilinear"]
 
 
-@pytest.mark.parametrize(
-    "overrides", ABLATIONS, ids=["full", "no_knowledge", "no_conditional", "no_distillation", "selecting"]
-)
+@pytest.mark.parametrize("overrides", ABLATIONS, ids=ABLATION_IDS)
 def test_scorer_on_exported_features_equals_predict_logits(data: TrainingData, overrides: dict) -> None:
     model = make(data, **overrides)
     export = model.export_serving()
@@ -76,9 +83,7 @@ def test_scorer_on_exported_features_equals_predict_logits(data: TrainingData, o
     assert_scorer_equals_model(model, export, rows)
 
 
-@pytest.mark.parametrize(
-    "overrides", ABLATIONS, ids=["full", "no_knowledge", "no_conditional", "no_distillation", "selecting"]
-)
+@pytest.mark.parametrize("overrides", ABLATIONS, ids=ABLATION_IDS)
 def test_candidate_form_equals_the_pair_form(data: TrainingData, overrides: dict) -> None:
     """The service's one-user form over the whole cached catalogue (items prepared once, in shuffled order, some
     repeated) equals the per-pair scorer for every user, masking of the pair's own edge included."""
@@ -303,6 +308,25 @@ def test_only_gatv2_attention_ranks_neighbours_differently_per_target() -> None:
     torch.testing.assert_close(dynamic.sum(dim=1), torch.ones(targets))
 
 
+def test_bilinear_attention_at_init_weighs_the_neighbour_most_like_the_target(data: TrainingData) -> None:
+    """As initialised, the bilinear form's query is the target item and its keys the neighbours: for a target equal to
+    one neighbour's representation, that neighbour gets the largest β (up to the small initial noise)."""
+    seed_everything(0)
+    model = KCAN(KCANConfig(dim=8, top_k=3, attention="bilinear"), data)
+    generator = torch.Generator().manual_seed(1)
+    star = random_star(generator, 6, 6, 8)
+    star = Star(star.node_id, star.centre, star.nbr_id, 3.0 * normalize(star.nbr_repr, dim=-1), star.nbr_alpha)
+    chosen = torch.arange(6)  # row b's target is a copy of its neighbour b
+    h_item = star.nbr_repr[torch.arange(6), chosen]
+    kept = torch.ones(6, 6, dtype=torch.bool)
+    head = model.head_weights()
+    beta = conditional_attention(
+        star, star.centre, h_item, head.attention, kept, head.attention_transform, head.bilinear
+    )
+    assert head.bilinear and torch.equal(beta.argmax(dim=1), chosen)
+    torch.testing.assert_close(beta.sum(dim=1), torch.ones(6))
+
+
 def test_alpha_is_shared_or_recomputed_per_layer(data: TrainingData) -> None:
     shared, per_layer = make(data), make(data, alpha_per_layer=True)
     with torch.no_grad():
@@ -330,6 +354,7 @@ def test_kcan_diagnostics_cover_every_stage(data: TrainingData) -> None:
     assert {"personal/item_share", "personal/top20_jaccard", "personal/coverage"} <= set(found)
     static = make(data, conditional_attention=False).diagnostics(data)
     assert static["conditioning/sensitivity"] == pytest.approx(0.0, abs=1e-12)
+    assert make(data, attention="bilinear").diagnostics(data)["conditioning/sensitivity"] > 1e-4
 
 
 def test_eval_predictions_reuse_one_propagation_until_training_resumes(data: TrainingData) -> None:

@@ -41,8 +41,9 @@ class Star:
 
 @dataclass(frozen=True)
 class HeadWeights:
-    """Parameters of steps 4-5: attention vector a (4d, or d' with a transform), refinement W_c (d, d), towers (Linear
-    layers), bias; ``attention_transform`` W (d', 4d) makes the attention GATv2-style (None: the paper's form)."""
+    """Parameters of steps 4-5: attention vector a (4d, or d' with a transform; with ``bilinear``, (1,) the logit
+    scale), refinement W_c (d, d), towers (Linear layers), bias; ``attention_transform`` W (d', 4d) makes the attention
+    GATv2-style, or with ``bilinear`` a query-key match (None: the paper's form)."""
 
     attention: Tensor
     refine: Tensor
@@ -51,6 +52,7 @@ class HeadWeights:
     bias: Tensor
     attention_transform: Tensor | None = None
     centre_dot: bool = False  # add ⟨x_u, x_v⟩ of the star centres to the towers' product (a residual MF channel)
+    bilinear: bool = False  # e_ij = s·⟨W_q[h_u‖h_v‖x_i], W_k x_j⟩ (needs ``attention_transform``; ``attention`` = s)
 
 
 def masked_normalise(weights: Tensor, mask: Tensor) -> Tensor:
@@ -60,13 +62,22 @@ def masked_normalise(weights: Tensor, mask: Tensor) -> Tensor:
 
 
 def conditional_attention(
-    star: Star, h_user: Tensor, h_item: Tensor, attention: Tensor, kept: Tensor, transform: Tensor | None = None
+    star: Star,
+    h_user: Tensor,
+    h_item: Tensor,
+    attention: Tensor,
+    kept: Tensor,
+    transform: Tensor | None = None,
+    bilinear: bool = False,
 ) -> Tensor:
     """β_ij = softmax_j e_ij over the kept neighbours j of each centre i; (B, k).
 
     Without ``transform``, the paper's e_ij = LeakyReLU(aᵀ[h_u‖h_v‖x_i‖x_j]): the pair enters as a constant inside a
     monotone function, so every target ranks the neighbours alike ("static" attention). With ``transform`` W,
     e_ij = aᵀ LeakyReLU(W[h_u‖h_v‖x_i‖x_j]) (GATv2, Brody et al. 2022): the ranking of neighbours depends on the pair.
+    With ``bilinear`` too, e_ij = s·⟨W_q[h_u‖h_v‖x_i], W_k x_j⟩ (W = [W_q‖W_k] by blocks, s = ``attention``, a
+    scalar): a query from the pair matched against each neighbour, so a user's neighbours that resemble the target
+    item weigh most (the target attention of DIN, Zhou et al. 2018), the dependence GATv2 can only approximate.
     W is applied blockwise, so the pair's part is computed once per row and only W_n x_j per neighbour.
     """
     d = h_user.shape[-1]
@@ -77,10 +88,17 @@ def conditional_attention(
     else:
         w_user, w_item, w_centre, w_nbr = transform.split(d, dim=1)
         constant = h_user @ w_user.T + h_item @ w_item.T + star.centre @ w_centre.T  # (B, d')
-        hidden = F.leaky_relu(constant.unsqueeze(1) + star.nbr_repr @ w_nbr.T, NEGATIVE_SLOPE)  # (B, k, d')
-        logits = hidden @ attention
+        logits = pair_neighbour_logits(constant, star.nbr_repr @ w_nbr.T, attention, bilinear)
     beta = torch.softmax(logits.masked_fill(~kept, -torch.inf), dim=-1)
     return torch.nan_to_num(beta, nan=0.0)  # a star left empty (e.g. its only edge was the target) gets no weight
+
+
+def pair_neighbour_logits(constant: Tensor, nbr_term: Tensor, attention: Tensor, bilinear: bool) -> Tensor:
+    """e_ij of the transformed forms from the pair's part ``constant`` (B, d') and the neighbours' W_n x_j
+    (B or 1, k, d'): s·⟨constant, W_n x_j⟩ (bilinear) or aᵀ LeakyReLU(constant + W_n x_j) (GATv2); (B, k)."""
+    if bilinear:
+        return (constant.unsqueeze(1) * nbr_term).sum(dim=-1) * attention
+    return F.leaky_relu(constant.unsqueeze(1) + nbr_term, NEGATIVE_SLOPE) @ attention
 
 
 def refine(star: Star, kept: Tensor, beta: Tensor | None, gamma: float, refine_weight: Tensor) -> Tensor:
@@ -155,7 +173,9 @@ def refined_side(
     pair's centres ``h_user``, ``h_item`` (so one side's refinement never depends on the other side's neighbours)."""
     kept = star.kept(target)
     beta = (
-        conditional_attention(star, h_user, h_item, weights.attention, kept, weights.attention_transform)
+        conditional_attention(
+            star, h_user, h_item, weights.attention, kept, weights.attention_transform, weights.bilinear
+        )
         if conditional
         else None
     )
