@@ -23,6 +23,7 @@ from training.evaluation.diagnostics import (
     conditioning_sensitivity,
     distillation_summary,
     item_main_effect_share,
+    logit_shares,
     max_over_uniform,
     mean_pairwise_jaccard,
     personalisation,
@@ -94,6 +95,16 @@ def test_target_independent_refinement_has_zero_sensitivity_and_target_only_has_
     assert conditioning_sensitivity(per_target.expand(5, 4, 8)) == pytest.approx(1.0)
     both = conditioning_sensitivity(per_centre + per_target)
     assert 0.0 < both < 1.0
+
+
+def test_logit_shares_add_up_to_one_and_name_the_part_that_varies() -> None:
+    generator = torch.Generator().manual_seed(0)
+    varying, small = torch.randn(500, generator=generator), 0.1 * torch.randn(500, generator=generator)
+    shares = logit_shares({"towers": small, "centre_dot": varying, "item_bias": torch.full((500,), 3.0)})
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["item_bias"] == pytest.approx(0.0, abs=1e-12)  # a constant part explains none of the variance
+    assert shares["centre_dot"] > 0.9 > 0.1 > shares["towers"]
+    assert logit_shares({"towers": varying, "centre_dot": -varying}) == {"towers": 0.0, "centre_dot": 0.0}
 
 
 def test_identical_rankings_give_jaccard_one_and_coverage_k_over_catalogue() -> None:

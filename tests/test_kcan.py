@@ -357,6 +357,21 @@ def test_kcan_diagnostics_cover_every_stage(data: TrainingData) -> None:
     assert make(data, attention="bilinear").diagnostics(data)["conditioning/sensitivity"] > 1e-4
 
 
+def test_logit_parts_add_up_to_the_models_logits(data: TrainingData) -> None:
+    model = make(data, **BILINEAR)
+    with torch.no_grad():
+        propagation = model.propagate()
+        parts = model.logit_parts(propagation)
+        generator = torch.Generator().manual_seed(0)  # the pairs logit_parts draws
+        users = torch.randint(0, model.n_users, (len(parts["towers"]),), generator=generator)
+        items = torch.randint(0, model.n_items, (len(parts["towers"]),), generator=generator)
+        torch.testing.assert_close(sum(parts.values()), model.predict_logits(users, items))
+    assert set(parts) == {"towers", "centre_dot", "item_bias"}
+    shares = {key: value for key, value in model.diagnostics(data).items() if key.startswith("logit/")}
+    assert set(shares) == {"logit/towers_share", "logit/centre_dot_share", "logit/item_bias_share"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+
 def test_eval_predictions_reuse_one_propagation_until_training_resumes(data: TrainingData) -> None:
     model = make(data)
     users, items, labels = rows_as_tensors(data.split.train)

@@ -9,6 +9,8 @@ Pure functions over tensors and arrays, so a model can call them on whatever it 
   share of stars that lose neighbours and the α mass kept.
 - **Conditional attention**: :func:`conditioning_sensitivity` — share of the refined representations' variance that
   the target explains.
+- **Where the logit comes from**: :func:`logit_shares` — each additive part's share of the logit's variance over
+  random pairs (for KCAN: the towers, which the knowledge stages feed, against its MF-like residual channels).
 - **Personalisation** of a (users × items) score matrix over candidate items: :func:`personalisation` — item main
   effect share, mean pairwise top-K Jaccard, catalogue coverage; :func:`model_personalisation` computes it from a
   model's ``predict_logits`` (the default of ``Recommender.diagnostics``).
@@ -128,6 +130,20 @@ def conditioning_sensitivity(refined: Tensor) -> float:
     within = ((x - x.mean(dim=1, keepdim=True)) ** 2).sum(dim=-1).mean()
     total = ((x - x.mean(dim=(0, 1), keepdim=True)) ** 2).sum(dim=-1).mean()
     return float(within / total) if total > 0 else 0.0
+
+
+def logit_shares(parts: dict[str, Tensor]) -> dict[str, float]:
+    """Each additive part's share of the variance of their sum (the logit) over a sample of pairs: cov(part, logit) ÷
+    var(logit), so the shares add up to 1 (a part that cancels others gets a negative share); all 0 when the logit
+    does not vary. It says which path a model actually ranks by, e.g. whether its attention-fed towers matter or a
+    residual dot product carries the score."""
+    values = {name: part.detach().double().flatten() for name, part in parts.items()}
+    logit = sum(values.values())
+    centred = logit - logit.mean()
+    total = float((centred * centred).sum())
+    if total <= 0.0:
+        return dict.fromkeys(values, 0.0)
+    return {name: float(((part - part.mean()) * centred).sum()) / total for name, part in values.items()}
 
 
 def item_main_effect_share(scores: np.ndarray, candidates: np.ndarray) -> float:

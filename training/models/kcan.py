@@ -73,7 +73,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from serving.scoring.kcan import HeadWeights, Star, kcan_logits, refined_pair
+from serving.scoring.kcan import HeadWeights, Star, kcan_logits, refined_pair, tower_outputs
 from training.dgl_compat import dgl
 from training.kge.sampling import BernoulliSampler
 from training.kge.transh import TransH
@@ -93,6 +93,7 @@ from training.models.optimizers import SparseRowsAdam
 
 CONDITIONING_USERS, CONDITIONING_TARGETS = 64, 16  # the sample that measures how much the target changes r_u
 UNMASKED_TARGET = -2  # a node id no neighbour has (padding is -1)
+LOGIT_PAIRS = 4096  # random pairs whose logit is split into its parts
 
 
 class KCANConfig(ModelConfig):
@@ -455,8 +456,14 @@ class KCAN(Recommender):
     @torch.no_grad()
     def diagnostics(self, data: TrainingData) -> dict[str, float]:
         """Personalisation (the default) plus whether each knowledge stage selects: α entropy and max/uniform per
-        layer, what distillation cuts, and how much the target changes a user's refined representation."""
-        from training.evaluation.diagnostics import attention_summary, conditioning_sensitivity, distillation_summary
+        layer, what distillation cuts, how much the target changes a user's refined representation, and which part
+        of the logit (towers, centre dot, item bias) carries its variance."""
+        from training.evaluation.diagnostics import (
+            attention_summary,
+            conditioning_sensitivity,
+            distillation_summary,
+            logit_shares,
+        )
 
         propagation = self.propagate()
         _, dst = self.graph.edges()
@@ -465,7 +472,24 @@ class KCAN(Recommender):
         found |= attention_summary(propagation.alphas, dst, n_nodes)
         found |= distillation_summary(propagation.alpha, dst, n_nodes, propagation.neighbourhoods.edge)
         found["conditioning/sensitivity"] = conditioning_sensitivity(self.refined_under_targets(propagation))
-        return found
+        shares = logit_shares(self.logit_parts(propagation))
+        return found | {f"logit/{name}_share": share for name, share in shares.items()}
+
+    def logit_parts(self, propagation: Propagation) -> dict[str, Tensor]:
+        """The additive parts of the logit (towers' product + bias, centre dot, item bias; those switched on) of a
+        seeded sample of random (user, item) pairs, the target masked as in scoring."""
+        generator = torch.Generator().manual_seed(0)
+        users = torch.randint(0, self.n_users, (LOGIT_PAIRS,), generator=generator)
+        items = torch.randint(0, self.n_items, (LOGIT_PAIRS,), generator=generator)
+        user, item = self.user_star(propagation, users), self.item_star(propagation, items)
+        head = self.head_weights()
+        user_out, item_out = tower_outputs(user, item, head, self.config.gamma, self.config.conditional_attention)
+        parts = {"towers": (user_out * item_out).sum(dim=-1) + head.bias}
+        if head.centre_dot:
+            parts["centre_dot"] = (user.centre * item.centre).sum(dim=-1)
+        if item.bias is not None:
+            parts["item_bias"] = item.bias
+        return parts
 
     def refined_under_targets(self, propagation: Propagation) -> Tensor:
         """r_u of a seeded sample of users, each refined for the same random items; (users, targets, d). The target is
