@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import subprocess
 from dataclasses import asdict
 from typing import TYPE_CHECKING
+
+from filelock import FileLock
 
 from graphrec.settings import REPO_ROOT, Settings
 
@@ -23,10 +27,31 @@ def configure_mlflow(settings: Settings) -> None:
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
+    if settings.mlflow_uri.startswith("sqlite:///"):
+        _create_sqlite_schema(settings.mlflow_uri)
+
+
+@functools.cache
+def _create_sqlite_schema(uri: str) -> None:
+    """Create MLflow's tables in a SQLite store once per process, under an exclusive lock beside the database: two
+    processes opening a fresh store at once (two `graphrec tune` started together) otherwise both run MLflow's schema
+    migrations and one fails with "duplicate column name". A server-backed store migrates once, in the server."""
+    from mlflow import MlflowClient
+
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # opening the tracking store creates or migrates every table
+        client.search_registered_models(max_results=1)
+
+
+def _store_lock(uri: str) -> FileLock:
+    """The exclusive lock of a SQLite store, ``<database>.lock`` beside it: other processes taking it wait."""
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock")
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
-    """The id of experiment ``name``, created with its artefacts under the work dir when it does not exist."""
+    """The id of experiment ``name``, created with its artefacts under the work dir when it does not exist (under the
+    store's lock for a SQLite store, so processes starting together create it once)."""
     import mlflow
 
     configure_mlflow(settings)
@@ -36,7 +61,11 @@ def ensure_experiment(settings: Settings, name: str) -> str:
     location = None
     if settings.mlflow_tracking_uri is None:
         location = (settings.mlflow_artifacts_dir / name).resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    with _store_lock(settings.mlflow_uri) if settings.mlflow_uri.startswith("sqlite:///") else contextlib.nullcontext():
+        experiment = mlflow.get_experiment_by_name(name)  # made by another process while this one waited
+        if experiment is not None:
+            return experiment.experiment_id
+        return mlflow.create_experiment(name, artifact_location=location)
 
 
 def git_commit() -> str:

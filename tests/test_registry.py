@@ -337,3 +337,26 @@ def test_ids_above_2_32_round_trip_through_publication_and_serving(store_setting
     assert table.columns["nbr_id"].tolist() == [(big + 1).tolist(), big.tolist()]
     # the pyfunc's input columns (what every scorer receives) keep id arrays int64, exact
     assert column_values(users["nbr_id"]).tolist() == np.stack(users["nbr_id"]).tolist()
+
+
+def test_processes_opening_a_fresh_sqlite_store_together_all_succeed(tmp_path: Path) -> None:
+    """Three processes create the same experiment in one fresh SQLite store at once (two `graphrec tune` started
+    together): before the store lock, two of three failed in MLflow's schema migration ("duplicate column name")."""
+    script = (
+        "import sys; from pathlib import Path; from graphrec.settings import Settings; "
+        "from registry.tracking import ensure_experiment; "
+        "print(ensure_experiment(Settings(work_dir=Path(sys.argv[1])), 'graphrec-together'))"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "work")],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(child.wait(timeout=120), *child.communicate()) for child in children]
+    assert [code for code, _, _ in results] == [0, 0, 0], [err[-400:] for _, _, err in results]
+    assert len({out.strip().splitlines()[-1] for _, out, _ in results}) == 1  # one experiment, created once
