@@ -25,6 +25,7 @@ from training.evaluation.diagnostics import (
     item_main_effect_share,
     logit_shares,
     max_over_uniform,
+    weights_entropy,
     mean_pairwise_jaccard,
     personalisation,
     top_k_edges,
@@ -95,6 +96,16 @@ def test_target_independent_refinement_has_zero_sensitivity_and_target_only_has_
     assert conditioning_sensitivity(per_target.expand(5, 4, 8)) == pytest.approx(1.0)
     both = conditioning_sensitivity(per_centre + per_target)
     assert 0.0 < both < 1.0
+
+
+def test_weights_entropy_is_one_for_uniform_zero_for_one_hot_and_skips_single_neighbour_rows() -> None:
+    kept = torch.tensor([[True, True, True, False], [True, True, False, False], [True, False, False, False]])
+    uniform = kept / kept.sum(dim=1, keepdim=True)
+    one_hot = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    assert weights_entropy(uniform, kept) == pytest.approx(1.0)
+    assert weights_entropy(one_hot, kept) == pytest.approx(0.0)
+    assert 0.0 < weights_entropy(torch.tensor([[0.6, 0.3, 0.1, 0.0]]), kept[:1]) < 1.0
+    assert math.isnan(weights_entropy(one_hot[2:], kept[2:]))  # a single neighbour: nothing to choose between
 
 
 def test_logit_shares_add_up_to_one_and_name_the_part_that_varies() -> None:

@@ -355,6 +355,9 @@ def test_kcan_diagnostics_cover_every_stage(data: TrainingData) -> None:
     static = make(data, conditional_attention=False).diagnostics(data)
     assert static["conditioning/sensitivity"] == pytest.approx(0.0, abs=1e-12)
     assert make(data, attention="bilinear").diagnostics(data)["conditioning/sensitivity"] > 1e-4
+    for side in ("user", "item"):
+        assert 0.0 < found[f"conditioning/beta_entropy_{side}"] <= 1.0
+        assert f"conditioning/beta_entropy_{side}" not in static  # no β to measure
 
 
 def test_logit_parts_add_up_to_the_models_logits(data: TrainingData) -> None:
@@ -362,9 +365,7 @@ def test_logit_parts_add_up_to_the_models_logits(data: TrainingData) -> None:
     with torch.no_grad():
         propagation = model.propagate()
         parts = model.logit_parts(propagation)
-        generator = torch.Generator().manual_seed(0)  # the pairs logit_parts draws
-        users = torch.randint(0, model.n_users, (len(parts["towers"]),), generator=generator)
-        items = torch.randint(0, model.n_items, (len(parts["towers"]),), generator=generator)
+        users, items = model.sample_pairs()
         torch.testing.assert_close(sum(parts.values()), model.predict_logits(users, items))
     assert set(parts) == {"towers", "centre_dot", "item_bias"}
     shares = {key: value for key, value in model.diagnostics(data).items() if key.startswith("logit/")}

@@ -8,7 +8,7 @@ Pure functions over tensors and arrays, so a model can call them on whatever it 
   ``kcan_layers.Neighbourhoods.edge``; :func:`top_k_edges` builds them from α and k): :func:`distillation_summary` —
   share of stars that lose neighbours and the α mass kept.
 - **Conditional attention**: :func:`conditioning_sensitivity` — share of the refined representations' variance that
-  the target explains.
+  the target explains; :func:`weights_entropy` — whether β selects at all (static selection has sensitivity 0).
 - **Where the logit comes from**: :func:`logit_shares` — each additive part's share of the logit's variance over
   random pairs (for KCAN: the towers, which the knowledge stages feed, against its MF-like residual channels).
 - **Personalisation** of a (users × items) score matrix over candidate items: :func:`personalisation` — item main
@@ -130,6 +130,20 @@ def conditioning_sensitivity(refined: Tensor) -> float:
     within = ((x - x.mean(dim=1, keepdim=True)) ** 2).sum(dim=-1).mean()
     total = ((x - x.mean(dim=(0, 1), keepdim=True)) ** 2).sum(dim=-1).mean()
     return float(within / total) if total > 0 else 0.0
+
+
+def weights_entropy(weights: Tensor, kept: Tensor) -> float:
+    """Mean normalised entropy H(w)/log(kept) of per-row weights (B, k) over the rows with at least two ``kept``
+    entries (1 = uniform, 0 = one-hot); NaN when no row has two. For a star's attention β, as
+    :func:`attention_entropy` is for α."""
+    count = kept.sum(dim=1)
+    rows = count > 1
+    if not bool(rows.any()):
+        return float("nan")
+    w = (weights * kept).double()[rows]
+    w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-300)
+    entropy = -torch.where(w > 0, w * w.clamp_min(1e-300).log(), torch.zeros_like(w)).sum(dim=1)
+    return float((entropy / count[rows].double().log()).mean())
 
 
 def logit_shares(parts: dict[str, Tensor]) -> dict[str, float]:

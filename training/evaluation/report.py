@@ -30,6 +30,8 @@ STAGES = {  # diagnostics of models with knowledge stages (KCAN): do they select
     "diag_distill/share_cut": "stars cut",
     "diag_distill/mass_kept": "α mass kept",
     "diag_conditioning/sensitivity": "target sensitivity",
+    "diag_conditioning/beta_entropy_user": "β entropy (user stars)",
+    "diag_conditioning/beta_entropy_item": "β entropy (item stars)",
     "diag_logit/towers_share": "towers' logit share",
 }
 

@@ -73,7 +73,14 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from serving.scoring.kcan import HeadWeights, Star, kcan_logits, refined_pair, tower_outputs
+from serving.scoring.kcan import (
+    HeadWeights,
+    Star,
+    conditional_attention,
+    kcan_logits,
+    refined_pair,
+    tower_outputs,
+)
 from training.dgl_compat import dgl
 from training.kge.sampling import BernoulliSampler
 from training.kge.transh import TransH
@@ -93,7 +100,7 @@ from training.models.optimizers import SparseRowsAdam
 
 CONDITIONING_USERS, CONDITIONING_TARGETS = 64, 16  # the sample that measures how much the target changes r_u
 UNMASKED_TARGET = -2  # a node id no neighbour has (padding is -1)
-LOGIT_PAIRS = 4096  # random pairs whose logit is split into its parts
+LOGIT_PAIRS = 4096  # random pairs whose logit is split into its parts and whose β entropy is measured
 
 
 class KCANConfig(ModelConfig):
@@ -472,15 +479,21 @@ class KCAN(Recommender):
         found |= attention_summary(propagation.alphas, dst, n_nodes)
         found |= distillation_summary(propagation.alpha, dst, n_nodes, propagation.neighbourhoods.edge)
         found["conditioning/sensitivity"] = conditioning_sensitivity(self.refined_under_targets(propagation))
+        if self.config.conditional_attention:
+            found |= self.beta_entropies(propagation)
         shares = logit_shares(self.logit_parts(propagation))
         return found | {f"logit/{name}_share": share for name, share in shares.items()}
 
-    def logit_parts(self, propagation: Propagation) -> dict[str, Tensor]:
-        """The additive parts of the logit (towers' product + bias, centre dot, item bias; those switched on) of a
-        seeded sample of random (user, item) pairs, the target masked as in scoring."""
+    def sample_pairs(self) -> tuple[Tensor, Tensor]:
+        """A seeded sample of random (user, item) pairs, the one the logit and β diagnostics read."""
         generator = torch.Generator().manual_seed(0)
         users = torch.randint(0, self.n_users, (LOGIT_PAIRS,), generator=generator)
-        items = torch.randint(0, self.n_items, (LOGIT_PAIRS,), generator=generator)
+        return users, torch.randint(0, self.n_items, (LOGIT_PAIRS,), generator=generator)
+
+    def logit_parts(self, propagation: Propagation) -> dict[str, Tensor]:
+        """The additive parts of the logit (towers' product + bias, centre dot, item bias; those switched on) of
+        :meth:`sample_pairs`, the target masked as in scoring."""
+        users, items = self.sample_pairs()
         user, item = self.user_star(propagation, users), self.item_star(propagation, items)
         head = self.head_weights()
         user_out, item_out = tower_outputs(user, item, head, self.config.gamma, self.config.conditional_attention)
@@ -490,6 +503,23 @@ class KCAN(Recommender):
         if item.bias is not None:
             parts["item_bias"] = item.bias
         return parts
+
+    def beta_entropies(self, propagation: Propagation) -> dict[str, float]:
+        """Mean normalised entropy of the conditional attention β over the user and the item stars of
+        :meth:`sample_pairs` (1 = uniform): whether β selects at all, which the target sensitivity does not say (a β
+        that picks the same neighbours for every target selects, statically)."""
+        from training.evaluation.diagnostics import weights_entropy
+
+        users, items = self.sample_pairs()
+        user, item = self.user_star(propagation, users), self.item_star(propagation, items)
+        head, found = self.head_weights(), {}
+        for side, star, target in (("user", user, item.node_id), ("item", item, user.node_id)):
+            kept = star.kept(target)
+            beta = conditional_attention(
+                star, user.centre, item.centre, head.attention, kept, head.attention_transform, head.bilinear
+            )
+            found[f"conditioning/beta_entropy_{side}"] = weights_entropy(beta, kept)
+        return found
 
     def refined_under_targets(self, propagation: Propagation) -> Tensor:
         """r_u of a seeded sample of users, each refined for the same random items; (users, targets, d). The target is
