@@ -347,7 +347,12 @@ def evaluate(
     command = "graphrec " + shlex.join(sys.argv[1:])
     table = pd.concat(tables, ignore_index=True)
     wall = time.perf_counter() - started
-    report, plots = write_report(table, command, wall, out, protocol, tuned_studies, log.reuse(table))
+    given = {
+        name: str(config_dir / f"{name}.yaml")
+        for name in names
+        if config_dir and (config_dir / f"{name}.yaml").exists()
+    }
+    report, plots = write_report(table, command, wall, out, protocol, tuned_studies, log.reuse(table), given)
     console.print(f"wrote {report} and {', '.join(map(str, plots))}")
 
 

@@ -25,11 +25,11 @@ from training.evaluation.diagnostics import (
     item_main_effect_share,
     logit_shares,
     max_over_uniform,
-    weights_entropy,
     mean_pairwise_jaccard,
     personalisation,
     top_k_edges,
     top_k_items,
+    weights_entropy,
 )
 from training.evaluation.harness import evaluate_models, resolve_names
 from training.evaluation.report import results_markdown

@@ -254,12 +254,15 @@ def test_ablation_table_pairs_runs_by_seed() -> None:
             "recall@20": [0.3, 0.3, 0.3, 0.31, 0.29, 0.3],
         }
     )
-    [row] = ablation_rows(table)
-    assert row[:2] == ["kcan (bpr)", "no distillation"]
-    assert row[2] == "-0.1000 ± 0.0000" and row[3] == "+0.0000 ± 0.0082"
-    assert row[4] == f"{np.std([0.80, 0.82, 0.84]):.4f}" and row[5] == "yes"
+    [row] = ablation_rows(table)  # no tercile columns: the "all" group only
+    assert row[:3] == ["kcan (bpr)", "no distillation", "all"]
+    assert row[3] == "-0.1000 ± 0.0000" and row[4] == "+0.0000 ± 0.0082"
+    assert row[5] == f"{np.std([0.80, 0.82, 0.84]):.4f}" and row[6] == "yes"
+    table["auc/sparse"], table["recall@20/sparse"] = table["auc"], table["recall@20"]
     table.loc[3:, "auc"] = [0.79, 0.83, 0.83]  # on average 0.0033 below: inside the 0.0163 spread
-    assert ablation_rows(table)[0][5] == "no"
+    every, sparse = ablation_rows(table)
+    assert every[2:] == ["all", "-0.0033 ± 0.0094", "+0.0000 ± 0.0082", f"{np.std([0.80, 0.82, 0.84]):.4f}", "no"]
+    assert sparse[2] == "sparse" and sparse[3] == "-0.1000 ± 0.0000" and sparse[6] == "yes"  # the sparse users lose
 
 
 def train_app(tmp_path: Path) -> tuple[typer.Typer, Path]:
@@ -306,6 +309,8 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert out.exists() and (out.parent / "RESULTS.by_tercile.png").exists()
+    budget = next(line for line in out.read_text().splitlines() if line.startswith("Hyper-parameters:"))
+    assert f"bpr_mf: {configs / 'bpr_mf.yaml'}" in budget and "every model's defaults" not in budget
     twice = runner.invoke(app, ["evaluate", "--datasets", f"{tmp_path / 'synthetic'},{tmp_path / 'synthetic'}"])
     assert isinstance(twice.exception, CliError) and "two datasets share a name" in str(twice.exception)
     elsewhere = runner.invoke(app, ["evaluate", "--ablations", "lastfm"])  # the configured dataset is not Last.FM

@@ -57,19 +57,27 @@ TOPK_USERS_TEXT = {
 }
 
 
-def budget_text(tuned: Mapping[str, StudyRecord]) -> str:
-    """One sentence per tuned (model, regime): the trials it had and the shared study conditions."""
-    if not tuned:
+def budget_text(tuned: Mapping[str, StudyRecord], given: Mapping[str, str] | None = None) -> str:
+    """One sentence per tuned (model, regime): the trials it had and the shared study conditions; and the models whose
+    config was given as a file (``--config-dir``), by path, so a hand-chosen config is never read as a default."""
+    given = given or {}
+    if not tuned and not given:
         return "Hyper-parameters: every model's defaults (no tuned config used)."
-    studies = "; ".join(
-        f"{label}: {r.n_trials} trials (best valid AUC {r.best_valid_auc:.4f}, epochs ≤ {r.epochs}, "
-        f"patience {r.patience}, {r.protocol} split, seed {r.seed})"
-        for label, r in tuned.items()
-    )
-    return (
-        "Hyper-parameters: tuned configs from training/models/tuned/ (`graphrec tune`: Optuna TPE, validation AUC "
-        f"only, the same epoch cap and patience for every trial) for {studies}; other rows use their defaults."
-    )
+    parts = []
+    if given:
+        files = "; ".join(f"{model}: {path}" for model, path in given.items())
+        parts.append(f"configs given by file (`--config-dir`, every regime and ablation starts from it) for {files}")
+    if tuned:
+        studies = "; ".join(
+            f"{label}: {r.n_trials} trials (best valid AUC {r.best_valid_auc:.4f}, epochs ≤ {r.epochs}, "
+            f"patience {r.patience}, {r.protocol} split, seed {r.seed})"
+            for label, r in tuned.items()
+        )
+        parts.append(
+            "tuned configs from training/models/tuned/ (`graphrec tune`: Optuna TPE, validation AUC only, the same "
+            f"epoch cap and patience for every trial) for {studies}"
+        )
+    return f"Hyper-parameters: {'; '.join(parts)}; other rows use their defaults."
 
 
 def _paired_delta(table: pd.DataFrame, variant: pd.DataFrame, column: str) -> pd.Series:
@@ -98,27 +106,41 @@ def _delta_cell(delta: pd.Series) -> str:
     return f"{delta.mean():+.4f} ± {delta.std(ddof=0):.4f}"
 
 
+def _groups(table: pd.DataFrame) -> list[str]:
+    """The user groups a table has metrics for: all, then each activity tercile with an ``auc/<tercile>`` column."""
+    return ["all", *(t for t in TERCILE_NAMES if f"auc/{t}" in table.columns)]
+
+
+def _paired_group_deltas(table: pd.DataFrame, prefix: str) -> list[tuple[str, str, str, pd.Series, pd.Series, float]]:
+    """Per variant (``prefix`` 'no ' or 'with '), regime and user group: the paired per-seed change of test AUC and
+    Recall@20 against the full model, and the full model's seed-to-seed AUC spread (std) in that group."""
+    found = []
+    for (family, variant, regime), group in _variants(table, prefix):
+        for users in _groups(table):
+            suffix = "" if users == "all" else f"/{users}"
+            auc_delta = _paired_delta(table, group, f"auc{suffix}")
+            recall_delta = _paired_delta(table, group, f"recall@{TOP_K}{suffix}")
+            spread = _spread(table, family, regime, f"auc{suffix}")
+            found.append((f"{family} ({regime})", variant, users, auc_delta, recall_delta, spread))
+    return found
+
+
 def ablation_rows(table: pd.DataFrame) -> list[list[str]]:
-    """Per ablation (a ``no …`` variant) and regime: the paired per-seed change of test AUC and Recall@20 against the
-    full model (mean ± std over seeds), the full model's seed-to-seed AUC spread (std), and whether the ablation is
-    below the full model by more than that spread."""
-    rows = []
-    for (family, ablation, regime), group in _variants(table, "no "):
-        auc_delta = _paired_delta(table, group, "auc")
-        spread = _spread(table, family, regime, "auc")
-        below = bool(auc_delta.mean() < 0 and -auc_delta.mean() > spread)
-        recall = _delta_cell(_paired_delta(table, group, f"recall@{TOP_K}"))
-        rows.append(
-            [
-                f"{family} ({regime})",
-                ablation,
-                _delta_cell(auc_delta),
-                recall,
-                f"{spread:.4f}",
-                "yes" if below else "no",
-            ]
-        )
-    return rows
+    """Per ablation (a ``no …`` variant), regime and user group (all, then each activity tercile): the paired per-seed
+    change of test AUC and Recall@20 against the full model (mean ± std over seeds), the full model's seed-to-seed AUC
+    spread (std) in that group, and whether the ablation is below the full model by more than that spread."""
+    return [
+        [
+            model,
+            ablation,
+            users,
+            _delta_cell(auc),
+            _delta_cell(recall),
+            f"{spread:.4f}",
+            "yes" if auc.mean() < 0 and -auc.mean() > spread else "no",
+        ]
+        for model, ablation, users, auc, recall, spread in _paired_group_deltas(table, "no ")
+    ]
 
 
 def extension_rows(table: pd.DataFrame) -> list[list[str]]:
@@ -126,25 +148,20 @@ def extension_rows(table: pd.DataFrame) -> list[list[str]]:
     per-seed change of test AUC and Recall@20 against the full model, the full model's seed-to-seed AUC spread in that
     group, and whether the AUC change is above, below or within it."""
     rows = []
-    for (family, extension, regime), group in _variants(table, "with "):
-        for tercile in ("all", *TERCILE_NAMES):
-            suffix = "" if tercile == "all" else f"/{tercile}"
-            auc_delta = _paired_delta(table, group, f"auc{suffix}")
-            recall_delta = _paired_delta(table, group, f"recall@{TOP_K}{suffix}")
-            spread = _spread(table, family, regime, f"auc{suffix}")
-            mean = auc_delta.mean()
-            verdict = "within" if abs(mean) <= spread else ("above" if mean > 0 else "below")
-            rows.append(
-                [
-                    f"{family} ({regime})",
-                    extension.removeprefix("with "),
-                    tercile,
-                    _delta_cell(auc_delta),
-                    _delta_cell(recall_delta),
-                    f"{spread:.4f}",
-                    verdict,
-                ]
-            )
+    for model, extension, users, auc, recall, spread in _paired_group_deltas(table, "with "):
+        mean = auc.mean()
+        verdict = "within" if abs(mean) <= spread else ("above" if mean > 0 else "below")
+        rows.append(
+            [
+                model,
+                extension.removeprefix("with "),
+                users,
+                _delta_cell(auc),
+                _delta_cell(recall),
+                f"{spread:.4f}",
+                verdict,
+            ]
+        )
     return rows
 
 
@@ -154,6 +171,7 @@ def dataset_section(
     tuned: Mapping[str, StudyRecord],
     plot_name: str,
     heading: str = "##",
+    given: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The report blocks of one dataset's runs: tuning budget, overall, per-tercile, personalisation and ablation
     tables (mean ± std over seeds; one row per model and regime) and its plot."""
@@ -194,7 +212,9 @@ def dataset_section(
             f"{heading} Do the knowledge stages select?",
             "Median normalised entropy of each node's α (1 = uniform) and largest α ÷ uniform; share of stars that"
             " distillation cuts and the α mass it keeps; share of a refined user representation's variance that the"
-            " target item explains (0 = conditional attention ignores the target).",
+            " target item explains (0 = conditional attention ignores the target); normalised entropy of the"
+            " conditional attention β over user and item stars (β can select without depending on the target); the"
+            " towers' share of the logit's variance (the rest is the centre dot and item bias channels).",
             _markdown_table(
                 ["model", *(STAGES[c] for c in stage_columns)],
                 [[m] + [_cell(summary, m, c, 3) for c in stage_columns] for m in staged],
@@ -207,10 +227,10 @@ def dataset_section(
     ablation_section = (
         [
             f"{heading} Ablations (paired by seed: ablation − full model, test split)",
-            "Spread: the full model's seed-to-seed std of test AUC; *below* says whether the ablation's mean AUC loss"
-            " exceeds it.",
+            "Per user group; spread: the full model's seed-to-seed std of test AUC in that group; *below* says whether"
+            " the ablation's mean AUC loss exceeds it.",
             _markdown_table(
-                ["model", "ablation", "Δ AUC", f"Δ Recall@{TOP_K}", "spread (AUC std)", "below"], ablations
+                ["model", "ablation", "users", "Δ AUC", f"Δ Recall@{TOP_K}", "spread (AUC std)", "below"], ablations
             ),
         ]
         if ablations
@@ -231,7 +251,7 @@ def dataset_section(
         else []
     )
     return [
-        budget_text(tuned),
+        budget_text(tuned, given),
         f"{heading} Test metrics, overall",
         _markdown_table(["model", *(LABELS[m] for m in METRICS), "valid AUC", "s/epoch", "best epoch"], overall),
         f"{heading} Test metrics by user-activity tercile (training positives; sparse = lowest third)",
@@ -288,11 +308,13 @@ def results_markdown(
     tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
     reuse: Reuse = Reuse(),
     report: str | Path = "RESULTS.md",
+    given: Mapping[str, str] | None = None,
 ) -> str:
     """The report text: command and wall time, protocol, then per dataset (a ``dataset`` column; one section each)
     its tuning budget and its overall, per-tercile, personalisation and ablation tables (mean ± std over seeds; one
     row per model and regime). ``tuned`` maps (dataset name, row label) to the study of that row's config; ``reuse``
-    counts the runs read back under ``--resume``; the plots linked are named after ``report``."""
+    counts the runs read back under ``--resume``; the plots linked are named after ``report``; ``given`` maps a model
+    name to the config file it ran with (``--config-dir``)."""
     models = set(table["model"])
     seeds = sorted(table["seed"].unique())
     floor = (
@@ -313,11 +335,11 @@ def results_markdown(
     for dataset in _datasets(table):
         studies = {label: r for (name, label), r in (tuned or {}).items() if dataset in (None, name)}
         if dataset is None:
-            blocks += dataset_section(table, protocol, studies, plot_name(report))
+            blocks += dataset_section(table, protocol, studies, plot_name(report), given=given)
             continue
         blocks += [f"## Dataset: {dataset}"]
         blocks += dataset_section(
-            table[table["dataset"] == dataset], protocol, studies, plot_name(report, dataset), "###"
+            table[table["dataset"] == dataset], protocol, studies, plot_name(report, dataset), "###", given
         )
     return "\n\n".join(blocks) + "\n"
 
@@ -352,11 +374,12 @@ def write_report(
     protocol: str = "ctr",
     tuned: Mapping[tuple[str, str], StudyRecord] | None = None,
     reuse: Reuse = Reuse(),
+    given: Mapping[str, str] | None = None,
 ) -> tuple[Path, list[Path]]:
     """Write ``out`` (markdown) and the tercile plot of each dataset next to it; return the report and the plots."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned, reuse, out.name))
+    out.write_text(results_markdown(table, command, wall_seconds, protocol, tuned, reuse, out.name, given))
     plots = []
     for dataset in _datasets(table):
         rows = table if dataset is None else table[table["dataset"] == dataset]
