@@ -196,3 +196,18 @@ def test_real_lastfm_kg_short_run(real_data_dir: Path) -> None:
     model, history = fit(split.train, int(triples[:, [0, 2]].max()) + 1, int(triples[:, 1].max()) + 1, config)
     assert history[-1]["loss"] < history[0]["loss"]
     assert evaluate(model, split.test, split.triples)["mrr"] > 0.02  # random guessing: about 0.001
+
+
+def test_ranking_against_the_leading_candidates_leaves_out_the_other_nodes() -> None:
+    """With ``n_candidates`` (the KG entities of a collaborative KG) the nodes after them never compete: the hand-made
+    case's e3 and e4 are left out, so the tail query's ties shrink and its rank improves; a known answer among the
+    left-out nodes is simply ignored."""
+    model = _hand_model()
+    test = np.array([[0, 0, 2]], dtype=np.int64)
+    known = np.array([[0, 0, 1], [0, 0, 2], [0, 0, 4]], dtype=np.int64)
+    heads, tails = rank_triples(model, test, known, n_candidates=3)
+    # tail query: distances e0..e2 = 1, 0, 1; e1 filtered; e0 ties with the target -> 1 + 0 + 1/2
+    # head query (target e0 at distance 1): e1 better, e2 ties -> 1 + 1 + 1/2 (e4, which also ties, is left out)
+    assert tails.tolist() == [1.5] and heads.tolist() == [2.5]
+    full_heads, _ = rank_triples(model, test, known)
+    assert full_heads.tolist() == [3.0]  # e4 ties too when every node competes

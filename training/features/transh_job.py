@@ -38,7 +38,8 @@ def train_transh(
     config: TransHConfig,
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> TransHResult:
-    """Train TransH on the CKG minus held-out KG triples; report filtered MRR/Hits@10 on the held-out test triples."""
+    """Train TransH on the CKG minus held-out KG triples; report filtered MRR/Hits@10 on the held-out test triples,
+    ranked against the KG entities (a user is never a KG relation's head or tail)."""
     kg = dataset.kg[["head", "relation", "tail"]].to_numpy(dtype=np.int64)
     split = twin_aware_split(kg, seed=config.seed)
     held_out = np.concatenate([split.valid, split.test])
@@ -52,9 +53,10 @@ def train_transh(
         config if has_valid else replace(config, eval_every=0),
         valid=split.valid if has_valid else None,
         on_epoch=on_epoch,
+        n_candidates=ckg.n_entities,
     )
     model.eval()
-    metrics = evaluate(model, split.test, ckg.triples) if len(split.test) else {}
+    metrics = evaluate(model, split.test, ckg.triples, n_candidates=ckg.n_entities) if len(split.test) else {}
     return TransHResult(
         embeddings=model.entity.weight.detach().numpy().astype(np.float32),
         test_metrics=metrics,

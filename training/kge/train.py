@@ -91,12 +91,13 @@ def fit(
     config: TransHConfig = TransHConfig(),
     valid: np.ndarray | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
+    n_candidates: int | None = None,
 ) -> tuple[TransH, list[dict]]:
     """Train TransH on (N, 3) int64 (head, relation, tail) triples; returns the model and one history dict per epoch.
 
     Deterministic for a fixed ``config.seed`` (init via torch.manual_seed, batch order via a numpy Generator,
     negatives via the sampler's torch Generator). With ``valid`` and ``config.eval_every`` > 0 the filtered valid MRR
-    (train + valid filtered) is logged, training stops after ``patience`` evaluations without improvement and the best
+    (train + valid filtered, ranked against the first ``n_candidates`` nodes) is logged, training stops after ``patience`` evaluations without improvement and the best
     weights are restored.
     """
     torch.manual_seed(config.seed)
@@ -116,7 +117,7 @@ def fit(
         record: dict = {"epoch": epoch, "loss": loss, "seconds": seconds, "triples_per_s": len(data) / seconds}
         stop = False
         if valid is not None and config.eval_every > 0 and epoch % config.eval_every == 0:
-            record["valid_mrr"] = evaluate(model, valid, known)["mrr"]
+            record["valid_mrr"] = evaluate(model, valid, known, n_candidates=n_candidates)["mrr"]
             stop = stopper.update(model, record["valid_mrr"])
         history.append(record)
         if on_epoch is not None:
