@@ -1,6 +1,7 @@
 """Benchmark: the graph-stats feature build and the materialization, local engine against Ray (issue 16), in one run.
 
-Per size: a seeded synthetic dataset, TransH snapshots from a 1-epoch build (set-up, not timed), then each phase in a
+Per size: a seeded synthetic dataset, TransH snapshots of the seeded initial embeddings (set-up, not timed: no phase
+reads their values, and a TransH epoch is most of an hour at 10^6 users on 2 cores), then each phase in a
 fresh subprocess on its own copy of the work dir, while this process samples the resident memory of the subprocess
 and all its descendants (the local Ray's GCS, raylet and workers included) every 0.1 s:
 
@@ -149,8 +150,8 @@ def bench_size(users: int, root: Path, cpus: int, store_mb: int) -> list[dict[st
     data = root / f"data-{users}"
     generate_dataset(SynthConfig(n_users=users, seed=0), data)
     base = settings_for(root / f"base-{users}", data, EngineKind.local, cpus, store_mb)
-    one_epoch = FeatureJobConfig(transh=replace(FeatureJobConfig().transh, epochs=1, eval_every=0))
-    build_features(base, families=("transh", "graph_stats"), config=one_epoch)  # set-up: the snapshots to read
+    untrained = FeatureJobConfig(transh=replace(FeatureJobConfig().transh, epochs=0, eval_every=0))
+    build_features(base, families=("transh", "graph_stats"), config=untrained)  # set-up: the snapshots to read
     apply(base)
     rows, works = [], {}
     for phase in PHASES:
