@@ -97,8 +97,8 @@ def fit(
 
     Deterministic for a fixed ``config.seed`` (init via torch.manual_seed, batch order via a numpy Generator,
     negatives via the sampler's torch Generator). With ``valid`` and ``config.eval_every`` > 0 the filtered valid MRR
-    (train + valid filtered, ranked against the first ``n_candidates`` nodes) is logged, training stops after ``patience`` evaluations without improvement and the best
-    weights are restored.
+    (train + valid filtered, ranked against the first ``n_candidates`` nodes) is logged, training stops after
+    ``patience`` evaluations without improvement and the best weights are restored.
     """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
