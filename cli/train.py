@@ -347,11 +347,7 @@ def evaluate(
     command = "graphrec " + shlex.join(sys.argv[1:])
     table = pd.concat(tables, ignore_index=True)
     wall = time.perf_counter() - started
-    given = {
-        name: str(config_dir / f"{name}.yaml")
-        for name in names
-        if config_dir and (config_dir / f"{name}.yaml").exists()
-    }
+    given = {name: str(path) for name in names if (path := _given_config(config_dir, name))}
     report, plots = write_report(table, command, wall, out, protocol, tuned_studies, log.reuse(table), given)
     console.print(f"wrote {report} and {', '.join(map(str, plots))}")
 
@@ -392,6 +388,12 @@ def _chosen_datasets(option: str, spec: str | None, names: list[str]) -> set[str
     return chosen
 
 
+def _given_config(config_dir: Path | None, name: str) -> Path | None:
+    """--config-dir's NAME.yaml for model ``name``, when there is one."""
+    path = config_dir / f"{name}.yaml" if config_dir else None
+    return path if path is not None and path.exists() else None
+
+
 def _evaluation_configs(
     names: list[str],
     dataset: str,
@@ -408,8 +410,7 @@ def _evaluation_configs(
     configs: dict[str | tuple[str, str], ModelConfig] = {}
     studies = {}
     for name in names:
-        path = config_dir / f"{name}.yaml" if config_dir else None
-        if path is not None and path.exists():
+        if path := _given_config(config_dir, name):
             configs[name] = _model_config(name, path)
             continue
         own = default_regime(name)

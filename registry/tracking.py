@@ -27,7 +27,7 @@ def configure_mlflow(settings: Settings) -> None:
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
-    if settings.mlflow_uri.startswith("sqlite:///"):
+    if _is_sqlite(settings.mlflow_uri):
         _create_sqlite_schema(settings.mlflow_uri)
 
 
@@ -44,9 +44,14 @@ def _create_sqlite_schema(uri: str) -> None:
         client.search_registered_models(max_results=1)
 
 
-def _store_lock(uri: str) -> FileLock:
-    """The exclusive lock of a SQLite store, ``<database>.lock`` beside it: other processes taking it wait."""
-    return FileLock(uri.removeprefix("sqlite:///") + ".lock")
+def _is_sqlite(uri: str) -> bool:
+    return uri.startswith("sqlite:///")
+
+
+def _store_lock(uri: str) -> contextlib.AbstractContextManager:
+    """The exclusive lock of a SQLite store, ``<database>.lock`` beside it (other processes taking it wait); no lock
+    for a server-backed store, whose server serialises its own writes."""
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock") if _is_sqlite(uri) else contextlib.nullcontext()
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
@@ -61,7 +66,7 @@ def ensure_experiment(settings: Settings, name: str) -> str:
     location = None
     if settings.mlflow_tracking_uri is None:
         location = (settings.mlflow_artifacts_dir / name).resolve().as_uri()
-    with _store_lock(settings.mlflow_uri) if settings.mlflow_uri.startswith("sqlite:///") else contextlib.nullcontext():
+    with _store_lock(settings.mlflow_uri):
         experiment = mlflow.get_experiment_by_name(name)  # made by another process while this one waited
         if experiment is not None:
             return experiment.experiment_id

@@ -364,9 +364,10 @@ def test_logit_parts_add_up_to_the_models_logits(data: TrainingData) -> None:
     model = make(data, **BILINEAR)
     with torch.no_grad():
         propagation = model.propagate()
-        parts = model.logit_parts(propagation)
-        users, items = model.sample_pairs()
-        torch.testing.assert_close(sum(parts.values()), model.predict_logits(users, items))
+        user, item = model.sample_stars(propagation)
+        parts = model.logit_parts(user, item)
+        users = user.node_id - model.n_entities  # the user nodes' indices
+        torch.testing.assert_close(sum(parts.values()), model.predict_logits(users, item.node_id))
     assert set(parts) == {"towers", "centre_dot", "item_bias"}
     shares = {key: value for key, value in model.diagnostics(data).items() if key.startswith("logit/")}
     assert set(shares) == {"logit/towers_share", "logit/centre_dot_share", "logit/item_bias_share"}

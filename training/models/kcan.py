@@ -479,22 +479,23 @@ class KCAN(Recommender):
         found |= attention_summary(propagation.alphas, dst, n_nodes)
         found |= distillation_summary(propagation.alpha, dst, n_nodes, propagation.neighbourhoods.edge)
         found["conditioning/sensitivity"] = conditioning_sensitivity(self.refined_under_targets(propagation))
+        user, item = self.sample_stars(propagation)
         if self.config.conditional_attention:
-            found |= self.beta_entropies(propagation)
-        shares = logit_shares(self.logit_parts(propagation))
+            found |= self.beta_entropies(user, item)
+        shares = logit_shares(self.logit_parts(user, item))
         return found | {f"logit/{name}_share": share for name, share in shares.items()}
 
-    def sample_pairs(self) -> tuple[Tensor, Tensor]:
-        """A seeded sample of random (user, item) pairs, the one the logit and β diagnostics read."""
+    def sample_stars(self, propagation: Propagation) -> tuple[Star, Star]:
+        """The user and item stars of a seeded sample of random (user, item) pairs, the ones the logit and β
+        diagnostics read."""
         generator = torch.Generator().manual_seed(0)
         users = torch.randint(0, self.n_users, (LOGIT_PAIRS,), generator=generator)
-        return users, torch.randint(0, self.n_items, (LOGIT_PAIRS,), generator=generator)
+        items = torch.randint(0, self.n_items, (LOGIT_PAIRS,), generator=generator)
+        return self.user_star(propagation, users), self.item_star(propagation, items)
 
-    def logit_parts(self, propagation: Propagation) -> dict[str, Tensor]:
+    def logit_parts(self, user: Star, item: Star) -> dict[str, Tensor]:
         """The additive parts of the logit (towers' product + bias, centre dot, item bias; those switched on) of
-        :meth:`sample_pairs`, the target masked as in scoring."""
-        users, items = self.sample_pairs()
-        user, item = self.user_star(propagation, users), self.item_star(propagation, items)
+        aligned stars, the target masked as in scoring."""
         head = self.head_weights()
         user_out, item_out = tower_outputs(user, item, head, self.config.gamma, self.config.conditional_attention)
         parts = {"towers": (user_out * item_out).sum(dim=-1) + head.bias}
@@ -504,14 +505,12 @@ class KCAN(Recommender):
             parts["item_bias"] = item.bias
         return parts
 
-    def beta_entropies(self, propagation: Propagation) -> dict[str, float]:
-        """Mean normalised entropy of the conditional attention β over the user and the item stars of
-        :meth:`sample_pairs` (1 = uniform): whether β selects at all, which the target sensitivity does not say (a β
-        that picks the same neighbours for every target selects, statically)."""
+    def beta_entropies(self, user: Star, item: Star) -> dict[str, float]:
+        """Mean normalised entropy of the conditional attention β over aligned user and item stars (1 = uniform):
+        whether β selects at all, which the target sensitivity does not say (a β that picks the same neighbours for
+        every target selects, statically)."""
         from training.evaluation.diagnostics import weights_entropy
 
-        users, items = self.sample_pairs()
-        user, item = self.user_star(propagation, users), self.item_star(propagation, items)
         head, found = self.head_weights(), {}
         for side, star, target in (("user", user, item.node_id), ("item", item, user.node_id)):
             kept = star.kept(target)
