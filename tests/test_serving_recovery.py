@@ -139,8 +139,10 @@ def test_registry_database_deleted_then_replaced_is_followed(
         ready = service.get("/readyz")  # the previous binding keeps serving; readiness shows why nothing moves
         assert ready.status_code == 200 and ready.json()["detail"] == missing
         put_in_place(promoted, database)
-        wait_until(
-            lambda: manager.bindings[CHAMPION].version == second.version, WAIT_S, "the swap to the promoted version"
+        wait_until(  # the swap lands mid-refresh; the error clears when that refresh finishes
+            lambda: manager.bindings[CHAMPION].version == second.version and manager.last_error is None,
+            WAIT_S,
+            "the swap to the promoted version and the cleared refresh error",
         )
         model = service.get("/v1/model").json()
         assert model["version"] == second.version and model["last_refresh_error"] is None
