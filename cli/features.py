@@ -105,6 +105,8 @@ def build(
             f"both sides): MRR {metrics.get('mrr', float('nan')):.4f}, "
             f"Hits@10 {metrics.get('hits@10', float('nan')):.4f}"
         )
+    if report.two_hop_method is not None:
+        console.print(f"two-hop reach: {report.two_hop_method}")
     if report.topics is not None:
         console.print(
             f"intent topics: {report.topics.config.n_topics} over {len(report.topics.vocabulary):,} tags, final loss "

@@ -85,7 +85,11 @@ USER_GRAPH_STATS = ViewSpec(
     features=(
         FeatureSpec("ui_degree", ValueType.int64, "Training interactions of the user (UI graph degree)."),
         FeatureSpec("uu_degree", ValueType.int64, "Friends of the user (UU graph degree)."),
-        FeatureSpec("two_hop_reach", ValueType.int64, "Distinct users reached user -> item -> user."),
+        FeatureSpec(
+            "two_hop_reach",
+            ValueType.int64,
+            "Distinct users reached user -> item -> user (a HyperLogLog estimate on large graphs).",
+        ),
         FeatureSpec("mean_item_transh", ValueType.float32_list, "Mean TransH embedding of interacted items."),
         FeatureSpec("mean_friend_transh", ValueType.float32_list, "Mean TransH embedding of the user's friends."),
         FeatureSpec("friends_active_share", ValueType.float32, "Share of friends active in the last window."),

@@ -93,6 +93,8 @@ def log_feature_build(settings: Settings, report: BuildReport, config: FeatureJo
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"features-{report.created:%Y%m%dT%H%M%S}") as run:
         mlflow.log_params({f"transh.{k}": v for k, v in asdict(config.transh).items()})
         mlflow.log_params({"active_window_days": config.active_window_days, "as_of": report.as_of.isoformat()})
+        if report.two_hop_method is not None:
+            mlflow.log_param("two_hop_reach", report.two_hop_method)
         mlflow.set_tags(
             {
                 "graphrec.kind": "feature-build",

@@ -13,7 +13,8 @@ items  popularity            training interactions              in-degree over (
        kg_degree             KG triples touching the item       in-degree over (entity, kg, entity) (has inverses)
        relation_histogram    share of KG edges per relation     in-edge count per relation, normalised
        mean_neighbor_transh  mean TransH of KG neighbours       mean over kg
-Nodes with no neighbours get 0. The edge lists come from the DGL heterograph (training/graphs/hetero.py); the
+Nodes with no neighbours get 0. two_hop_reach is exact while that product is affordable and a HyperLogLog
+estimate above a work budget (reach.py). The edge lists come from the DGL heterograph (training/graphs/hetero.py); the
 arithmetic is blocks.py's, over every node at once here and per node range on Ray (ray_aggregates.py).
 """
 
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.dgl_compat import dgl
-from training.features.blocks import Sources, incidence, item_block, user_block
+from training.features.blocks import Sources, item_block, user_block
+from training.features.reach import EXACT_MAX_PAIRS, TwoHopIndex, two_hop_index
 from training.graphs.hetero import FRIEND, INTERACTS, KG_EDGE
 
 Pair = tuple[np.ndarray, np.ndarray]
@@ -50,11 +52,16 @@ def graph_edges(graph: dgl.DGLGraph) -> GraphEdges:
     return GraphEdges(pair(INTERACTS), pair(FRIEND), (kg_src, kg_dst, graph.edges[KG_EDGE].data["rel"].numpy()))
 
 
-def user_aggregates(edges: GraphEdges, sources: Sources) -> dict[str, np.ndarray]:
-    """Graph-stats features of every user (arrays indexed by user id)."""
+def reach_index(edges: GraphEdges, sources: Sources, exact_max_pairs: int = EXACT_MAX_PAIRS) -> TwoHopIndex:
+    """The two-hop reach index of every user's interactions: exact within ``exact_max_pairs``, else sketched."""
     users, items = edges.interactions
-    item_users = incidence(items, users, sources.n_items, sources.n_users)
-    return user_block(0, sources.n_users, (items, users), edges.friends, item_users, sources)
+    return two_hop_index(items, users, sources.n_items, sources.n_users, exact_max_pairs)
+
+
+def user_aggregates(edges: GraphEdges, sources: Sources, reach: TwoHopIndex) -> dict[str, np.ndarray]:
+    """Graph-stats features of every user (arrays indexed by user id); ``reach`` from ``reach_index``."""
+    users, items = edges.interactions
+    return user_block(0, sources.n_users, (items, users), edges.friends, reach, sources)
 
 
 def item_aggregates(edges: GraphEdges, sources: Sources) -> dict[str, np.ndarray]:

@@ -2,9 +2,9 @@
 
 The local engine runs each kernel once over every node (aggregates.py); the Ray engine runs it once per node range,
 in parallel, over the edges whose destination lies in the range (ray_aggregates.py). A node's value depends only on
-its own in-edges and the broadcast source tables, and every sum is taken by a scipy CSR product whose per-row order
-is its column order, in float64, rounded to float32 once: so a node gets the same bits whichever block it is
-computed in, which is what makes the Ray engine's online bytes equal the local engine's.
+its own in-edges, the broadcast source tables and the two-hop index (reach.py), and every sum is taken by a scipy CSR
+product whose per-row order is its column order, in float64, rounded to float32 once: so a node gets the same bits
+whichever block it is computed in, which is what makes the Ray engine's online bytes equal the local engine's.
 
 No DGL here (Ray workers import this module alone); the edge lists come from the heterograph (aggregates.py).
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-TWO_HOP_CHUNK = 4096  # users per sparse product in two_hop_reach (bounds its memory)
+from training.features.reach import TwoHopIndex, incidence, two_hop_reach
 
 
 @dataclass(frozen=True)
@@ -52,41 +52,24 @@ def scatter_mean(dst: np.ndarray, src: np.ndarray, n_dst: int, source: np.ndarra
     return means if source.ndim == 2 else means[:, 0]
 
 
-def incidence(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
-    """Binary matrix with a 1 at every (row, column) pair (user x item, item x user: two_hop_reach)."""
-    matrix = _in_matrix(rows, columns, n_rows, n_columns)
-    matrix.data[:] = 1.0
-    return matrix
-
-
-def two_hop_reach(user_items: sp.csr_matrix, item_users: sp.csr_matrix) -> np.ndarray:
-    """Distinct other users sharing an item with each user of the block (rows of ``user_items``)."""
-    reach = np.empty(user_items.shape[0], dtype=np.int64)
-    for first in range(0, user_items.shape[0], TWO_HOP_CHUNK):
-        chunk = user_items[first : first + TWO_HOP_CHUNK]
-        reached = np.diff((chunk @ item_users).indptr)
-        reach[first : first + len(reached)] = reached - (np.diff(chunk.indptr) > 0)  # a user reaches itself
-    return reach
-
-
 def user_block(
     low: int,
     high: int,
     interactions: tuple[np.ndarray, np.ndarray],
     friends: tuple[np.ndarray, np.ndarray],
-    item_users: sp.csr_matrix,
+    reach: TwoHopIndex,
     sources: Sources,
 ) -> dict[str, np.ndarray]:
     """Graph-stats features of users ``low..high-1`` from their in-edges: ``interactions`` (item, user) and
-    ``friends`` (friend, user), destinations in the range; ``item_users`` is every interaction (two-hop reach)."""
+    ``friends`` (friend, user), destinations in the range; ``reach`` is built from every interaction (reach.py)."""
     n = high - low
     items, users = interactions[0], interactions[1] - low
     friend, user = friends[0], friends[1] - low
-    user_items = incidence(users, items, n, item_users.shape[0])
+    user_items = incidence(users, items, n, sources.n_items)
     return {
         "ui_degree": np.bincount(users, minlength=n).astype(np.int64),
         "uu_degree": np.bincount(user, minlength=n).astype(np.int64),
-        "two_hop_reach": two_hop_reach(user_items, item_users),
+        "two_hop_reach": two_hop_reach(user_items, reach),
         "mean_item_transh": scatter_mean(users, items, n, sources.entity_emb),
         "mean_friend_transh": scatter_mean(user, friend, n, sources.user_emb),
         "friends_active_share": scatter_mean(user, friend, n, sources.active.astype(np.float32)),

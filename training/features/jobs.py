@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from feature_repo.catalog import (
     CREATED_TIMESTAMP,
@@ -40,8 +40,9 @@ from graphrec.settings import EngineKind, Settings
 from training.data.dataset import Dataset
 from training.data.load import load_dataset
 from training.data.splits import activity_terciles, ctr_split
-from training.features.aggregates import active_users, graph_edges, item_aggregates, user_aggregates
+from training.features.aggregates import active_users, graph_edges, item_aggregates, reach_index, user_aggregates
 from training.features.blocks import Sources
+from training.features.reach import EXACT_MAX_PAIRS
 from training.features.transh_job import FEATURE_JOB_TRANSH, TransHResult, train_transh
 from training.graphs.ckg import build_ckg
 from training.graphs.hetero import build_hetero_graph
@@ -59,6 +60,7 @@ class FeatureJobConfig(BaseModel):
 
     transh: TransHConfig = FEATURE_JOB_TRANSH
     active_window_days: int = 30
+    two_hop_exact_max_pairs: int = Field(EXACT_MAX_PAIRS, ge=0)  # above it two_hop_reach is a HyperLogLog estimate
     topics: TopicConfig = TopicConfig()
 
 
@@ -74,6 +76,7 @@ class BuildReport:
     transh: TransHResult | None = None
     topics: TopicFit | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    two_hop_method: str | None = None  # how two_hop_reach was counted (reach.py), when graph stats were built
 
 
 def _utc(seconds: int) -> datetime:
@@ -171,13 +174,15 @@ def build_features(
             n_kg_relations=dataset.n_relations,
         )
         edges = graph_edges(graph)
+        reach = reach_index(edges, sources, config.two_hop_exact_max_pairs)
+        report.two_hop_method = reach.method
         if settings.engine is EngineKind.ray:
             from training.features.ray_aggregates import ray_aggregates  # imports Ray: only for the ray engine
 
             staging = settings.work_dir / "ray-staging" / f"graph-stats-{report.created:%Y%m%dT%H%M%S}-{os.getpid()}"
-            users, items = ray_aggregates(edges, sources, staging, ray_target(settings))
+            users, items = ray_aggregates(edges, sources, reach, staging, ray_target(settings))
         else:
-            users, items = user_aggregates(edges, sources), item_aggregates(edges, sources)
+            users, items = user_aggregates(edges, sources, reach), item_aggregates(edges, sources)
         frames[USER_GRAPH_STATS.name] = _frame(
             USER_GRAPH_STATS, np.arange(dataset.n_users), users, report.as_of, report.created
         )

@@ -2,8 +2,8 @@
 
 1. The driver cuts users and items into contiguous id ranges (two per cluster CPU) and writes each edge list as
    parquet partitioned by the range of its destination (``<staging>/edges/<kind>/part=<k>/``, hive layout).
-2. The broadcast tables (TransH of users and entities, active flags, terciles, the item x user incidence for the
-   two-hop reach) go into Ray's object store once.
+2. The broadcast tables (TransH of users and entities, active flags, terciles, the two-hop reach index: the
+   item x user incidence or the item sketches, reach.py) go into Ray's object store once.
 3. A Ray Data pipeline maps every range to a task that reads only its partition's parquet, runs blocks.py's kernel
    and writes its rows to ``<staging>/out/<kind>/part-<k>.parquet``.
 4. The driver reads those files back in id order: the same arrays, bit for bit, as the local engine's (blocks.py
@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 
 from featurestore.ray_runtime import RayTarget, cluster_cpus, ray_connected
 from training.features.aggregates import GraphEdges
-from training.features.blocks import Sources, incidence, item_block, user_block
+from training.features.blocks import Sources, item_block, user_block
+from training.features.reach import TwoHopIndex
 
 RANGES_PER_CPU = 2
 PART = "part"
@@ -71,7 +72,7 @@ def _resolved(value: Any) -> Any:
     return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
 
-def run_block(task: dict[str, Any], staging: str, sources: Any, item_users: Any) -> dict[str, Any]:
+def run_block(task: dict[str, Any], staging: str, sources: Any, reach: Any) -> dict[str, Any]:
     """One task of the pipeline (on a Ray worker): the aggregates of one id range, written to parquet."""
     root, kind, part = Path(staging), task["kind"], int(task[PART])
     low, high = int(task["low"]), int(task["high"])
@@ -79,7 +80,7 @@ def run_block(task: dict[str, Any], staging: str, sources: Any, item_users: Any)
     if kind == USERS:
         interactions = read_partition(root / "edges" / "interactions_by_user", part, ("item", "user"))
         friends = read_partition(root / "edges" / "friends", part, ("src", "dst"))
-        features = user_block(low, high, interactions, friends, _resolved(item_users), sources)  # type: ignore[arg-type]
+        features = user_block(low, high, interactions, friends, _resolved(reach), sources)  # type: ignore[arg-type]
     else:
         interactions = read_partition(root / "edges" / "interactions_by_item", part, ("user", "item"))
         kg = read_partition(root / "edges" / "kg", part, ("src", "dst", "rel"))
@@ -108,10 +109,10 @@ def read_block_outputs(folder: Path, n_nodes: int) -> dict[str, np.ndarray]:
 
 
 def ray_aggregates(
-    edges: GraphEdges, sources: Sources, staging: Path, target: RayTarget
+    edges: GraphEdges, sources: Sources, reach: TwoHopIndex, staging: Path, target: RayTarget
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """User and item graph-stats features computed by a Ray Data pipeline (module docstring); equal to
-    ``aggregates.user_aggregates`` / ``item_aggregates``."""
+    ``aggregates.user_aggregates`` / ``item_aggregates`` given the same two-hop ``reach`` index."""
     ray = ray_connected(target)
     from ray import data as ray_data
 
@@ -141,7 +142,7 @@ def ray_aggregates(
         shared = {
             "staging": str(staging),
             "sources": ray.put(sources),
-            "item_users": ray.put(incidence(items, users, sources.n_items, sources.n_users)),
+            "reach": ray.put(reach),
         }
         pipeline = ray_data.from_items(tasks, override_num_blocks=len(tasks)).map(run_block, fn_kwargs=shared)
         done = pipeline.take_all()
