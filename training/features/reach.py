@@ -125,7 +125,7 @@ def estimate(registers: np.ndarray) -> np.ndarray:
 
 def _sketched_reach(user_items: sp.csr_matrix, sketches: np.ndarray) -> np.ndarray:
     """Merge each user's item sketches and read the estimate, users grouped by degree: a user of degree d is
-    padded to the bucket's width w (d <= w < 2d) by repeating its first item (max is idempotent), so a bucket's
+    padded to the bucket's width w (d <= w < 2d) by repeating its last item (max is idempotent), so a bucket's
     merge is one gather and one max over a (users, w, REGISTERS) array. numpy's maximum.reduceat over ragged rows
     does the same merge about 100 times slower."""
     reach = np.zeros(user_items.shape[0], dtype=np.int64)
@@ -138,7 +138,7 @@ def _sketched_reach(user_items: sp.csr_matrix, sketches: np.ndarray) -> np.ndarr
         per_step = max(1, SKETCH_CHUNK_BYTES // (int(width) * REGISTERS))  # users merged per step
         for first in range(0, len(bucket), per_step):
             users = bucket[first : first + per_step]
-            slots = np.minimum(np.arange(width)[None, :], degrees[users][:, None] - 1)  # pad with slot 0's item
+            slots = np.minimum(np.arange(width)[None, :], degrees[users][:, None] - 1)  # pad with the last item
             items = user_items.indices[user_items.indptr[users][:, None] + slots]
             merged = sketches[items].max(axis=1)
             reach[users] = np.maximum(np.rint(estimate(merged)) - 1, 0).astype(np.int64)  # a user reaches itself
