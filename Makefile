@@ -52,13 +52,14 @@ bench: install
 	test -f work/mlflow.db || $(VENV)/bin/graphrec demo
 	$(PY) -m bench.serving
 	$(PY) -W ignore -m bench.ray_features --users 2000 100000
+	$(PY) -W ignore -m bench.two_hop_reach --users 100000
 
 # The comparisons (too slow for CI, about an hour each on 2 cores; --resume continues an interrupted one):
 # RESULTS.md: every registered model in both regimes (bce: labelled rows; bpr: sampled negatives; each regime with
 # its equal-budget tuned config from training/models/tuned/), 3 seeds, on Last.FM.
 # results/kg-synthetic.md: the same models in both regimes on the seeded KG-driven synthetic set, with KCAN's
 # ablations (the set is generated first: seconds, byte-identical); results/kg-synthetic-selecting.md: the same in bpr
-# with KCAN's switch set chosen on that set's validation split (results/kg-synthetic-configs/kcan.yaml).
+# with KCAN's switch set chosen on that set's validation split (results/kg-synthetic-configs/kcan.yaml), 5 seeds.
 # results/intent-side-feature.md: BPR-MF and KCAN with and without the intent topics as a user side feature.
 # results/lastfm-topk.md: every model under the top-K protocol (per-user 8:1:1, full-catalogue ranking).
 # results/crossdomain.synthetic.md: CD-GNN and its baselines at 10/30/100% of target labels (7 min; the two-domain
@@ -69,7 +70,7 @@ evaluate: install
 	$(VENV)/bin/graphrec data synth --users 5000 --seed 0 --kg-driven-share 0.7 --out $(SYNTH_KG)
 	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bce,bpr --datasets $(SYNTH_KG) --ablations all \
 	  --jobs 2 --threads 1 --out results/kg-synthetic.md
-	$(VENV)/bin/graphrec evaluate --models all --seeds 3 --regimes bpr --datasets $(SYNTH_KG) --ablations all \
+	$(VENV)/bin/graphrec evaluate --models all --seeds 5 --regimes bpr --datasets $(SYNTH_KG) --ablations all \
 	  --config-dir results/kg-synthetic-configs --jobs 2 --threads 1 --out results/kg-synthetic-selecting.md
 	$(VENV)/bin/graphrec evaluate --models bpr_mf,kcan --seeds 3 --regimes bpr --extensions all --jobs 2 --threads 1 \
 	  --out results/intent-side-feature.md
