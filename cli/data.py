@@ -97,6 +97,9 @@ def synth(
         max=1.0,
         help="Chance a click follows a KG path (item -> manager/merchant -> item) from an item the user holds.",
     ),
+    items: int = typer.Option(
+        0, "--items", min=0, help="Catalogue size; 0 derives it as users / 10 (200 to 200,000). More: colder items."
+    ),
 ) -> None:
     """Generate a seeded synthetic dataset (power-law activity, fund/coupon KG, homophilous friends, two domains)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -105,8 +108,10 @@ def synth(
 
     try:
         # A KG-driven set is named for its share, so reports and tuned configs never mistake it for the plain one.
+        # So is one with a catalogue size given: its items' click counts differ.
         name = f"{SynthConfig.name}-kg{kg_driven_share:g}" if kg_driven_share else SynthConfig.name
-        config = SynthConfig(n_users=users, seed=seed, kg_driven_share=kg_driven_share, name=name)
+        name += f"-items{items}" if items else ""
+        config = SynthConfig(n_users=users, seed=seed, n_items=items, kg_driven_share=kg_driven_share, name=name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with Progress(TextColumn("users"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:

@@ -302,3 +302,17 @@ def test_cli_generates_a_kg_driven_set(tmp_path: Path) -> None:
     assert meta["generator"]["kg_driven_share"] == 0.7
     assert meta["name"] == "synthetic-alipay-kg0.7"  # its own name: reports and tuned configs key on it
     assert CliRunner().invoke(app, [*args[:-1], "1.5"]).exit_code != 0
+
+
+def test_cli_generates_a_cold_catalogue_when_items_are_given(tmp_path: Path) -> None:
+    out = tmp_path / "cold"
+    args = ["data", "synth", "--users", "300", "--out", str(out), "--kg-driven-share", "0.7", "--items", "600"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["n_items"] == 600
+    assert meta["name"] == "synthetic-alipay-kg0.7-items600"
+    too_few = CliRunner().invoke(app, [*args[:-1], "20"])  # 20 items leave fewer funds than fund sectors
+    assert too_few.exit_code != 0
+    assert "n_items=20" in too_few.output
+    assert json.loads((out / META_FILE).read_text())["n_items"] == 600  # the refused run left the set as it was
