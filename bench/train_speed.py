@@ -20,6 +20,9 @@ load average around it. ``--dataset DIR`` keeps the generated set in DIR (genera
 large set is built once. ``--max-batches N`` runs only the first N training steps of an epoch (the trainer's step:
 the model's loss, its optimiser; no validation, so no AUC) and reports seconds per step (p50, mean) and a *projection*
 of the epoch (mean × steps per epoch); the peak RSS is still that of building the data, graph and model at full size.
+``--state DIR`` makes the whole epochs resumable (``training.resume``, saved every 10 minutes): an epoch longer than a
+machine stays up (hours at 10⁶ users here) is run in several processes by rerunning the same command; its seconds add
+up their training time (not the restarts' loading), and the peak RSS is the largest of theirs.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +95,40 @@ def bounded_steps(data: TrainingData, config: ModelConfig, seed: int, max_batche
     return seconds
 
 
-def synthetic_child(folder: Path, mode: str, epochs: int, seed: int, max_batches: int | None) -> None:
+def record_segment(state_dir: Path, mode: str, every_s: float = 60.0) -> Callable[[], list[dict]]:
+    """Keep this process's peak RSS and wall time in ``state_dir/MODE.segments/PID.json``, rewritten every
+    ``every_s`` seconds by a daemon thread (a killed process leaves its last record); returns a function that writes
+    the record once more and reads every segment's (this one included)."""
+    folder = state_dir / f"{mode}.segments"
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    def write() -> None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        record = {"pid": os.getpid(), "started": started, "seconds": time.time() - started, "peak_mib": peak}
+        (folder / f"{os.getpid()}.json").write_text(json.dumps(record))
+
+    def keep_writing() -> None:
+        while True:
+            write()
+            time.sleep(every_s)
+
+    threading.Thread(target=keep_writing, daemon=True).start()
+
+    def all_segments() -> list[dict]:
+        write()
+        return sorted((json.loads(path.read_text()) for path in folder.glob("*.json")), key=lambda r: r["started"])
+
+    return all_segments
+
+
+def synthetic_child(
+    folder: Path, mode: str, epochs: int, seed: int, max_batches: int | None, state_dir: Path | None = None
+) -> None:
     """Train KCAN in ``mode`` on the dataset in ``folder`` (whole epochs, or ``max_batches`` steps); print epoch
-    seconds (measured or projected), AUC and peak RSS as one JSON line."""
+    seconds (measured or projected), AUC and peak RSS as one JSON line. With ``state_dir`` the fit is resumable
+    (``training.resume``: a killed child rerun with the same arguments continues from its last saved state, every
+    10 minutes) and the peak RSS is the largest of all the processes that worked on it."""
     from training.data.dataset import load_dataset_dir
     from training.models.kcan import KCANConfig
 
@@ -103,8 +139,10 @@ def synthetic_child(folder: Path, mode: str, epochs: int, seed: int, max_batches
         "edges": int(data.ckg.triples.shape[0]),
         "nodes": int(data.ckg.n_nodes),
     }
+    segments = None if state_dir is None else record_segment(state_dir, mode)
     if max_batches is None:
-        result = fit("kcan", data, config, seed)
+        resume_path = None if state_dir is None else state_dir / f"{mode}.state.pt"
+        result = fit("kcan", data, config, seed, resume_path=resume_path)
         summary |= {"seconds": [record.seconds for record in result.history], "valid_auc": result.best_valid_auc}
     else:
         steps = bounded_steps(data, config, seed, max_batches)
@@ -116,6 +154,9 @@ def synthetic_child(folder: Path, mode: str, epochs: int, seed: int, max_batches
             "valid_auc": float("nan"),
         }
     summary["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    if segments is not None:
+        records = segments()
+        summary |= {"peak_mib": max(r["peak_mib"] for r in records), "segments": records}
     print(json.dumps(summary))
 
 
@@ -131,6 +172,7 @@ class SyntheticRun:
     threads: int | None
     max_batches: int | None
     dataset: Path | None
+    state: Path | None = None
 
 
 def run_modes(run: SyntheticRun, folder: Path) -> dict[str, dict]:
@@ -147,6 +189,7 @@ def run_modes(run: SyntheticRun, folder: Path) -> dict[str, dict]:
         command += ["--epochs", str(run.epochs), "--seed", str(run.seed)]
         command += [] if run.threads is None else ["--threads", str(run.threads)]
         command += [] if run.max_batches is None else ["--max-batches", str(run.max_batches)]
+        command += [] if run.state is None else ["--state", str(run.state)]
         load = os.getloadavg()[0]
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         rows[mode] = json.loads(done.stdout.strip().splitlines()[-1]) | {"load": (load, os.getloadavg()[0])}
@@ -211,13 +254,16 @@ def main() -> None:
     )
     parser.add_argument("--max-batches", type=int, default=None, help="--synthetic: time only the first N steps")
     parser.add_argument("--dataset", type=Path, default=None, help="--synthetic: keep the set here (reused if present)")
+    parser.add_argument(
+        "--state", type=Path, default=None, help="--synthetic: resumable epochs, state kept here (rerun to resume)"
+    )
     parser.add_argument("--child", choices=list(SYNTHETIC_MODES), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is not None:
         set_threads(args.threads)
     if args.child is not None:
-        synthetic_child(args.data, args.child, args.epochs, args.seed, args.max_batches)
+        synthetic_child(args.data, args.child, args.epochs, args.seed, args.max_batches, args.state)
         return
     if args.synthetic is not None:
         modes = args.modes.split(",")
@@ -225,9 +271,12 @@ def main() -> None:
             parser.error(f"--modes: unknown {unknown}; known: {list(SYNTHETIC_MODES)}")
         if args.max_batches is not None and args.max_batches < 1:
             parser.error(f"--max-batches must be at least 1, got {args.max_batches}")
-        synthetic_run(
-            SyntheticRun(args.synthetic, modes, args.epochs, args.seed, args.threads, args.max_batches, args.dataset)
+        if args.state is not None and args.max_batches is not None:
+            parser.error("--state resumes whole epochs; it cannot be combined with --max-batches")
+        run = SyntheticRun(
+            args.synthetic, modes, args.epochs, args.seed, args.threads, args.max_batches, args.dataset, args.state
         )
+        synthetic_run(run)
         return
     load_models()
     data = prepare_data(load_lastfm(Settings().data_dir), args.seed)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from training.evaluation.metrics import auc_f1
 from training.graphs.ckg import build_ckg
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, TrainingData, load_models
 from training.models.optimizers import SparseRowsAdam
+from training.resume import TrainingState, load_state, numpy_rng_state, restore_numpy_rng, save_state
 
 
 def prepare_data(dataset: Dataset, seed: int, protocol: Protocol = "ctr") -> TrainingData:
@@ -170,6 +171,17 @@ def _finish(result: TrainResult, data: TrainingData) -> TrainResult:
     return result
 
 
+def fit_identity(model_name: str, config: ModelConfig, data: TrainingData, seed: int) -> dict[str, object]:
+    """What a resumable state must match to continue a fit: the model, its config, the data and the seed."""
+    return {
+        "model": model_name,
+        "config": config.model_dump(mode="json"),
+        "dataset": data.dataset.fingerprint,
+        "train_rows": len(data.split.train),
+        "seed": seed,
+    }
+
+
 def fit(
     model_name: str,
     data: TrainingData,
@@ -178,16 +190,25 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint_path: Path | None = None,
     parallel: DataParallel = SINGLE_PROCESS,
+    resume_path: Path | None = None,
+    save_every_s: float = 600.0,
 ) -> TrainResult:
     """Train ``model_name`` on ``data``'s training rows; early-stop on validation AUC and restore the best epoch.
 
     ``on_epoch`` is called with each epoch's record (e.g. to log to MLflow); ``checkpoint_path``, if given, receives
     the best state_dict whenever validation AUC improves. ``parallel`` makes this one worker of a data-parallel fit
     (see the module docstring); a worker's epoch record has its own shard's mean loss.
+
+    ``resume_path`` makes the fit resumable (:mod:`training.resume`): if the file exists the fit continues from it
+    (refused, naming the differing fields, if another fit wrote it); the state is saved there after every epoch and
+    every ``save_every_s`` seconds within one, and removed when the fit ends. An epoch's ``seconds`` then add up the
+    training time of every process that worked on it.
     """
     load_models()
     if model_name not in MODELS:
         raise KeyError(f"unknown model {model_name!r}; registered: {', '.join(sorted(MODELS))}")
+    if resume_path is not None and parallel.world_size > 1:
+        raise ValueError("a resumable fit runs in one process; data-parallel workers cannot resume from one state")
     config = resolve_config(model_name, config)
     seed_everything(seed)
     model = MODELS[model_name](config, data)
@@ -203,16 +224,61 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     result = TrainResult(model=model, config=config)
     best_auc, best_state, stale = -np.inf, _snapshot(model), 0
-    for epoch in range(1, config.epochs + 1):
+    identity = fit_identity(model_name, config, data, seed)
+    resumed = load_state(resume_path, identity) if resume_path is not None and resume_path.exists() else None
+    first_epoch = 1
+    if resumed is not None:
+        model.load_state_dict(resumed.model)
+        optimizer.load_state_dict(resumed.optimizer)
+        model.restore_generators(resumed.model_rngs)
+        generator.set_state(resumed.shuffle_rng)
+        torch.set_rng_state(resumed.torch_rng)
+        restore_numpy_rng(resumed.numpy_rng)
+        best_auc, best_state, stale = resumed.best_auc, resumed.best_state, resumed.stale
+        result.best_epoch, result.history = resumed.best_epoch, [EpochRecord(**r) for r in resumed.history]
+        first_epoch = resumed.epoch
+
+    def save(epoch: int, next_row: int, order: torch.Tensor | None, loss: float, batches: int, seconds: float) -> None:
+        assert resume_path is not None
+        save_state(
+            resume_path,
+            TrainingState(
+                identity=identity,
+                epoch=epoch,
+                next_row=next_row,
+                order=order,
+                epoch_loss=loss,
+                epoch_batches=batches,
+                epoch_seconds=seconds,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                shuffle_rng=generator.get_state(),
+                torch_rng=torch.get_rng_state(),
+                numpy_rng=numpy_rng_state(),
+                model_rngs=model.generator_states(),
+                best_auc=float(best_auc),
+                best_state=best_state,
+                best_epoch=result.best_epoch,
+                stale=stale,
+                history=[asdict(record) for record in result.history],
+            ),
+        )
+
+    for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        model.on_epoch_start(epoch)
-        order = torch.randperm(len(users), generator=generator)
-        # equal shards (a few rows an epoch left out when the count does not divide), so every worker takes as many
-        # steps as the others: a DDP step waits for all of them
-        order = order[: len(order) - len(order) % parallel.world_size][parallel.rank :: parallel.world_size]
-        total, n_batches = 0.0, 0
-        for start in range(0, len(order), batch_size):
+        if resumed is not None and resumed.order is not None:  # mid-epoch: the per-epoch hook's work is in the state
+            order, first_row = resumed.order, resumed.next_row
+            total, n_batches, carried = resumed.epoch_loss, resumed.epoch_batches, resumed.epoch_seconds
+        else:
+            model.on_epoch_start(epoch)
+            order = torch.randperm(len(users), generator=generator)
+            # equal shards (a few rows an epoch left out when the count does not divide), so every worker takes as
+            # many steps as the others: a DDP step waits for all of them
+            order = order[: len(order) - len(order) % parallel.world_size][parallel.rank :: parallel.world_size]
+            first_row, total, n_batches, carried = 0, 0.0, 0, 0.0
+        resumed, last_save = None, started
+        for start in range(first_row, len(order), batch_size):
             index = order[start : start + batch_size]
             losses = step(users[index], items[index], labels[index])
             if isinstance(losses, tuple):  # an alternating schedule: each part computed after the previous step
@@ -222,7 +288,12 @@ def fit(
             else:
                 total += _minimise(optimizer, losses)
             n_batches += 1
-        seconds = time.perf_counter() - started
+            if resume_path is not None and time.perf_counter() - last_save >= save_every_s:
+                now = time.perf_counter()
+                save(epoch, start + batch_size, order, total, n_batches, carried + now - started)
+                last_save = time.perf_counter()
+                started += last_save - now  # the save is not training time
+        seconds = carried + time.perf_counter() - started
         auc, f1 = auc_f1(valid_labels.numpy(), predict_rows(model, valid_users, valid_items))
         auc = parallel.agree(auc)
         record = EpochRecord(epoch, total / max(n_batches, 1), auc, f1, seconds)
@@ -237,5 +308,9 @@ def fit(
             stale += 1
             if stale >= config.patience:
                 break
+        if resume_path is not None and epoch < config.epochs:
+            save(epoch + 1, 0, None, 0.0, 0, 0.0)
+    if resume_path is not None:
+        resume_path.unlink(missing_ok=True)
     model.load_state_dict(best_state)
     return _finish(result, data)

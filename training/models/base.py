@@ -122,6 +122,14 @@ class Recommender(torch.nn.Module, ABC):
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for models with per-epoch work (e.g. recomputing attention); default: nothing."""
 
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        """States of the random generators the model owns besides torch's and numpy's global ones (e.g. a negative
+        sampler's), saved with a resumable fit so a resumed fit draws what an uninterrupted one would; default: none."""
+        return {}
+
+    def restore_generators(self, states: dict[str, torch.Tensor]) -> None:
+        """Set the model's own generators to states from :meth:`generator_states`."""
+
     def make_optimizer(self) -> torch.optim.Optimizer | SparseRowsAdam:
         """What the trainer steps: Adam over every parameter with the config's ``lr`` and ``weight_decay``. A model
         whose node tables get sparse row gradients returns a :class:`SparseRowsAdam` instead."""

@@ -70,6 +70,14 @@ class CKE(Recommender):
         bias = None if self.bias is None else self.bias(items).squeeze(-1)
         return dot_logits(self.user(users), self.item_vectors(items), bias)
 
+    def generator_states(self) -> dict[str, Tensor]:
+        """The knowledge-graph negative sampler's generator (resumable fits save it)."""
+        return {"kg_negatives": self.sampler.generator.get_state()}
+
+    def restore_generators(self, states: dict[str, Tensor]) -> None:
+        """Set the knowledge-graph negative sampler's generator."""
+        self.sampler.generator.set_state(states["kg_negatives"])
+
     def training_loss(self, batch: Batch) -> Tensor:
         """Recommendation loss + kg_weight × TransH loss on a uniformly drawn batch of KG triples."""
         self.kge.renormalize_()

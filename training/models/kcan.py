@@ -275,6 +275,14 @@ class KCAN(Recommender):
         that grow with the data, and that ``sparse_embeddings`` steps row by row."""
         return [t for t in (self.transh.entity, self.personal, self.item_bias) if t is not None]
 
+    def generator_states(self) -> dict[str, Tensor]:
+        """The knowledge-graph negative sampler's generator (resumable fits save it)."""
+        return {"kg_negatives": self.sampler.generator.get_state()}
+
+    def restore_generators(self, states: dict[str, Tensor]) -> None:
+        """Set the knowledge-graph negative sampler's generator."""
+        self.sampler.generator.set_state(states["kg_negatives"])
+
     def make_optimizer(self) -> torch.optim.Optimizer | SparseRowsAdam:
         """Adam over every parameter, or with ``sparse_embeddings`` SparseAdam over the node tables' touched rows
         (L2 on those rows) beside Adam over the rest."""

@@ -32,6 +32,16 @@ class SparseRowsAdam:
         if self.adam is not None:
             self.adam.zero_grad(set_to_none=set_to_none)
 
+    def state_dict(self) -> dict[str, object]:
+        """Both optimisers' states (moments and step counts), for resuming a fit."""
+        return {"sparse": self.sparse_adam.state_dict(), "dense": None if self.adam is None else self.adam.state_dict()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.sparse_adam.load_state_dict(state["sparse"])  # type: ignore[arg-type]
+        if self.adam is not None:
+            self.adam.load_state_dict(state["dense"])  # type: ignore[arg-type]
+
     @torch.no_grad()
     def step(self) -> None:
         """One Adam step of the dense parameters and one lazy step of the touched rows of the sparse ones."""
