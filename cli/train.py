@@ -161,20 +161,32 @@ def train(
         min=1,
         help="Data-parallel Ray Train workers (CPU, gloo); >1 joins GRAPHREC_RAY_ADDRESS or starts a local Ray.",
     ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Keep the fit's state in the work folder (every epoch and 10 minutes) and continue from it when "
+        "one is there: rerun the same command after a crash.",
+    ),
     as_json: JsonFlag = False,
 ) -> None:
     """Train one model (early stopping on validation), print validation and test metrics overall and by tercile and
     the model's diagnostics (how personal its rankings are, whether its attention selects), and log the run to MLflow
     (config, curves, metrics, diagnostics as diag_*, lineage, plots, model card, pyfunc). The config is --config,
     else the model's tuned config for this dataset (training/models/tuned/, by `graphrec tune`), else its defaults.
-    With --workers N the fit runs data-parallel on Ray Train and the epochs are printed when it ends."""
+    With --workers N the fit runs data-parallel on Ray Train and the epochs are printed when it ends. With --resume a
+    killed fit continues where it stopped (one process; not with --workers)."""
     from featurestore.ray_runtime import RayUnavailable
     from registry.tracking import configure_mlflow
     from registry.train import train_and_log
     from training.data.load import load_dataset
+    from training.resume import ResumeError
     from training.tuning import TUNED_DIR, default_regime, tuned_path
 
     settings = settings_of(ctx)
+    if resume and workers > 1:
+        raise typer.BadParameter(
+            "a resumable fit runs in one process; drop --workers or --resume", param_hint="--resume"
+        )
     _set_threads(threads)
     candidate = tuned_path(model, default_regime(model), tuned_dir or TUNED_DIR)
     use_tuned = config is None and not no_tuned and candidate.exists()  # else skip loading the dataset for its name
@@ -204,7 +216,10 @@ def train(
             on_epoch=progress,
             protocol=protocol,
             workers=workers,
+            resume=resume,
         )
+    except ResumeError as exc:  # a state file from another fit, or a damaged one: named, left in place
+        raise CliError(str(exc)) from None
     except (ValueError, RayUnavailable) as exc:  # a config that cannot run data-parallel, or no Ray to join
         if workers == 1:
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion
 
@@ -25,6 +26,12 @@ class TrainOutcome:
     version: ModelVersion | None
 
 
+def resume_path(settings: Settings, model_name: str, protocol: Protocol, seed: int) -> Path:
+    """Where ``graphrec train --resume`` keeps an unfinished fit of this model, split and seed (one per triple: the
+    state names its config and dataset, and a different one is refused rather than overwritten)."""
+    return settings.work_dir / "train-state" / f"{model_name}.{protocol}.seed{seed}.pt"
+
+
 def train_and_log(
     settings: Settings,
     model_name: str,
@@ -35,10 +42,12 @@ def train_and_log(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     protocol: Protocol = "ctr",
     workers: int = 1,
+    resume: bool = False,
 ) -> TrainOutcome:
     """Fit ``model_name`` on the configured dataset's ``protocol`` split, log everything to MLflow, and register it
     when asked. With ``workers`` > 1 the fit is data-parallel on Ray Train (:mod:`training.distributed`, the Ray of
-    the settings); ``on_epoch`` then sees rank 0's epoch records once the run has finished."""
+    the settings); ``on_epoch`` then sees rank 0's epoch records once the run has finished. With ``resume`` the fit
+    keeps its state at :func:`resume_path` and continues from it when a state is there (``training.resume``)."""
     seed = settings.seed if seed is None else seed
     dataset = load_dataset(settings)
     data = prepare_data(dataset, seed, protocol)
@@ -51,7 +60,8 @@ def train_and_log(
         for record in result.history if on_epoch is not None else []:
             on_epoch(record)
     else:
-        result = fit(model_name, data, config, seed, on_epoch)
+        state = resume_path(settings, model_name, protocol, seed) if resume else None
+        result = fit(model_name, data, config, seed, on_epoch, resume_path=state)
     valid = evaluate_split(result.model, data, data.split.valid, topk_users, seed)
     test = evaluate_split(result.model, data, data.split.test, topk_users, seed)  # the one touch of the test split
     run = TrainedRun(

@@ -4,13 +4,18 @@ refused with an error naming the file and what differs; the state file is gone o
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 import training.trainer as trainer
+from cli.main import app
+from graphrec.settings import Settings
+from registry.train import resume_path
 from tests.support.datasets import synthetic_dataset
 from training.models.base import ModelConfig, TrainingData
 from training.models.bpr_mf import BPRMFConfig
@@ -136,3 +141,37 @@ def test_data_parallel_workers_cannot_resume(training_data: TrainingData, tmp_pa
     parallel = trainer.DataParallel(rank=0, world_size=2)
     with pytest.raises(ValueError, match="one process"):
         fit("bpr_mf", training_data, ModelConfig(), resume_path=tmp_path / "s.pt", parallel=parallel)
+
+
+def test_graphrec_train_resume_refuses_a_damaged_state_and_leaves_none_after_a_fit(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """``graphrec train --resume``: a damaged state at its path is one error line naming the file (kept as it was);
+    once that file is gone the same command trains, and leaves no state behind."""
+    work = tmp_path / "work"
+    config = tmp_path / "bpr_mf.yaml"
+    config.write_text("dim: 8\nepochs: 2\nbatch_size: 64\n")
+    args = ["--dataset", str(tiny_dir), "--work-dir", str(work), "train", "--model", "bpr_mf", "--seed", "5"]
+    args += ["--config", str(config), "--resume", "--json"]
+    state = resume_path(Settings(work_dir=work), "bpr_mf", "ctr", 5)
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"half a file")
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit), refused.output
+    assert any(
+        line.startswith(f"error: {state}: not a readable training state") for line in refused.stderr.splitlines()
+    )
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert state.read_bytes() == b"half a file"
+    state.unlink()
+    trained = CliRunner().invoke(app, args)
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["epochs_run"] == 2
+    assert not state.exists()
+
+
+def test_graphrec_train_refuses_resume_with_workers(tiny_dir: Path, tmp_path: Path) -> None:
+    args = ["--dataset", str(tiny_dir), "--work-dir", str(tmp_path), "train", "--model", "bpr_mf"]
+    result = CliRunner().invoke(app, [*args, "--resume", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "runs in one process" in result.stderr and "--resume" in result.stderr
