@@ -453,11 +453,15 @@ def tune(
     threads: int | None = typer.Option(
         None, "--threads", help="torch and DGL CPU threads (1 is fastest on a busy CPU)."
     ),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML of the model's config: the values of the fields the search leaves alone."
+    ),
     as_json: JsonFlag = False,
 ) -> None:
     """Tune one model: a seeded Optuna TPE study over its declared search space (training/models/search_spaces.yaml)
     maximising validation AUC (the test split is never read), tracked in MLflow (a parent run, a nested run per
-    trial); the best config is written where train and evaluate pick it up."""
+    trial); the best config is written where train and evaluate pick it up. Fields outside the space keep --config's
+    values (recorded with the study), else the model's defaults."""
     from registry.tracking import configure_mlflow
     from registry.tuning import tune_and_log
     from training.tuning import TUNED_DIR, TrialOutcome, search_space
@@ -468,11 +472,12 @@ def tune(
         search_space(model)
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from exc
+    base = None if config is None else _model_config(model, config)
     configure_mlflow(settings)
     notes = err_console if as_json else console
     notes.print(
         f"[bold]tuning {model}[/bold] on {settings.dataset} ({protocol} split): {trials} trial(s), "
-        f"epochs ≤ {epochs}, patience {patience}"
+        f"epochs ≤ {epochs}, patience {patience}" + (f", other fields from {config}" if config else "")
     )
     best = [float("-inf")]
 
@@ -496,6 +501,8 @@ def tune(
         protocol,
         tuned_dir or TUNED_DIR,
         progress,
+        base=base,
+        base_path=config,
     )
     if as_json:
         print_json(

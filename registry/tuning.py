@@ -16,6 +16,7 @@ from graphrec.settings import Settings
 from registry.tracking import ensure_experiment, git_commit
 from training.data.load import load_dataset
 from training.data.splits import Protocol
+from training.models.base import ModelConfig
 from training.trainer import prepare_data
 from training.tuning import TUNED_DIR, StudyRecord, TrialOutcome, default_regime, tune, write_tuned
 
@@ -58,9 +59,12 @@ def tune_and_log(
     protocol: Protocol = "ctr",
     out_dir: Path = TUNED_DIR,
     on_trial: Callable[[TrialOutcome], None] | None = None,
+    base: ModelConfig | None = None,
+    base_path: Path | None = None,
 ) -> TuneOutcome:
     """Run the study on the configured dataset (split seeded by ``seed``), track it in MLflow, write the best
-    config to ``out_dir``."""
+    config to ``out_dir``. ``base`` (read from ``base_path``, recorded with the study) gives the fields outside the
+    search space."""
     seed = settings.seed if seed is None else seed
     regime = regime or default_regime(model_name)
     dataset = load_dataset(settings)
@@ -68,7 +72,9 @@ def tune_and_log(
     experiment_id = ensure_experiment(settings, TUNING_EXPERIMENT)
     conditions = {"model": model_name, "regime": regime, "protocol": protocol, "seed": seed, "epochs": epochs}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{regime}-study") as parent:
-        mlflow.log_params(conditions | {"patience": patience, "n_trials": n_trials, "timeout": timeout})
+        mlflow.log_params(
+            conditions | {"patience": patience, "n_trials": n_trials, "timeout": timeout, "base_config": base_path}
+        )
         mlflow.set_tags({"graphrec.kind": "tuning-study", "git_commit": git_commit(), "dataset": dataset.name})
 
         def each_trial(outcome: TrialOutcome) -> None:
@@ -76,7 +82,7 @@ def tune_and_log(
             if on_trial is not None:
                 on_trial(outcome)
 
-        study = tune(model_name, data, n_trials, seed, timeout, epochs, patience, regime, each_trial)
+        study = tune(model_name, data, n_trials, seed, timeout, epochs, patience, regime, each_trial, base=base)
         best = study.best_trial
         record = StudyRecord(
             **conditions,
@@ -85,6 +91,7 @@ def tune_and_log(
             patience=patience,
             best_trial=best.number,
             best_valid_auc=float(best.value),
+            base_config=None if base_path is None else str(base_path),
         )
         mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
         mlflow.log_metrics({"best_valid_auc": record.best_valid_auc, "best_trial": best.number})

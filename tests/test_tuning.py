@@ -179,3 +179,17 @@ def test_topk_protocol_ranks_the_full_catalogue_without_training_positives() -> 
     table[train_pos["user"].to_numpy(), train_pos["item"].to_numpy()] = 99.0
     metrics = topk_metrics(Oracle(table), data, data.split.test, k=20, n_users=None)
     assert metrics["recall@20"] == pytest.approx(1.0) and metrics["ndcg@20"] == pytest.approx(1.0)
+
+
+def test_a_study_from_a_base_config_keeps_its_fields_outside_the_space(tmp_path: Path, shared_mlflow_uri: str) -> None:
+    """``graphrec tune --config FILE``: every trial keeps the file's value of a field the space does not search
+    (``item_bias: false`` against the default true), and the study records the file."""
+    app, tuned_dir = _app(tmp_path, shared_mlflow_uri), tmp_path / "tuned"
+    base = tmp_path / "base.yaml"
+    base.write_text("item_bias: false\n")
+    args = ["tune", "--model", "bpr_mf", "--trials", "2", "--epochs", "1", "--patience", "1", "--config", str(base)]
+    tuned = CliRunner().invoke(app, [*args, "--tuned-dir", str(tuned_dir), "--json"])
+    assert tuned.exit_code == 0, tuned.output
+    document = yaml.safe_load((tuned_dir / "bpr_mf.bpr.yaml").read_text())
+    assert document["config"]["item_bias"] is False and MODELS["bpr_mf"].Config().item_bias is True
+    assert document["study"]["base_config"] == str(base)

@@ -81,6 +81,7 @@ class StudyRecord(BaseModel):
     best_trial: int
     best_valid_auc: float
     sampler: str = "TPESampler"
+    base_config: str | None = None  # the file whose values the fields outside the space kept (None: the defaults)
 
 
 @dataclass(frozen=True)
@@ -161,15 +162,17 @@ def tune(
     regime: str | None = None,
     on_trial: Callable[[TrialOutcome], None] | None = None,
     spaces_path: Path = SPACES_PATH,
+    base: ModelConfig | None = None,
 ) -> optuna.Study:
     """A seeded TPE study maximising validation AUC over the model's space, every trial under the same epoch cap,
-    patience, seed and regime; ``on_trial`` sees each finished trial (MLflow logging, progress). The best trial's
-    config is the study's ``best_trial.user_attrs["config"]``."""
+    patience, seed and regime; ``on_trial`` sees each finished trial (MLflow logging, progress). Fields outside the
+    space keep ``base``'s values (default: the model's defaults). The best trial's config is the study's
+    ``best_trial.user_attrs["config"]``."""
     import optuna
 
     load_models()
     space = search_space(model_name, spaces_path)
-    base = with_regime(MODELS[model_name].Config(), regime)
+    base = with_regime(MODELS[model_name].Config() if base is None else base, regime)
     fixed = {"epochs": epochs, "patience": patience}
 
     def objective(trial: optuna.Trial) -> float:
