@@ -26,7 +26,7 @@ from training.evaluation.metrics import topk_metrics
 from training.evaluation.report import results_markdown
 from training.models.base import MODELS, Batch, ModelConfig, Recommender, load_models
 from training.trainer import fit, prepare_data
-from training.tuning import search_spaces
+from training.tuning import search_spaces, starting_point, tune
 
 load_models()
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -41,6 +41,23 @@ def test_every_trainable_model_declares_a_space_of_its_own_config_fields() -> No
         assert set(space) <= fields, f"{name}: {set(space) - fields} are not config fields"
         assert not {"loss", "epochs", "patience"} & set(space), f"{name} searches a condition every study shares"
         assert {"lr", "weight_decay", "dim"} <= set(space)
+        defaults = MODELS[name].Config()
+        moved = {
+            field: value
+            for field, value in starting_point(defaults, space).items()
+            if value != getattr(defaults, field)
+        }
+        assert set(starting_point(defaults, space)) == set(space), f"{name}: a default choice the space lacks"
+        assert moved == ({"weight_decay": 1e-7} if name == "ripplenet" else {}), f"{name}: defaults outside the space"
+
+
+def test_the_first_trial_is_the_starting_config() -> None:
+    """A study's trial 0 trains the starting config itself, so tuning cannot end below it on validation."""
+    data = prepare_data(synthetic_dataset(), seed=3)
+    base = MODELS["bpr_mf"].Config(lr=0.02, dim=32, epochs=1)
+    study = tune("bpr_mf", data, n_trials=2, seed=3, epochs=1, patience=1, base=base)
+    assert study.trials[0].params == {"lr": 0.02, "weight_decay": base.weight_decay, "dim": 32, "batch_size": 1024}
+    assert study.trials[1].params != study.trials[0].params
 
 
 def _app(tmp_path: Path, mlflow_uri: str) -> typer.Typer:

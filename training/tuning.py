@@ -4,7 +4,10 @@ Search spaces are declared per model in ``training/models/search_spaces.yaml``, 
 trial trains with the same seed, the same epoch cap and patience (the study's, not the model's) and a fixed training
 regime, through :func:`training.trainer.fit`, which never reads the test split; its objective is the restored
 epoch's validation AUC. No pruning: early stopping on validation already cuts every model's trials the same way,
-and a pruner's intermediate reports would favour models whose AUC rises fast in the first epochs.
+and a pruner's intermediate reports would favour models whose AUC rises fast in the first epochs. The first trial of
+every study is its starting config (the model's defaults, or the ``--config`` file's values; the defaults lie inside
+every declared space but RippleNet's weight decay of 0, which starts at 1e-7), so a study never ends below where it
+started on validation, at no extra budget.
 
 The winning config is written to ``training/models/tuned/<model>.<regime>.yaml`` (the config fields under
 ``config``, the study's budget and protocol under ``study``), which ``graphrec train`` and ``graphrec evaluate``
@@ -132,6 +135,21 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, object]:
     return values
 
 
+def starting_point(config: ModelConfig, space: Space) -> dict[str, object]:
+    """The values ``config`` gives the searched parameters, the study's first trial (so a study never ends below the
+    configuration it started from, on validation, at no extra budget). A number outside its range is moved to the
+    nearest bound (a weight decay of 0 to a log range's lowest); a choice the space does not offer is left to the
+    sampler."""
+    point: dict[str, object] = {}
+    for name, param in space.items():
+        value = getattr(config, name)
+        if isinstance(param, FloatParam | IntParam):
+            point[name] = min(max(value, param.low), param.high)
+        elif value in param.choices:
+            point[name] = value
+    return point
+
+
 def default_regime(model_name: str) -> str:
     """The model's own training regime (its Config's ``loss`` default); ``none`` for a model without one."""
     load_models()
@@ -199,6 +217,7 @@ def tune(
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), study_name=f"{model_name}-tuning"
     )
+    study.enqueue_trial(starting_point(base, space))
     study.optimize(objective, n_trials=n_trials, timeout=timeout)
     return study
 
