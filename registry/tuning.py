@@ -92,6 +92,7 @@ def tune_and_log(
             best_trial=best.number,
             best_valid_auc=float(best.value),
             base_config=None if base_path is None else str(base_path),
+            first_trial_is_start=True,
         )
         mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
         mlflow.log_metrics({"best_valid_auc": record.best_valid_auc, "best_trial": best.number})

@@ -210,3 +210,27 @@ def test_a_study_from_a_base_config_keeps_its_fields_outside_the_space(tmp_path:
     document = yaml.safe_load((tuned_dir / "bpr_mf.bpr.yaml").read_text())
     assert document["config"]["item_bias"] is False and MODELS["bpr_mf"].Config().item_bias is True
     assert document["study"]["base_config"] == str(base)
+
+
+def test_the_report_names_a_study_s_starting_file_and_first_trial() -> None:
+    """A study's starting file and trial 0 are named in the report's budget line only when its record says so."""
+    from training.evaluation.report import budget_text
+    from training.tuning import StudyRecord
+
+    common = {"regime": "bpr", "protocol": "ctr", "dataset": "d", "n_trials": 12, "seed": 1, "epochs": 50}
+    studies = {
+        "kcan (bpr)": StudyRecord(
+            model="kcan",
+            patience=5,
+            best_trial=1,
+            best_valid_auc=0.9,
+            base_config="k.yaml",
+            first_trial_is_start=True,
+            **common,
+        ),  # fmt: skip
+        "cke (bpr)": StudyRecord(model="cke", patience=5, best_trial=3, best_valid_auc=0.8, **common),
+    }
+    text = budget_text(studies)
+    kcan = "kcan (bpr): 12 trials (best valid AUC 0.9000, epochs ≤ 50, patience 5, ctr split, seed 1; "
+    assert kcan + "fields outside its space from k.yaml; trial 0 its starting config)" in text
+    assert "cke (bpr): 12 trials (best valid AUC 0.8000, epochs ≤ 50, patience 5, ctr split, seed 1)" in text

@@ -85,6 +85,7 @@ class StudyRecord(BaseModel):
     best_valid_auc: float
     sampler: str = "TPESampler"
     base_config: str | None = None  # the file whose values the fields outside the space kept (None: the defaults)
+    first_trial_is_start: bool = False  # trial 0 trained the starting config (studies made since 2026-12-03)
 
 
 @dataclass(frozen=True)

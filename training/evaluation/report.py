@@ -70,12 +70,16 @@ def budget_text(tuned: Mapping[str, StudyRecord], given: Mapping[str, str] | Non
     if tuned:
         studies = "; ".join(
             f"{label}: {r.n_trials} trials (best valid AUC {r.best_valid_auc:.4f}, epochs ≤ {r.epochs}, "
-            f"patience {r.patience}, {r.protocol} split, seed {r.seed})"
+            f"patience {r.patience}, {r.protocol} split, seed {r.seed}"
+            + (f"; fields outside its space from {r.base_config}" if r.base_config else "")
+            + ("; trial 0 its starting config" if r.first_trial_is_start else "")
+            + ")"
             for label, r in tuned.items()
         )
         parts.append(
-            "tuned configs from training/models/tuned/ (`graphrec tune`: Optuna TPE, validation AUC only, the same "
-            f"epoch cap and patience for every trial) for {studies}"
+            "tuned configs (`graphrec tune`: Optuna TPE, validation AUC only, the same epoch cap and patience for "
+            "every trial; from `--tuned-dir`, by default training/models/tuned/) for "
+            f"{studies}"
         )
     return f"Hyper-parameters: {'; '.join(parts)}; other rows use their defaults."
 
