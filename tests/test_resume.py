@@ -1,6 +1,7 @@
-"""Resumable training (training.resume): a fit killed mid-epoch or between epochs and resumed from its state file ends
-with the same history and weights as an uninterrupted fit; a state written by another fit, or a damaged file, is
-refused with an error naming the file and what differs; the state file is gone once the fit ends."""
+"""Resumable training (training.resume): a fit of any trainable model killed mid-epoch or between epochs and resumed
+from its state file ends with the same history and weights as an uninterrupted fit; a state written by another fit,
+or a damaged file, is refused with an error naming the file and what differs; the state file is gone once the fit
+ends."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from training.models.base import ModelConfig, TrainingData
 from training.models.bpr_mf import BPRMFConfig
 from training.models.cke import CKEConfig
 from training.models.kcan import KCANConfig
+from training.models.kgat import KGATConfig
+from training.models.nfm import NFMConfig
+from training.models.ripplenet import RippleNetConfig
 from training.resume import ResumeError, load_state
 from training.trainer import TrainResult, fit, fit_identity, prepare_data
 
@@ -61,6 +65,9 @@ def kcan_data() -> TrainingData:
 CASES = {
     "bpr_mf": BPRMFConfig(dim=8, epochs=3, batch_size=32, patience=5),
     "cke": CKEConfig(dim=8, epochs=2, batch_size=32, patience=5),
+    "kgat": KGATConfig(dim=8, epochs=2, batch_size=32, patience=5),  # per-epoch attention: a buffer in the state
+    "nfm": NFMConfig(dim=8, epochs=2, batch_size=32, patience=5),
+    "ripplenet": RippleNetConfig(dim=8, epochs=2, batch_size=32, patience=5),
     "kcan-sampled-sparse": KCANConfig(
         dim=8,
         top_k=3,
