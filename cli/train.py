@@ -177,7 +177,7 @@ def train(
     killed fit continues where it stopped (one process; not with --workers)."""
     from featurestore.ray_runtime import RayUnavailable
     from registry.tracking import configure_mlflow
-    from registry.train import train_and_log
+    from registry.train import resume_path, train_and_log
     from training.data.load import load_dataset
     from training.resume import ResumeError
     from training.tuning import TUNED_DIR, default_regime, tuned_path
@@ -206,6 +206,9 @@ def train(
             f"F1 {record.valid_f1:.4f}  {record.seconds:.2f} s"
         )
 
+    state = resume_path(settings, model, protocol, seed if seed is not None else settings.seed)
+    if resume and state.exists():
+        notes.print(f"continuing the unfinished fit saved in {state}")
     try:
         outcome = train_and_log(
             settings,

@@ -170,6 +170,8 @@ def test_graphrec_train_resume_refuses_a_damaged_state_and_leaves_none_after_a_f
     )
     assert "Traceback" not in refused.stdout + refused.stderr
     assert state.read_bytes() == b"half a file"
+    note = f"continuing the unfinished fit saved in {state}"  # compared without spaces: rich wraps at 80 columns
+    assert "".join(note.split()) in "".join(refused.stderr.split())
     state.unlink()
     trained = CliRunner().invoke(app, args)
     assert trained.exit_code == 0, trained.output
