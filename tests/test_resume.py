@@ -77,7 +77,7 @@ CASES = {
         propagation="sampled",
         fanouts=[3, 2],
         sparse_embeddings=True,
-    ),  # fmt: skip
+    ),
 }
 
 
