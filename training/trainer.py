@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,146 @@ def fit_identity(model_name: str, config: ModelConfig, data: TrainingData, seed:
     }
 
 
+@dataclass
+class _EarlyStopping:
+    """The best validation AUC so far, its epoch and weights, and the epochs since it: what ends a fit and what the
+    fit keeps."""
+
+    patience: int
+    best_auc: float
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int = 0
+    stale: int = 0
+
+    def improved(self, epoch: int, auc: float, model: Recommender) -> bool:
+        """Record ``epoch``'s validation AUC; True (and the weights kept) when it beats the best so far."""
+        if auc > self.best_auc:
+            self.best_auc, self.best_state, self.best_epoch, self.stale = auc, _snapshot(model), epoch, 0
+            return True
+        self.stale += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        """``patience`` epochs in a row without a better validation AUC."""
+        return self.stale >= self.patience
+
+
+@dataclass
+class _EpochProgress:
+    """How far an epoch has got: its shuffled row order, the next row to train on, and the loss, steps and training
+    seconds so far (carried over from the processes that worked on it before, when the fit was resumed)."""
+
+    order: torch.Tensor
+    next_row: int = 0
+    loss: float = 0.0
+    batches: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A split's labelled rows as aligned tensors."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> _Rows:
+        return cls(*rows_as_tensors(rows))
+
+
+def _epoch_order(n_rows: int, generator: torch.Generator, parallel: DataParallel) -> torch.Tensor:
+    """This worker's shard of a fresh shuffle of the training rows.
+
+    The shards are equal (a few rows an epoch are left out when the count does not divide), so every worker takes as
+    many steps as the others: a DDP step waits for all of them."""
+    order = torch.randperm(n_rows, generator=generator)
+    return order[: len(order) - len(order) % parallel.world_size][parallel.rank :: parallel.world_size]
+
+
+def _train_epoch(
+    step: Callable[..., torch.Tensor | tuple[Callable[[], torch.Tensor], ...]],
+    optimizer: torch.optim.Optimizer | SparseRowsAdam,
+    rows: _Rows,
+    progress: _EpochProgress,
+    batch_size: int,
+    parallel: DataParallel,
+    save: Callable[[_EpochProgress], None] | None,
+    save_every_s: float,
+) -> None:
+    """Take the epoch's remaining steps from ``progress.next_row``, adding to ``progress``; ``save`` it every
+    ``save_every_s`` seconds (the time spent saving is not training time)."""
+    started = last_save = time.perf_counter()
+    for start in range(progress.next_row, len(progress.order), batch_size):
+        index = progress.order[start : start + batch_size]
+        losses = step(rows.users[index], rows.items[index], rows.labels[index])
+        if isinstance(losses, tuple):  # an alternating schedule: each part computed after the previous step
+            if parallel.world_size > 1:
+                raise ValueError("a model whose loss takes several steps cannot be trained data-parallel")
+            progress.loss += sum(_minimise(optimizer, part()) for part in losses)
+        else:
+            progress.loss += _minimise(optimizer, losses)
+        progress.batches += 1
+        progress.next_row = start + batch_size
+        if save is not None and time.perf_counter() - last_save >= save_every_s:
+            progress.seconds += time.perf_counter() - started
+            save(progress)
+            started = last_save = time.perf_counter()
+    progress.seconds += time.perf_counter() - started
+
+
+def _restore(
+    state: TrainingState,
+    model: Recommender,
+    optimizer: torch.optim.Optimizer | SparseRowsAdam,
+    generator: torch.Generator,
+) -> None:
+    """Put a saved fit's weights, optimiser moments and every random generator back, so the next step is the one an
+    uninterrupted fit would take."""
+    model.load_state_dict(state.model)
+    optimizer.load_state_dict(state.optimizer)
+    model.restore_generators(state.model_rngs)
+    generator.set_state(state.shuffle_rng)
+    torch.set_rng_state(state.torch_rng)
+    restore_numpy_rng(state.numpy_rng)
+
+
+def _state(
+    identity: dict[str, object],
+    epoch: int,
+    at: _EpochProgress | None,
+    model: Recommender,
+    optimizer: torch.optim.Optimizer | SparseRowsAdam,
+    generator: torch.Generator,
+    stopping: _EarlyStopping,
+    history: list[EpochRecord],
+) -> TrainingState:
+    """The whole state of a fit within ``epoch`` at ``at``, or before it (``at`` None): what :func:`_restore` and
+    the early-stopping bookkeeping need to continue it."""
+    return TrainingState(
+        identity=identity,
+        epoch=epoch,
+        next_row=at.next_row if at else 0,
+        order=at.order if at else None,
+        epoch_loss=at.loss if at else 0.0,
+        epoch_batches=at.batches if at else 0,
+        epoch_seconds=at.seconds if at else 0.0,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        shuffle_rng=generator.get_state(),
+        torch_rng=torch.get_rng_state(),
+        numpy_rng=numpy_rng_state(),
+        model_rngs=model.generator_states(),
+        best_auc=float(stopping.best_auc),
+        best_state=stopping.best_state,
+        best_epoch=stopping.best_epoch,
+        stale=stopping.stale,
+        history=[asdict(record) for record in history],
+    )
+
+
 def fit(
     model_name: str,
     data: TrainingData,
@@ -219,98 +360,55 @@ def fit(
         seed_everything(seed + parallel.rank)
     batch_size = max(1, config.batch_size // parallel.world_size)
     optimizer = model.make_optimizer()
-    users, items, labels = rows_as_tensors(data.split.train)
-    valid_users, valid_items, valid_labels = rows_as_tensors(data.split.valid)
+    train, valid = _Rows.of(data.split.train), _Rows.of(data.split.valid)
     generator = torch.Generator().manual_seed(seed)
     result = TrainResult(model=model, config=config)
-    best_auc, best_state, stale = -np.inf, _snapshot(model), 0
+    stopping = _EarlyStopping(config.patience, -np.inf, _snapshot(model))
     identity = fit_identity(model_name, config, data, seed)
-    resumed = load_state(resume_path, identity) if resume_path is not None and resume_path.exists() else None
-    first_epoch = 1
-    if resumed is not None:
-        model.load_state_dict(resumed.model)
-        optimizer.load_state_dict(resumed.optimizer)
-        model.restore_generators(resumed.model_rngs)
-        generator.set_state(resumed.shuffle_rng)
-        torch.set_rng_state(resumed.torch_rng)
-        restore_numpy_rng(resumed.numpy_rng)
-        best_auc, best_state, stale = resumed.best_auc, resumed.best_state, resumed.stale
-        result.best_epoch, result.history = resumed.best_epoch, [EpochRecord(**r) for r in resumed.history]
-        first_epoch = resumed.epoch
-
-    def save(epoch: int, next_row: int, order: torch.Tensor | None, loss: float, batches: int, seconds: float) -> None:
-        assert resume_path is not None
-        save_state(
-            resume_path,
-            TrainingState(
-                identity=identity,
-                epoch=epoch,
-                next_row=next_row,
-                order=order,
-                epoch_loss=loss,
-                epoch_batches=batches,
-                epoch_seconds=seconds,
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                shuffle_rng=generator.get_state(),
-                torch_rng=torch.get_rng_state(),
-                numpy_rng=numpy_rng_state(),
-                model_rngs=model.generator_states(),
-                best_auc=float(best_auc),
-                best_state=best_state,
-                best_epoch=result.best_epoch,
-                stale=stale,
-                history=[asdict(record) for record in result.history],
-            ),
+    first_epoch, progress = 1, None
+    if resume_path is not None and resume_path.exists():
+        resumed = load_state(resume_path, identity)
+        _restore(resumed, model, optimizer, generator)
+        stopping = _EarlyStopping(
+            config.patience, resumed.best_auc, resumed.best_state, resumed.best_epoch, resumed.stale
         )
+        result.history = [EpochRecord(**record) for record in resumed.history]
+        first_epoch = resumed.epoch
+        if resumed.order is not None:  # mid-epoch: the per-epoch hook's work is in the state
+            progress = _EpochProgress(
+                resumed.order, resumed.next_row, resumed.epoch_loss, resumed.epoch_batches, resumed.epoch_seconds
+            )
+
+    def save(epoch: int, at: _EpochProgress | None) -> None:
+        """Write the fit's whole state to ``resume_path``: within ``epoch`` at ``at``, or before it (None)."""
+        assert resume_path is not None
+        save_state(resume_path, _state(identity, epoch, at, model, optimizer, generator, stopping, result.history))
 
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        if resumed is not None and resumed.order is not None:  # mid-epoch: the per-epoch hook's work is in the state
-            order, first_row = resumed.order, resumed.next_row
-            total, n_batches, carried = resumed.epoch_loss, resumed.epoch_batches, resumed.epoch_seconds
-        else:
+        if progress is None:
             model.on_epoch_start(epoch)
-            order = torch.randperm(len(users), generator=generator)
-            # equal shards (a few rows an epoch left out when the count does not divide), so every worker takes as
-            # many steps as the others: a DDP step waits for all of them
-            order = order[: len(order) - len(order) % parallel.world_size][parallel.rank :: parallel.world_size]
-            first_row, total, n_batches, carried = 0, 0.0, 0, 0.0
-        resumed, last_save = None, started
-        for start in range(first_row, len(order), batch_size):
-            index = order[start : start + batch_size]
-            losses = step(users[index], items[index], labels[index])
-            if isinstance(losses, tuple):  # an alternating schedule: each part computed after the previous step
-                if parallel.world_size > 1:
-                    raise ValueError(f"{model_name}: a loss of several steps cannot be trained data-parallel")
-                total += sum(_minimise(optimizer, part()) for part in losses)
-            else:
-                total += _minimise(optimizer, losses)
-            n_batches += 1
-            if resume_path is not None and time.perf_counter() - last_save >= save_every_s:
-                now = time.perf_counter()
-                save(epoch, start + batch_size, order, total, n_batches, carried + now - started)
-                last_save = time.perf_counter()
-                started += last_save - now  # the save is not training time
-        seconds = carried + time.perf_counter() - started
-        auc, f1 = auc_f1(valid_labels.numpy(), predict_rows(model, valid_users, valid_items))
+            progress = _EpochProgress(_epoch_order(len(train.users), generator, parallel))
+        progress.seconds += time.perf_counter() - started
+        save_within = None if resume_path is None else partial(save, epoch)
+        _train_epoch(step, optimizer, train, progress, batch_size, parallel, save_within, save_every_s)
+        auc, f1 = auc_f1(valid.labels.numpy(), predict_rows(model, valid.users, valid.items))
         auc = parallel.agree(auc)
-        record = EpochRecord(epoch, total / max(n_batches, 1), auc, f1, seconds)
+        record = EpochRecord(epoch, progress.loss / max(progress.batches, 1), auc, f1, progress.seconds)
         result.history.append(record)
+        progress = None
         if on_epoch is not None:
             on_epoch(record)
-        if auc > best_auc:
-            best_auc, best_state, stale, result.best_epoch = auc, _snapshot(model), 0, epoch
+        if stopping.improved(epoch, auc, model):
             if checkpoint_path is not None:
-                torch.save(best_state, checkpoint_path)
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
+                torch.save(stopping.best_state, checkpoint_path)
+        elif stopping.exhausted:
+            break
         if resume_path is not None and epoch < config.epochs:
-            save(epoch + 1, 0, None, 0.0, 0, 0.0)
+            save(epoch + 1, None)
     if resume_path is not None:
         resume_path.unlink(missing_ok=True)
-    model.load_state_dict(best_state)
+    result.best_epoch = stopping.best_epoch
+    model.load_state_dict(stopping.best_state)
     return _finish(result, data)
