@@ -22,7 +22,9 @@ the model's loss, its optimiser; no validation, so no AUC) and reports seconds p
 of the epoch (mean × steps per epoch); the peak RSS is still that of building the data, graph and model at full size.
 ``--state DIR`` makes the whole epochs resumable (``training.resume``, saved every 10 minutes): an epoch longer than a
 machine stays up (hours at 10⁶ users here) is run in several processes by rerunning the same command; its seconds add
-up their training time (not the restarts' loading), and the peak RSS is the largest of theirs.
+up their training time (not the restarts' loading), and the peak RSS is the largest of theirs; a line per mode
+then gives the processes' wall and CPU seconds (on a shared CPU the CPU seconds of a ``--threads 1`` run are the
+load-independent cost).
 """
 
 from __future__ import annotations
@@ -95,17 +97,32 @@ def bounded_steps(data: TrainingData, config: ModelConfig, seed: int, max_batche
     return seconds
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def record_segment(state_dir: Path, mode: str, every_s: float = 60.0) -> Callable[[], list[dict]]:
-    """Keep this process's peak RSS and wall time in ``state_dir/MODE.segments/PID.json``, rewritten every
-    ``every_s`` seconds by a daemon thread (a killed process leaves its last record); returns a function that writes
-    the record once more and reads every segment's (this one included)."""
+    """Keep this process's peak RSS, wall time and CPU time since the call in ``state_dir/MODE.segments/PID.json``,
+    rewritten every ``every_s`` seconds by a daemon thread (a killed process leaves its last record); returns a
+    function that writes the record once more and reads every segment's (this one included).
+
+    The CPU seconds are what a segment cost on a shared machine: with ``--threads 1`` they are close to the wall time
+    the same work takes on an idle core, whatever else ran beside it (a segment's wall time is not)."""
     folder = state_dir / f"{mode}.segments"
     folder.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, cpu_started = time.time(), cpu_seconds()
 
     def write() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        record = {"pid": os.getpid(), "started": started, "seconds": time.time() - started, "peak_mib": peak}
+        record = {
+            "pid": os.getpid(),
+            "started": started,
+            "seconds": time.time() - started,
+            "cpu_seconds": cpu_seconds() - cpu_started,
+            "peak_mib": peak,
+        }
         (folder / f"{os.getpid()}.json").write_text(json.dumps(record))
 
     def keep_writing() -> None:
@@ -231,6 +248,20 @@ def synthetic_run(run: SyntheticRun) -> None:
                 f"{mode:<22}{p50:>13.1f}{p50 / reference:>7.2f}x{row['peak_mib']:>10.0f}{row['valid_auc']:>11.4f}"
                 f"{load:>10}"
             )
+    for mode, row in rows.items():
+        if "segments" in row:
+            print(f"{mode}: {segments_line(row['segments'])}")
+
+
+def segments_line(segments: list[dict]) -> str:
+    """How many processes worked on a resumable run, their wall and CPU seconds (a segment recorded before CPU time
+    was kept counts in the wall total only, and is named)."""
+    wall = sum(segment["seconds"] for segment in segments)
+    timed = [segment for segment in segments if "cpu_seconds" in segment]
+    line = f"{len(segments)} process(es), {wall:,.0f} s wall, {sum(s['cpu_seconds'] for s in timed):,.0f} s CPU"
+    if untimed := [segment for segment in segments if "cpu_seconds" not in segment]:
+        line += f" (no CPU record for {len(untimed)} of them, {sum(s['seconds'] for s in untimed):,.0f} s wall)"
+    return line
 
 
 def recbole_available() -> bool:
