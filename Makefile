@@ -84,9 +84,11 @@ evaluate: install
 	$(VENV)/bin/graphrec evaluate --models kcan,bpr_mf,popularity --seeds 3 --regimes bpr --datasets $(SYNTH_KG_COLD) \
 	  --ablations all --config-dir results/kg-synthetic-configs --jobs 1 --threads 1 --out results/kg-synthetic-cold.md
 	$(VENV)/bin/graphrec --dataset $(SYNTH_KG_COLD) --work-dir work/tune-cold tune --model bpr_mf $(COLD_STUDY)
+	$(VENV)/bin/graphrec --dataset $(SYNTH_KG_COLD) --work-dir work/tune-cold tune --model cke $(COLD_STUDY)
+	$(VENV)/bin/graphrec --dataset $(SYNTH_KG_COLD) --work-dir work/tune-cold tune --model nfm $(COLD_STUDY)
 	$(VENV)/bin/graphrec --dataset $(SYNTH_KG_COLD) --work-dir work/tune-cold tune --model kcan $(COLD_STUDY) \
 	  --config results/kg-synthetic-configs/kcan.yaml
-	$(VENV)/bin/graphrec evaluate --models kcan,bpr_mf,popularity --seeds 3 --regimes bpr --datasets $(SYNTH_KG_COLD) \
+	$(VENV)/bin/graphrec evaluate --models kcan,bpr_mf,cke,nfm,popularity --seeds 3 --regimes bpr --datasets $(SYNTH_KG_COLD) \
 	  --ablations all --tuned-dir results/kg-synthetic-cold-tuned --jobs 1 --threads 1 --out results/kg-synthetic-cold-tuned.md
 	$(VENV)/bin/graphrec evaluate --models bpr_mf,kcan --seeds 3 --regimes bpr --extensions all --jobs 2 --threads 1 \
 	  --out results/intent-side-feature.md
