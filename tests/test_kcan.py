@@ -390,6 +390,22 @@ def test_eval_predictions_reuse_one_propagation_until_training_resumes(data: Tra
         assert not torch.allclose(model.predict_logits(users, items), first)
 
 
+@pytest.mark.parametrize("overrides", [{}, {"distillation": False}], ids=["distilled", "undistilled"])
+def test_predictions_in_star_slot_chunks_equal_one_pass(
+    data: TrainingData, overrides: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounding pairs × star size per chunk (memory) changes no logit, with or without gradients."""
+    model = make(data, **overrides)
+    users, items, _ = rows_as_tensors(data.split.train)
+    with torch.no_grad():
+        whole = model.predict_logits(users, items)
+    monkeypatch.setattr("training.models.kcan.PREDICT_STAR_SLOTS", model.star_size * 7)  # chunks of 7 pairs
+    assert len(users) > 7
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval().predict_logits(users, items), whole)
+    torch.testing.assert_close(model.predict_logits(users, items).detach(), whole)  # grad enabled: fresh propagation
+
+
 def test_a_relation_prior_shifts_attention_towards_its_relation(data: TrainingData) -> None:
     model = make(data, relation_prior=True)
     assert model.relation_prior is not None
