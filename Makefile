@@ -47,6 +47,7 @@ bench: install
 	$(PY) -m bench.transh
 	$(PY) -m bench.materialize
 	$(PY) -m bench.train_speed --epochs 5 --threads 1
+	$(PY) -m bench.sparse_adam
 	$(PY) -m bench.serving_synthetic
 	@# the served champions: bench/serving.py reads the demo's state in ./work (made here when missing)
 	test -f work/mlflow.db || $(VENV)/bin/graphrec demo

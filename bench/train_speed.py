@@ -12,7 +12,7 @@ graphrec dependency; the bench skips it cleanly otherwise).
 (``training.synth``, generated into a temporary folder): ``full`` (whole-graph propagation every step, the
 reference), ``sampled`` (DGL blocks, exact stars, default fanouts), ``sampled-star32`` (stars distilled from at
 most 32 sampled in-edges), ``sampled-sparse`` (sampled, with the node tables' sparse row gradients stepped by
-SparseAdam: no per-step work proportional to the number of nodes), ``sampled-sparse-star32``, and the same with
+lazy Adam: no per-step work proportional to the number of nodes), ``sampled-sparse-star32``, and the same with
 fanouts 5, 5 instead of 10, 10 (``-fan5``: a step's blocks about 4x smaller). ``--modes`` picks some
 (the first is the reference of the ratio column). Each mode runs in a fresh subprocess, so its peak RSS is its own; the
 table gives seconds per epoch (validation excluded), the ratio to the reference in the same run, peak RSS, and the

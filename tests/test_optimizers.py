@@ -61,3 +61,60 @@ def test_a_dense_gradient_on_a_sparse_row_table_is_refused() -> None:
 def test_it_needs_a_sparse_parameter() -> None:
     with pytest.raises(ValueError, match="at least one sparse parameter"):
         SparseRowsAdam([nn.Parameter(torch.zeros(2))], [], lr=0.1, weight_decay=0.0)
+
+
+def test_lazy_row_adam_equals_torch_sparse_adam() -> None:
+    """Without weight decay the row optimiser is torch's SparseAdam: same rows move by the same amounts, over steps
+    that touch some rows, one of them twice."""
+    torch.manual_seed(0)
+    table, head = nn.Embedding(7, 3, sparse=True), nn.Linear(3, 2)
+    reference_table = copy.deepcopy(table)
+    ours = SparseRowsAdam(list(head.parameters()), [table.weight], lr=0.1, weight_decay=0.0)
+    reference = torch.optim.SparseAdam([reference_table.weight], lr=0.1)
+    frozen_head = copy.deepcopy(head).requires_grad_(False)
+    for ids in ([0, 3, 3], [1, 3, 6], [0, 2]):
+        ours.zero_grad()
+        reference.zero_grad()
+        (frozen_head(table(torch.tensor(ids))) ** 2).sum().backward()
+        (frozen_head(reference_table(torch.tensor(ids))) ** 2).sum().backward()
+        ours.step()
+        reference.step()
+        torch.testing.assert_close(table.weight, reference_table.weight, rtol=1e-6, atol=1e-7)
+
+
+def old_sparse_rows_step(sparse_adam: torch.optim.SparseAdam, adam: torch.optim.Adam, table: nn.Embedding) -> None:
+    """The step of SparseRowsAdam before LazyRowAdam: L2 added to the coalesced rows, then torch's SparseAdam."""
+    grad = table.weight.grad.coalesce()
+    rows = grad.indices()[0]
+    values = grad.values() + 0.5 * table.weight.detach()[rows]
+    table.weight.grad = torch.sparse_coo_tensor(
+        grad.indices(), values, grad.shape, is_coalesced=True, check_invariants=False
+    )
+    sparse_adam.step()
+    adam.step()
+
+
+def test_a_state_saved_with_torch_sparse_adam_resumes_the_same_fit() -> None:
+    """A resumable fit's state written before LazyRowAdam (sparse side: torch's SparseAdam, L2 applied outside it)
+    loads, and the next step equals the one the old optimiser takes from the same state."""
+    torch.manual_seed(0)
+    table, head = nn.Embedding(6, 3, sparse=True), nn.Linear(3, 2)
+    sparse_adam = torch.optim.SparseAdam([table.weight], lr=0.1)
+    adam = torch.optim.Adam(head.parameters(), lr=0.1, weight_decay=0.5)
+    for ids in ([0, 1, 1], [2, 5]):
+        sparse_adam.zero_grad()
+        adam.zero_grad()
+        (head(table(torch.tensor(ids))) ** 2).sum().backward()
+        old_sparse_rows_step(sparse_adam, adam, table)
+    saved = {"sparse": copy.deepcopy(sparse_adam.state_dict()), "dense": copy.deepcopy(adam.state_dict())}
+    resumed_table, resumed_head = copy.deepcopy(table), copy.deepcopy(head)
+    resumed = SparseRowsAdam(list(resumed_head.parameters()), [resumed_table.weight], lr=0.1, weight_decay=0.5)
+    resumed.load_state_dict(saved)
+
+    sparse_adam.zero_grad()
+    adam.zero_grad()
+    (head(table(torch.tensor([1, 4]))) ** 2).sum().backward()
+    old_sparse_rows_step(sparse_adam, adam, table)
+    square_step(resumed, resumed_table, resumed_head, [1, 4])
+    torch.testing.assert_close(resumed_table.weight, table.weight, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(resumed_head.weight, head.weight, rtol=1e-6, atol=1e-7)

@@ -2,7 +2,7 @@
 
 ``prepare_data`` makes the split of a protocol (CTR 6:2:2 rows or the top-K per-user 8:1:1 hold-out, seeded), the
 CKG from training positives only and the activity terciles; ``fit`` trains any model in
-:data:`training.models.base.MODELS` with the model's optimiser (``make_optimizer``: Adam, or SparseAdam beside it for
+:data:`training.models.base.MODELS` with the model's optimiser (``make_optimizer``: Adam, or lazy Adam beside it for
 sparse row gradients) on shuffled mini-batches of labelled training rows, validates on the *validation* split after
 every epoch, stops early after ``patience`` epochs without a better validation AUC and restores the best epoch's
 weights. The test split is never read here.

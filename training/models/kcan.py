@@ -46,11 +46,11 @@ propagations per step). Validation, prediction, diagnostics and the serving expo
 graph, so the serving form is unchanged. ``propagation="full"`` (the default) stays: on small graphs one whole-graph
 pass is faster than building blocks. ``sparse_embeddings`` (sampled mode only) removes a step's work proportional to
 the number of nodes (save TransH's norm-constraint scan, one read of the entity table): the node tables (TransH
-entities, and the personal embeddings and item biases when on) get sparse row gradients and are stepped by SparseAdam
-(:class:`training.models.optimizers.SparseRowsAdam`: lazy Adam, only the rows a step touched and their moments move;
-L2 ``weight_decay`` on those rows), the other parameters by Adam as before. The model's maths is the same; the
+entities, and the personal embeddings and item biases when on) get sparse row gradients and are stepped by lazy
+Adam (:class:`training.models.optimizers.SparseRowsAdam`: only the rows a step touched and their moments move; L2
+``weight_decay`` on those rows), the other parameters by Adam as before. The model's maths is the same; the
 optimiser differs from dense Adam, whose momentum and weight decay also move rows a step did not touch. Measured
-(BENCHMARKS.md), it does not pay yet at 10⁵-10⁶ users: a step touches most rows, and SparseAdam is slow per row; what
+(BENCHMARKS.md), it does not pay yet at 10⁵-10⁶ users: a step touches most rows, and lazy Adam is slow per row; what
 a 10⁶ step costs is its sampled blocks and star hop (``fanouts``, ``star_fanout``).
 
 Extension ``user_intent`` (issue 12): each user's intent mixture θ_u from the social + tag topic model
@@ -142,7 +142,7 @@ class KCANConfig(ModelConfig):
     propagation: Literal["full", "sampled"] = "full"
     fanouts: list[int] = Field(default_factory=lambda: [10, 10])
     star_fanout: int = -1  # sampled: in-edges a batch node's star is distilled from (-1: all, the exact star)
-    # sampled: node tables with sparse row gradients, stepped by SparseAdam (L2 on a step's rows), so a step costs
+    # sampled: node tables with sparse row gradients, stepped by lazy Adam (L2 on a step's rows), so a step costs
     # O(its rows), not O(nodes); off: one dense Adam over everything (the full graph touches every row anyway)
     sparse_embeddings: bool = False
     lr: float = 5e-3
@@ -288,7 +288,7 @@ class KCAN(Recommender):
         self.sampler.generator.set_state(states["kg_negatives"])
 
     def make_optimizer(self) -> torch.optim.Optimizer | SparseRowsAdam:
-        """Adam over every parameter, or with ``sparse_embeddings`` SparseAdam over the node tables' touched rows
+        """Adam over every parameter, or with ``sparse_embeddings`` lazy Adam over the node tables' touched rows
         (L2 on those rows) beside Adam over the rest."""
         if not self.config.sparse_embeddings:
             return super().make_optimizer()
