@@ -108,11 +108,3 @@ class SparseRowsAdam:
         self.rows.step()
         if self.adam is not None:
             self.adam.step()
-
-
-def set_threads(threads: int) -> None:
-    """CPU threads for torch and for DGL's kernels (one thread is fastest for these small models on a busy CPU)."""
-    from training.dgl_compat import dgl
-
-    torch.set_num_threads(threads)
-    dgl.utils.set_num_threads(threads)
