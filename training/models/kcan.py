@@ -94,7 +94,7 @@ from training.models.base import (
     register_model,
 )
 from training.models.bpr_mf import LossKind, recommendation_loss
-from training.models.kcan_layers import KAGCN, Neighbourhoods, distill, knowledge_attention
+from training.models.kcan_layers import KAGCN, Neighbourhoods, distill, knowledge_attention, leading_rows
 from training.models.kcan_sampling import SampledPropagation, block_edges, propagation_blocks, star_block
 from training.models.optimizers import SparseRowsAdam
 
@@ -296,9 +296,12 @@ class KCAN(Recommender):
         dense = [p for p in self.parameters() if all(p is not s for s in sparse)]
         return SparseRowsAdam(dense, sparse, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
-    def knowledge_alpha(self, x: Tensor, dropped: Tensor | None, graph: dgl.DGLGraph | None = None) -> Tensor:
-        """α per edge of ``graph`` (default: the whole CKG; or a block, ``x`` then its source rows) from
-        representations ``x`` under TransH's relation hyperplanes, at the current temperature."""
+    def knowledge_alpha(
+        self, x: Tensor, dropped: Tensor | None, graph: dgl.DGLGraph | None = None, x_dst: Tensor | None = None
+    ) -> Tensor:
+        """α per edge of ``graph`` (default: the whole CKG; or a block, ``x`` then its source rows and ``x_dst``
+        optionally a shared view of its destinations' rows) from representations ``x`` under TransH's relation
+        hyperplanes, at the current temperature."""
         return knowledge_attention(
             self.graph if graph is None else graph,
             x,
@@ -308,6 +311,7 @@ class KCAN(Recommender):
             self.config.knowledge_attention,
             dropped,
             self.relation_prior,
+            x_dst,
         )
 
     def propagate(self, dropped: Tensor | None = None) -> Propagation:
@@ -346,14 +350,17 @@ class KCAN(Recommender):
         nbr_node = torch.where(local.node >= 0, block.srcdata[dgl.NID][local.node.clamp_min(0)], -1)
         nodes = torch.unique(torch.cat((seeds, nbr_node[nbr_node >= 0])))
         blocks = propagation_blocks(self.graph, nodes, self.config.fanouts)
-        # one lookup serves every layer: a block's sources are the next block's destinations, which lead its sources
+        # one lookup serves every layer: a block's sources are the previous block's destinations, which lead its
+        # sources; each leading part is one shared view (its backward fills a zero gradient once, not at every use)
         x = rows = x0(blocks[0].srcdata[dgl.NID])
+        lead = leading_rows(rows, [n for b in blocks for n in (b.num_src_nodes(), b.num_dst_nodes())])
         for layer, layer_block in enumerate(blocks):
             # the layers share the α of the TransH embeddings (alpha_per_layer is refused), over this block's edges
-            alpha = self.knowledge_alpha(
-                rows[: layer_block.num_src_nodes()], block_edges(dropped, layer_block), layer_block
+            src_rows, dst_rows = lead[layer_block.num_src_nodes()], lead[layer_block.num_dst_nodes()]
+            alpha = self.knowledge_alpha(src_rows, block_edges(dropped, layer_block), layer_block, dst_rows)
+            x = self.kagcn.layer(
+                layer, layer_block, x, alpha, self.config.message_dropout, dst_rows if layer == 0 else None
             )
-            x = self.kagcn.layer(layer, layer_block, x, alpha, self.config.message_dropout)
         if self.personal is not None:
             x = x + self.personal(nodes)
         if self.intent_projection is not None:

@@ -20,8 +20,11 @@ from serving.scoring.kcan import NEGATIVE_SLOPE
 from training.dgl_compat import dgl, edge_softmax, fn
 
 
-def relation_cosine(graph: dgl.DGLGraph, x: Tensor, normals: Tensor, translations: Tensor) -> Tensor:
-    """s_ij = cos(P_r(x_i), P_r(x_j) + d_r) for every edge j →r i; shape (E,).
+def relation_cosine(
+    graph: dgl.DGLGraph, x: Tensor, normals: Tensor, translations: Tensor, x_dst: Tensor | None = None
+) -> Tensor:
+    """s_ij = cos(P_r(x_i), P_r(x_j) + d_r) for every edge j →r i; shape (E,). On a block, ``x_dst`` may pass the
+    destinations' rows (``x``'s first rows) as a view the caller shares (:func:`leading_rows`).
 
     Expanded into dot products so no (E, d) tensor is materialised besides DGL's fused x_i·x_j: with a = P_r(x_i),
     b = P_r(x_j) + d_r and unit w_r, a·b = x_i·x_j - (w·x_i)(w·x_j) + d·x_i - (w·x_i)(w·d), ‖a‖² = ‖x_i‖² - (w·x_i)²,
@@ -37,7 +40,8 @@ def relation_cosine(graph: dgl.DGLGraph, x: Tensor, normals: Tensor, translation
     wx_i, wx_j, dx_i, dx_j = wx[dst, rel], wx[src, rel], dx[dst, rel], dx[src, rel]
     with graph.local_scope():
         graph.srcdata["x"] = x
-        graph.dstdata["x"] = x[: graph.num_dst_nodes()]  # a block's destinations lead its sources; a graph: all of x
+        # a block's destinations lead its sources; a graph: all of x
+        graph.dstdata["x"] = x[: graph.num_dst_nodes()] if x_dst is None else x_dst
         graph.apply_edges(fn.u_dot_v("x", "x", "xx"))
         dot = graph.edata["xx"].squeeze(-1) - wx_i * wx_j + dx_i - wx_i * wd
     a2 = (norms[dst] - wx_i * wx_i).clamp_min(0.0)
@@ -54,6 +58,7 @@ def knowledge_attention(
     enabled: bool = True,
     dropped: Tensor | None = None,
     relation_prior: Tensor | None = None,
+    x_dst: Tensor | None = None,
 ) -> Tensor:
     """α per edge j →r i: softmax over i's in-edges of s_ij / τ (+ b_r) (:func:`relation_cosine`); shape (E,).
 
@@ -66,7 +71,7 @@ def knowledge_attention(
     propagation.
     """
     if enabled:
-        scores = relation_cosine(graph, x, normals, translations) / temperature
+        scores = relation_cosine(graph, x, normals, translations, x_dst) / temperature
         if relation_prior is not None:
             scores = scores + relation_prior[graph.edata["rel"]]
     else:
@@ -74,6 +79,22 @@ def knowledge_attention(
     if dropped is None:
         return edge_softmax(graph, scores)
     return edge_softmax(graph, scores.masked_fill(dropped, -1e4)) * ~dropped
+
+
+def leading_rows(x: Tensor, sizes: list[int]) -> dict[int, Tensor]:
+    """Views of the first n rows of ``x`` for each n in ``sizes``, each cut from the next larger one (n = len(x): x
+    itself).
+
+    Why: the backward of ``x[:n]`` builds a zero gradient of x's whole shape. Blocks slice one source table several
+    times (each block's destinations lead its sources, and are the next block's sources); cutting every size once,
+    from the next larger view, fills each size once instead of x's size at every use.
+    """
+    views: dict[int, Tensor] = {}
+    current = x
+    for n in sorted(set(sizes), reverse=True):
+        current = current if n == len(current) else current[:n]
+        views[n] = current
+    return views
 
 
 class KAGCN(nn.Module):
@@ -84,14 +105,22 @@ class KAGCN(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(n_layers))
 
-    def layer(self, index: int, graph: dgl.DGLGraph, x: Tensor, alpha: Tensor, dropout: float = 0.0) -> Tensor:
+    def layer(
+        self,
+        index: int,
+        graph: dgl.DGLGraph,
+        x: Tensor,
+        alpha: Tensor,
+        dropout: float = 0.0,
+        x_dst: Tensor | None = None,
+    ) -> Tensor:
         """Representations of the destination nodes after layer ``index`` ((N, d) on the whole graph, (dst, d) on a
-        block); ``dropout`` applies to the messages' source features."""
+        block); ``dropout`` applies to the messages' source features; ``x_dst`` as in :func:`relation_cosine`."""
         with graph.local_scope():
             graph.edata["a"] = alpha.unsqueeze(-1)
             graph.srcdata["x"] = F.dropout(x, dropout, self.training) if dropout > 0 else x
             graph.update_all(fn.u_mul_e("x", "a", "m"), fn.sum("m", "agg"))
-            residual = x[: graph.num_dst_nodes()]
+            residual = x[: graph.num_dst_nodes()] if x_dst is None else x_dst
             return F.leaky_relu(self.layers[index](graph.dstdata["agg"]) + residual, NEGATIVE_SLOPE)
 
 
