@@ -19,7 +19,7 @@ from tests.support.steps import adam_losses
 from training.kge.interactions import project
 from training.models.base import Batch, TrainingData
 from training.models.kcan import KCAN, KCANConfig
-from training.models.kcan_layers import distill, knowledge_attention, relation_cosine
+from training.models.kcan_layers import distill, knowledge_attention, leading_rows, relation_cosine
 from training.trainer import fit, prepare_data, rows_as_tensors, seed_everything
 
 
@@ -451,3 +451,36 @@ def test_alternating_schedule_steps_twice_and_keeps_batch_positives_out_of_trans
     assert len(drawn[0]) < 4096  # draws of those edges were dropped, not redrawn
     result = fit("kcan", data, KCANConfig(dim=8, top_k=3, transh_schedule="alternating", epochs=2), seed=0)
     assert len(result.history) == 2 and all(np.isfinite(r.train_loss) for r in result.history)
+
+
+class SliceBackwardSizes(TorchDispatchMode):
+    """Records the input size of every slice backward: the shape of the zero gradient it builds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(
+        self, func: Callable[..., object], types: object, args: tuple = (), kwargs: dict | None = None
+    ) -> object:
+        if func is torch.ops.aten.slice_backward.default:
+            self.sizes.append(tuple(args[1]))
+        return func(*args, **(kwargs or {}))
+
+
+def test_leading_rows_share_views_whose_backward_fills_each_size_once() -> None:
+    """The block-source table's leading parts are views of it with its gradient, and the backward builds a zero
+    gradient once per size (cut from the next larger view), not the whole table's at every use."""
+    x = torch.randn(10, 3, requires_grad=True)
+    views = leading_rows(x, [10, 6, 6, 3])
+    assert views[10] is x
+    for n in (6, 3):
+        torch.testing.assert_close(views[n], x[:n])
+    recorder = SliceBackwardSizes()
+    with recorder:
+        (2 * views[6].sum() + views[3].sum() + views[6].sum() + views[10].sum()).backward()
+    expected = torch.ones(10, 3)
+    expected[:6] += 3
+    expected[:3] += 1
+    torch.testing.assert_close(x.grad, expected)
+    assert sorted(recorder.sizes) == [(6, 3), (10, 3)]
