@@ -249,16 +249,18 @@ def test_loss_is_finite_and_decreases(data: TrainingData) -> None:
 
 
 class ShapeRecorder(TorchDispatchMode):
-    """Records the shape of every tensor an aten op returns."""
+    """Records every aten op called (with its arguments) and the shape of every tensor an op returns."""
 
     def __init__(self) -> None:
         super().__init__()
         self.shapes: list[tuple[int, ...]] = []
+        self.calls: list[tuple[object, tuple]] = []
 
     def __torch_dispatch__(
         self, func: Callable[..., object], types: object, args: tuple = (), kwargs: dict | None = None
     ) -> object:
         out = func(*args, **(kwargs or {}))
+        self.calls.append((func, args))
         for tensor in out if isinstance(out, (tuple, list)) else [out]:
             if isinstance(tensor, torch.Tensor):
                 self.shapes.append(tuple(tensor.shape))
@@ -453,21 +455,6 @@ def test_alternating_schedule_steps_twice_and_keeps_batch_positives_out_of_trans
     assert len(result.history) == 2 and all(np.isfinite(r.train_loss) for r in result.history)
 
 
-class SliceBackwardSizes(TorchDispatchMode):
-    """Records the input size of every slice backward: the shape of the zero gradient it builds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sizes: list[tuple[int, ...]] = []
-
-    def __torch_dispatch__(
-        self, func: Callable[..., object], types: object, args: tuple = (), kwargs: dict | None = None
-    ) -> object:
-        if func is torch.ops.aten.slice_backward.default:
-            self.sizes.append(tuple(args[1]))
-        return func(*args, **(kwargs or {}))
-
-
 def test_leading_rows_share_views_whose_backward_fills_each_size_once() -> None:
     """The block-source table's leading parts are views of it with its gradient, and the backward builds a zero
     gradient once per size (cut from the next larger view), not the whole table's at every use."""
@@ -476,11 +463,12 @@ def test_leading_rows_share_views_whose_backward_fills_each_size_once() -> None:
     assert views[10] is x
     for n in (6, 3):
         torch.testing.assert_close(views[n], x[:n])
-    recorder = SliceBackwardSizes()
-    with recorder:
+    with ShapeRecorder() as recorder:
         (2 * views[6].sum() + views[3].sum() + views[6].sum() + views[10].sum()).backward()
     expected = torch.ones(10, 3)
     expected[:6] += 3
     expected[:3] += 1
     torch.testing.assert_close(x.grad, expected)
-    assert sorted(recorder.sizes) == [(6, 3), (10, 3)]
+    # slice_backward(grad, input_sizes, ...): the shape of the zero gradient it builds
+    sizes = [tuple(args[1]) for func, args in recorder.calls if func is torch.ops.aten.slice_backward.default]
+    assert sorted(sizes) == [(6, 3), (10, 3)]
